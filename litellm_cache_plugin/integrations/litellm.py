@@ -1,0 +1,667 @@
+"""All LiteLLM glue lives here: hooks, the cache carrier, admin routes.
+
+How a request flows through the proxy:
+
+1. ``async_pre_call_hook`` (after the proxy authenticated the caller): drops any client-sent
+   ``cache_key``, maps the ``Cache-Control`` request header to LiteLLM's ``cache`` controls, applies
+   ``force_zero``, and stamps the authenticated identity into the request metadata, signed with a
+   per-process secret so that nothing a client sends can pose as an identity.
+2. LiteLLM's SDK wrapper consults ``litellm.cache``, which is our :class:`CarrierCache`: it computes
+   our tenant-scoped key (ignoring any ``cache_key``), asks the engine, and returns a stored response on
+   a hit. LiteLLM then short-circuits the provider call and, for ``stream=True``, replays the stored
+   response as SSE chunks. Embedding batches are looked up per item; only missing items go upstream.
+3. On a miss LiteLLM calls the provider and hands the complete response (streams only once finished)
+   back to the carrier, which stores it if it is complete and cacheable.
+4. ``async_post_call_response_headers_hook`` adds ``x-cache``/``x-cache-layer``/``Age`` from the
+   decision recorded for that call id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+import orjson
+from litellm.caching.caching import Cache
+from litellm.integrations.custom_logger import CustomLogger
+
+from litellm_cache_plugin.engine import CacheEngine, Lookup
+from litellm_cache_plugin.policy.controls import (
+    Outcome,
+    RequestControls,
+    effective_ttl,
+    merge_controls,
+    parse_cache_control,
+    parse_litellm_cache_field,
+    response_headers,
+)
+from litellm_cache_plugin.policy.eligibility import judge
+from litellm_cache_plugin.policy.keys import (
+    CacheRequest,
+    Identity,
+    RequestKind,
+    Tenant,
+    embedding_key,
+    exact_key,
+    tenant_for,
+)
+from litellm_cache_plugin.settings import PluginSettings, SettingsError, load_settings
+from litellm_cache_plugin.store import GuardedStore, open_store
+
+log = logging.getLogger("litellm_cache_plugin")
+
+IDENTITY_FIELD = "lcp_identity"
+_BYPASS_KEY_PREFIX = "lcp-bypass:"
+_CACHED_CALL_TYPES = ["acompletion", "atext_completion", "aembedding"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    layer: str | None = None
+    age: int | None = None
+    reason: str = ""
+    items: tuple[int, int] | None = None  # embeddings: (cached items, total items)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the carrier knows about one SDK-level call."""
+
+    request: CacheRequest
+    tenant: Tenant
+    cacheable: bool
+    reason: str
+    controls: RequestControls
+    ttl: float
+    stale_for: float
+    call_id: str | None
+    stream: bool
+
+
+class IdentitySigner:
+    """Signs identities stamped by the pre-call hook; the carrier accepts only what it signed.
+
+    The secret is random per process: the hook and the carrier run in the same worker, and a client
+    can never produce a valid signature, so a forged ``metadata.lcp_identity`` is simply ignored.
+    """
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    def sign(self, identity: Identity) -> str:
+        body = json.dumps(
+            [identity.api_key_hash, identity.team_id, identity.user_id, identity.org_id], separators=(",", ":")
+        )
+        mac = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
+        return f"{body}|{mac}"
+
+    def verify(self, token: object) -> Identity | None:
+        if not isinstance(token, str) or "|" not in token:
+            return None
+        body, _, mac = token.rpartition("|")
+        expected = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac, expected):
+            return None
+        try:
+            key, team, user, org = json.loads(body)
+        except (ValueError, TypeError):
+            return None
+        return Identity(api_key_hash=key, team_id=team, user_id=user, org_id=org)
+
+
+def _metadata(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    for field in ("metadata", "litellm_metadata"):
+        value = kwargs.get(field)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def _provider(kwargs: Mapping[str, Any]) -> str | None:
+    provider = kwargs.get("custom_llm_provider")
+    if isinstance(provider, str) and provider:
+        return provider
+    model = kwargs.get("model")
+    if isinstance(model, str) and "/" in model:
+        return model.split("/", 1)[0]
+    return None
+
+
+def _request_kind(kwargs: Mapping[str, Any]) -> RequestKind | None:
+    if "messages" in kwargs:
+        return "chat"
+    if "input" in kwargs:
+        return "embedding"
+    if "prompt" in kwargs:
+        return "text"
+    return None
+
+
+class CachePlugin(CustomLogger):
+    """The plugin: one instance per process, shared by the proxy hooks and the carrier cache.
+
+    Proxy: listed as ``litellm_settings: callbacks: ["litellm_cache_plugin.proxy_plugin"]``.
+    SDK/Router: see :func:`litellm_cache_plugin.attach`.
+    """
+
+    def __init__(self, settings: PluginSettings, *, proxy_mode: bool = False) -> None:
+        super().__init__()
+        self.settings = settings
+        self.proxy_mode = proxy_mode
+        self.signer = IdentitySigner()
+        store = open_store(settings.backend)
+        self.raw_store = store
+        self.engine = CacheEngine(
+            GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0), namespace=settings.namespace
+        )
+        self._decisions: OrderedDict[str, Decision] = OrderedDict()
+        self._generations: OrderedDict[str, int | None] = OrderedDict()
+        self.embedding_items = EmbeddingItems(self)
+        self.carrier = CarrierCache(self)
+
+    # -- installation ------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Make LiteLLM consult this plugin's cache (replaces any ``litellm.cache``)."""
+        if litellm.cache is not None and litellm.cache is not self.carrier:
+            log.warning("litellm_cache_plugin replaces the previously configured litellm.cache")
+        litellm.cache = self.carrier
+        if self not in litellm.callbacks:
+            litellm.callbacks.append(self)
+
+    # -- decisions (per call id, read by the header hook) ------------------------------------------
+
+    def record(self, call_id: str | None, decision: Decision) -> None:
+        if not call_id:
+            return
+        self._decisions[call_id] = decision
+        while len(self._decisions) > 20_000:
+            self._decisions.popitem(last=False)
+
+    def decision_for(self, call_id: str | None, *, pop: bool = True) -> Decision | None:
+        if not call_id:
+            return None
+        if pop:
+            return self._decisions.pop(call_id, None)
+        return self._decisions.get(call_id)
+
+    def _remember_generation(self, key: str, generation: int | None) -> None:
+        self._generations[key] = generation
+        while len(self._generations) > 20_000:
+            self._generations.popitem(last=False)
+
+    # -- request context -------------------------------------------------------------------------
+
+    def identity_from(self, kwargs: Mapping[str, Any]) -> Identity | None:
+        metadata = _metadata(kwargs)
+        token = metadata.get(IDENTITY_FIELD)
+        if token is not None:
+            return self.signer.verify(token)
+        if self.proxy_mode:
+            # Behind the proxy every cacheable call passes our pre-call hook; a call without a stamp
+            # cannot be attributed safely, so it is not cached at all.
+            return None
+        # SDK/Router mode: the application is the authenticator and says who the caller is.
+        return Identity(
+            api_key_hash=_str_or_none(metadata.get("user_api_key_hash")),
+            team_id=_str_or_none(metadata.get("user_api_key_team_id")),
+            user_id=_str_or_none(metadata.get("user_api_key_user_id")),
+            org_id=_str_or_none(metadata.get("user_api_key_org_id")),
+        )
+
+    def context(self, kwargs: Mapping[str, Any]) -> RequestContext | None:
+        kind = _request_kind(kwargs)
+        if kind is None:
+            return None
+        metadata = _metadata(kwargs)
+        model_group = str(metadata.get("model_group") or kwargs.get("model") or "")
+        effective = self.settings.for_model(model_group)
+        provider = _provider(kwargs)
+        model_info = kwargs.get("model_info") or metadata.get("model_info") or {}
+        version = effective.version or (model_info.get("version") if isinstance(model_info, dict) else None)
+        request = CacheRequest(
+            kind=kind,
+            model_group=model_group,
+            provider=provider,
+            model_version=str(version or "0"),
+            params={k: v for k, v in kwargs.items() if k not in ("messages", "prompt", "input")},
+            messages=kwargs.get("messages"),
+            prompt=kwargs.get("prompt"),
+        )
+        controls = parse_litellm_cache_field(kwargs.get("cache"))
+        identity = self.identity_from(kwargs)
+        call_id = kwargs.get("litellm_call_id")
+        stream = kwargs.get("stream") is True
+        layers = effective.layers
+        layer_on = layers.embedding.enabled if kind == "embedding" else layers.exact.enabled
+        if identity is None:
+            verdict_ok, reason = False, "unauthenticated"
+            tenant = Tenant("anonymous", "-")
+        else:
+            tenant = tenant_for(identity, effective.scope)
+            verdict = judge(effective.eligibility, kind, provider, request.params)
+            verdict_ok, reason = verdict.cacheable, verdict.reason
+            if not layer_on:
+                verdict_ok, reason = False, "layer_disabled"
+        return RequestContext(
+            request=request,
+            tenant=tenant,
+            cacheable=verdict_ok,
+            reason=reason,
+            controls=controls,
+            ttl=effective_ttl(effective.ttl, controls.ttl),
+            stale_for=effective.stale_while_revalidate,
+            call_id=call_id if isinstance(call_id, str) else None,
+            stream=stream,
+        )
+
+    def key_for(self, ctx: RequestContext, item: Any = None) -> str:
+        request = ctx.request
+        if request.kind == "embedding":
+            return embedding_key(
+                self.settings.namespace,
+                model_group=request.model_group,
+                model_version=request.model_version,
+                item=item,
+                params=request.params,
+                provider=request.provider,
+                tenant=ctx.tenant,
+            )
+        return exact_key(self.settings.namespace, request, ctx.tenant)
+
+    # -- proxy hooks (each defined on this class: the proxy skips inherited hooks) -----------------
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> dict[str, Any]:
+        # A client must never pick the cache entry: LiteLLM's own cache honours a body `cache_key`.
+        data.pop("cache_key", None)
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
+            data["metadata"] = metadata
+        identity = Identity(
+            api_key_hash=_str_or_none(getattr(user_api_key_dict, "api_key", None))
+            or _str_or_none(getattr(user_api_key_dict, "token", None)),
+            team_id=_str_or_none(getattr(user_api_key_dict, "team_id", None)),
+            user_id=_str_or_none(getattr(user_api_key_dict, "user_id", None)),
+            org_id=_str_or_none(getattr(user_api_key_dict, "org_id", None)),
+        )
+        metadata[IDENTITY_FIELD] = self.signer.sign(identity)
+        headers = _request_headers(data)
+        header_controls = parse_cache_control(headers.get("cache-control"))
+        if header_controls != RequestControls():
+            merged = merge_controls(header_controls, parse_litellm_cache_field(data.get("cache")))
+            controls: dict[str, Any] = dict(data["cache"]) if isinstance(data.get("cache"), dict) else {}
+            if merged.no_cache:
+                controls["no-cache"] = True
+            if merged.no_store:
+                controls["no-store"] = True
+            if merged.max_age is not None:
+                controls["s-maxage"] = merged.max_age
+            data["cache"] = controls
+        model_group = data.get("model")
+        if isinstance(model_group, str) and self.settings.for_model(model_group).eligibility == "force_zero":
+            data["temperature"] = 0
+        return data
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any]:
+        kwargs.pop("cache_key", None)
+        if not self.proxy_mode:
+            model_group = _metadata(kwargs).get("model_group") or kwargs.get("model")
+            if isinstance(model_group, str) and self.settings.for_model(model_group).eligibility == "force_zero":
+                kwargs["temperature"] = 0
+        return kwargs
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[str, Any],
+        user_api_key_dict: Any,
+        response: Any,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, Any] | None = None,
+    ) -> dict[str, str] | None:
+        decision = self.decision_for(data.get("litellm_call_id"))
+        if decision is None:
+            return {"x-cache": "BYPASS"}
+        headers = response_headers(decision.outcome, decision.layer, decision.age)
+        if decision.items is not None:
+            headers["x-cache-items"] = f"{decision.items[0]}/{decision.items[1]}"
+        return headers
+
+    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
+        return response
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text or None
+
+
+def _request_headers(data: Mapping[str, Any]) -> dict[str, str]:
+    request = data.get("proxy_server_request")
+    headers = request.get("headers") if isinstance(request, Mapping) else None
+    if not isinstance(headers, Mapping):
+        return {}
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
+class CarrierCache(Cache):
+    """``litellm.cache`` replacement that carries hits and misses into our engine.
+
+    LiteLLM keeps the short-circuit, stream replay and per-item embedding logic; we own keys,
+    eligibility, tenants, storage and freshness. Sync calls (``litellm.completion``) are not cached.
+    """
+
+    def __init__(self, plugin: CachePlugin) -> None:
+        super().__init__(type="local", supported_call_types=list(_CACHED_CALL_TYPES), max_messages=None)  # type: ignore[arg-type]
+        self.plugin = plugin
+
+    # Keys -----------------------------------------------------------------------------------------
+
+    def get_cache_key(self, **kwargs: Any) -> str:
+        ctx = self.plugin.context(kwargs)
+        if ctx is None or not ctx.cacheable:
+            return _BYPASS_KEY_PREFIX + uuid.uuid4().hex
+        if ctx.request.kind == "embedding":
+            key = self.plugin.key_for(ctx, kwargs.get("input"))
+            self.plugin.embedding_items.expect(key, ctx)
+            return key
+        return self.plugin.key_for(ctx)
+
+    def should_use_cache(self, **kwargs: Any) -> bool:
+        return True
+
+    # Sync API: not cached (the request path is async).
+    def get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> None:
+        return None
+
+    def add_cache(self, result: Any, **kwargs: Any) -> None:
+        return None
+
+    # Lookups ----------------------------------------------------------------------------------------
+
+    async def async_get_cache(self, dynamic_cache_object: Any = None, **kwargs: Any) -> Any:
+        try:
+            if "messages" not in kwargs and "prompt" not in kwargs and "input" not in kwargs:
+                return await self._get_embedding_item(kwargs.get("cache_key"))
+            return await self._get_response(kwargs)
+        except Exception:  # the cache never fails a request
+            log.exception("cache lookup failed open")
+            return None
+
+    async def _get_response(self, kwargs: dict[str, Any]) -> Any:
+        plugin = self.plugin
+        ctx = plugin.context(kwargs)
+        if ctx is None:
+            return None
+        if not ctx.cacheable:
+            plugin.engine.stats.bump("exact", ctx.request.model_group, "bypass")
+            plugin.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
+            return None
+        key = plugin.key_for(ctx)
+        lookup: Lookup = await plugin.engine.lookup(
+            key,
+            tenant=ctx.tenant,
+            model_group=ctx.request.model_group,
+            model_version=ctx.request.model_version,
+            controls=ctx.controls,
+        )
+        plugin._remember_generation(key, lookup.generation)
+        if lookup.entry is None:
+            plugin.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason))
+            return None
+        plugin.record(ctx.call_id, Decision(lookup.outcome, "exact", lookup.age, lookup.reason))
+        response = orjson.loads(lookup.entry.payload)
+        if plugin.settings.body_marker and not ctx.stream and isinstance(response, dict):
+            response["cached"] = True
+        return response
+
+    async def _get_embedding_item(self, cache_key: object) -> Any:
+        # LiteLLM looks embedding items up one by one with only the key we computed in get_cache_key.
+        if not isinstance(cache_key, str) or cache_key.startswith(_BYPASS_KEY_PREFIX):
+            return None
+        return await self.plugin.embedding_items.get(cache_key)
+
+    # Writes ------------------------------------------------------------------------------------------
+
+    async def async_add_cache(self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any) -> None:
+        try:
+            await self._add_response(result, kwargs)
+        except Exception:
+            log.exception("cache write failed (ignored)")
+
+    async def _add_response(self, result: Any, kwargs: dict[str, Any]) -> None:
+        plugin = self.plugin
+        ctx = plugin.context(kwargs)
+        if ctx is None or not ctx.cacheable or ctx.controls.no_store:
+            return
+        payload = result.encode() if isinstance(result, str) else orjson.dumps(result, default=str)
+        body = orjson.loads(payload)
+        if not _complete_response(body, plugin.settings.layers.exact.cacheable_finish_reasons):
+            plugin.engine.stats.bump("exact", ctx.request.model_group, "not_stored_incomplete")
+            return
+        if isinstance(body, dict):
+            body.pop("cached", None)
+            hidden = body.pop("_hidden_params", None)
+            upstream_ms = _upstream_ms(hidden)
+            payload = orjson.dumps(body)
+        else:
+            upstream_ms = None
+        key = plugin.key_for(ctx)
+        await plugin.engine.store_entry(
+            key,
+            payload,
+            tenant=ctx.tenant,
+            model_group=ctx.request.model_group,
+            model_version=ctx.request.model_version,
+            ttl=ctx.ttl,
+            stale_for=ctx.stale_for,
+            upstream_ms=upstream_ms,
+            generation=plugin._generations.pop(key, None),
+            max_bytes=plugin.settings.max_entry_bytes,
+        )
+
+    async def async_add_cache_pipeline(self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any) -> None:
+        try:
+            await self.plugin.embedding_items.store(result, kwargs)
+        except Exception:
+            log.exception("embedding cache write failed (ignored)")
+
+    async def ping(self) -> bool:
+        return await self.plugin.raw_store.ping()
+
+    async def disconnect(self) -> None:
+        await self.plugin.raw_store.close()
+
+
+class EmbeddingItems:
+    """Per-item embedding lookups and writes.
+
+    LiteLLM asks for each input item separately (``get_cache_key`` then ``async_get_cache`` with only
+    the key). ``expect`` remembers which request context a key belongs to, and lookups issued in the
+    same event-loop turn are batched into one ``get_many``.
+    """
+
+    def __init__(self, plugin: CachePlugin) -> None:
+        self.plugin = plugin
+        self._expected: OrderedDict[str, RequestContext] = OrderedDict()
+        self._pending: dict[str, list[asyncio.Future[Any]]] = {}
+        self._flush_scheduled = False
+
+    def expect(self, key: str, ctx: RequestContext) -> None:
+        self._expected[key] = ctx
+        self._expected.move_to_end(key)
+        while len(self._expected) > 50_000:
+            self._expected.popitem(last=False)
+
+    async def get(self, key: str) -> Any:
+        ctx = self._expected.get(key)
+        if ctx is None:
+            return None  # not a key we computed for this process: never trusted
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, []).append(future)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(lambda: self.plugin.engine._spawn(self._flush()))
+        entry = await future
+        self._tally(ctx, entry is not None)
+        return entry
+
+    def _tally(self, ctx: RequestContext, hit: bool) -> None:
+        previous = self.plugin.decision_for(ctx.call_id, pop=False)
+        hits, total = previous.items if previous and previous.items else (0, 0)
+        hits, total = hits + int(hit), total + 1
+        outcome: Outcome = "HIT" if hits == total else "MISS"
+        self.plugin.record(
+            ctx.call_id, Decision(outcome, "embedding" if outcome == "HIT" else None, 0, "items", (hits, total))
+        )
+
+    async def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        groups: dict[tuple[str, str, str, RequestControls], list[str]] = {}
+        contexts: dict[str, RequestContext] = {}
+        for key in pending:
+            ctx = self._expected[key]
+            contexts[key] = ctx
+            group = (ctx.tenant.fingerprint, ctx.request.model_group, ctx.request.model_version, ctx.controls)
+            groups.setdefault(group, []).append(key)
+        for keys in groups.values():
+            ctx = contexts[keys[0]]
+            try:
+                entries, _ = await self.plugin.engine.lookup_many(
+                    keys,
+                    tenant=ctx.tenant,
+                    model_group=ctx.request.model_group,
+                    model_version=ctx.request.model_version,
+                    controls=ctx.controls,
+                )
+            except Exception:
+                log.exception("embedding lookup failed open")
+                entries = [None] * len(keys)
+            for key, entry in zip(keys, entries, strict=True):
+                value = orjson.loads(entry.payload) if entry is not None else None
+                for future in pending[key]:
+                    if not future.done():
+                        future.set_result(value)
+
+    async def store(self, result: Any, kwargs: dict[str, Any]) -> None:
+        plugin = self.plugin
+        ctx = plugin.context(kwargs)
+        if ctx is None or not ctx.cacheable or ctx.controls.no_store:
+            return
+        inputs = kwargs.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = getattr(result, "data", None)
+        if not isinstance(data, list) or len(data) != len(items):
+            return  # a response that does not line up with its inputs is never stored
+        carrier = plugin.carrier
+        writes: list[tuple[str, bytes]] = []
+        for index, item in enumerate(items):
+            cached = carrier._convert_to_cached_embedding(
+                data[index],
+                getattr(result, "model", None),
+                prompt_tokens=carrier._get_per_item_prompt_tokens(result=result, idx_in_result_data=index),
+                prompt_tokens_details=carrier._get_per_item_prompt_tokens_details(
+                    result=result, idx_in_result_data=index
+                ),
+            )
+            if cached.get("embedding") is None:
+                return
+            writes.append((plugin.key_for(ctx, item), orjson.dumps(cached)))
+        await plugin.engine.store_many(
+            writes,
+            tenant=ctx.tenant,
+            model_group=ctx.request.model_group,
+            model_version=ctx.request.model_version,
+            ttl=ctx.ttl,
+        )
+
+
+def _complete_response(body: Any, finish_reasons: tuple[str, ...]) -> bool:
+    """Only complete, successful answers are stored: every choice finished for a normal reason and
+    carries output."""
+    if not isinstance(body, dict):
+        return False
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") not in finish_reasons:
+            return False
+        message = choice.get("message")
+        has_text = isinstance(choice.get("text"), str) and choice["text"] != ""
+        has_message = isinstance(message, dict) and bool(message.get("content") or message.get("tool_calls"))
+        if not (has_text or has_message):
+            return False
+    return True
+
+
+def _upstream_ms(hidden: Any) -> float | None:
+    if isinstance(hidden, dict):
+        value = hidden.get("_response_ms")
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+_plugin: CachePlugin | None = None
+
+
+def _proxy_config_path() -> str | None:
+    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
+    path = getattr(proxy_server, "user_config_file_path", None) if proxy_server else None
+    return path or os.environ.get("CONFIG_FILE_PATH")
+
+
+def create_proxy_plugin() -> CachePlugin:
+    """Build the proxy instance from the ``cache_plugin:`` section of the proxy's own config file.
+
+    A bad setting stops the proxy with one line naming the key.
+    """
+    global _plugin
+    if _plugin is not None:
+        return _plugin
+    config_path = _proxy_config_path()
+    try:
+        settings = load_settings(config_path)
+    except SettingsError as error:
+        message = f"litellm_cache_plugin: invalid configuration: {error}"
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(message) from None
+    plugin = CachePlugin(settings, proxy_mode=True)
+    plugin.install()
+    from litellm_cache_plugin.integrations import proxy_routes
+
+    proxy_routes.register(plugin)
+    _plugin = plugin
+    log.info("litellm_cache_plugin ready: backend=%s scope=%s", _redact(settings.backend), settings.scope)
+    return plugin
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+def now() -> float:
+    return time.time()

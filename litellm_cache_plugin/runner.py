@@ -1,0 +1,204 @@
+"""Start a real ``litellm`` proxy process with a given config (used by the demo, tests and benchmark).
+
+No LiteLLM import here: the proxy runs in its own process exactly as a user would start it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def strong_master_key() -> str:
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+class ProxyProcess:
+    """A ``litellm --config ...`` process on a free loopback port.
+
+    ``start()`` returns at once; ``wait_ready()`` blocks until the proxy answers (imports take
+    10-20 s on a small machine), so several proxies can boot in parallel.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        master_key: str | None = None,
+        extra_files: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        name: str = "proxy",
+    ) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.master_key = master_key or strong_master_key()
+        self.extra_files = extra_files or {}
+        self.env = env or {}
+        self.port = port or free_port()
+        self.name = name
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"{name}.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / f"{self.name}_config.yaml"
+
+    def start(self) -> ProxyProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
+        for relative, text in self.extra_files.items():
+            target = self.workdir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        env = {
+            **os.environ,
+            "LITELLM_MASTER_KEY": self.master_key,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": os.environ.get("LITELLM_LOG", "ERROR"),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        env.pop("DATABASE_URL", None)
+        litellm_cli = Path(sys.executable).with_name("litellm")
+        command = [
+            str(litellm_cli) if litellm_cli.exists() else "litellm",
+            "--config",
+            str(self.config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--num_workers",
+            "1",
+        ]
+        log_file = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=self.workdir, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log_file.close()
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> ProxyProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/liveliness", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start().wait_ready()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# A custom_auth module for tests and the demo: fixed keys map to fixed identities, so tenant isolation
+# can be exercised without a database. The master key is the proxy admin.
+DEMO_AUTH_MODULE = '''
+import hashlib
+import os
+
+from fastapi import HTTPException, Request
+from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+
+KEYS = {
+    "sk-team-a-0001": {"team_id": "team-a", "user_id": "alice"},
+    "sk-team-a-0002": {"team_id": "team-a", "user_id": "anna"},
+    "sk-team-b-0001": {"team_id": "team-b", "user_id": "bob"},
+    "sk-no-team-0001": {"user_id": "carol"},
+}
+
+
+async def custom_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    hashed = hashlib.sha256(api_key.encode()).hexdigest()
+    if api_key == os.environ.get("LITELLM_MASTER_KEY"):
+        return UserAPIKeyAuth(api_key=hashed, user_role=LitellmUserRoles.PROXY_ADMIN, user_id="admin")
+    identity = KEYS.get(api_key)
+    if identity is None:
+        raise HTTPException(status_code=401, detail="invalid key")
+    return UserAPIKeyAuth(api_key=hashed, user_role=LitellmUserRoles.INTERNAL_USER, **identity)
+'''
+
+
+def proxy_config(
+    simulator_url: str,
+    cache_plugin: dict[str, Any] | None,
+    *,
+    with_plugin: bool = True,
+    custom_auth: bool = True,
+    litellm_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A proxy config with a chat and an embedding model on an Ollama(-compatible) server."""
+    settings: dict[str, Any] = {"drop_params": True, **(litellm_settings or {})}
+    if with_plugin:
+        settings["callbacks"] = ["litellm_cache_plugin.proxy_plugin"]
+    config: dict[str, Any] = {
+        "model_list": [
+            {
+                "model_name": "llama3.2",
+                "litellm_params": {"model": "ollama_chat/llama3.2:1b", "api_base": simulator_url},
+            },
+            {
+                "model_name": "llama3.2-text",
+                "litellm_params": {"model": "ollama/llama3.2:1b", "api_base": simulator_url},
+            },
+            {
+                "model_name": "nomic-embed-text",
+                "litellm_params": {"model": "ollama/nomic-embed-text", "api_base": simulator_url},
+            },
+        ],
+        "litellm_settings": settings,
+        "general_settings": {},
+    }
+    if custom_auth:
+        config["general_settings"]["custom_auth"] = "demo_auth.custom_auth"
+    if cache_plugin is not None:
+        config["cache_plugin"] = cache_plugin
+    return config

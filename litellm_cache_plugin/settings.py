@@ -1,0 +1,213 @@
+"""Settings: one pydantic model read from the ``cache_plugin:`` section of the proxy's config.yaml.
+
+Names and defaults are the user-facing contract (see README). A wrong value raises
+:class:`SettingsError` whose message is one line naming the key and what is allowed.
+
+Environment overrides: ``LITELLM_CACHE_PLUGIN__<KEY>[__<SUBKEY>...]`` (double underscore separates
+levels), e.g. ``LITELLM_CACHE_PLUGIN__BACKEND=redis://cache:6379/0`` or
+``LITELLM_CACHE_PLUGIN__LAYERS__SEMANTIC__ENABLED=false``. Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Scope = Literal["team", "user", "key", "global"]
+EligibilityMode = Literal["deterministic", "force_zero", "first_response", "off"]
+
+ENV_PREFIX = "LITELLM_CACHE_PLUGIN__"
+SUPPORTED_BACKEND_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "memcached")
+
+
+class SettingsError(ValueError):
+    """A bad configuration value; ``str(error)`` is one line naming the key."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo must stop startup, not silently do nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExactLayer(_Strict):
+    enabled: bool = True
+    # Responses whose finish_reason is not one of these are never stored (truncation, filters).
+    cacheable_finish_reasons: tuple[str, ...] = ("stop", "tool_calls", "function_call", "eos")
+
+
+class SemanticLayer(_Strict):
+    enabled: bool = False
+    threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+
+
+class EmbeddingLayer(_Strict):
+    enabled: bool = True
+
+
+class PrefixLayer(_Strict):
+    enabled: bool = False
+
+
+class EdgeLayer(_Strict):
+    enabled: bool = False
+
+
+class Layers(_Strict):
+    exact: ExactLayer = ExactLayer()
+    semantic: SemanticLayer = SemanticLayer()
+    embedding: EmbeddingLayer = EmbeddingLayer()
+    prefix: PrefixLayer = PrefixLayer()
+    edge: EdgeLayer = EdgeLayer()
+
+
+class ModelOverride(_Strict):
+    """Per model group: any of these replaces the global value for that group."""
+
+    scope: Scope | None = None
+    ttl: float | None = Field(default=None, gt=0)
+    stale_while_revalidate: float | None = Field(default=None, ge=0)
+    eligibility: EligibilityMode | None = None
+    # Model version: part of every key. Change it to invalidate everything of this group.
+    version: str | None = None
+    layers: Layers | None = None
+
+
+class PluginSettings(_Strict):
+    backend: str = "memory://"
+    scope: Scope = "team"
+    ttl: float = Field(default=3600, gt=0)
+    stale_while_revalidate: float = Field(default=0, ge=0)
+    eligibility: EligibilityMode = "deterministic"
+    layers: Layers = Layers()
+    models: dict[str, ModelOverride] = Field(default_factory=dict)
+    # Marks non-streamed hits with "cached": true in the JSON body (the OpenAI SDK hides headers).
+    body_marker: bool = True
+    # Deadline for every backend call on the request path; on expiry the request goes upstream.
+    backend_timeout_ms: float = Field(default=50, gt=0)
+    # Entries bigger than this are never stored.
+    max_entry_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Namespace inside the backend, so several deployments can share one Redis.
+    namespace: str = Field(default="lcp", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in SUPPORTED_BACKEND_SCHEMES:
+            raise ValueError(
+                f"must be a URL starting with one of {', '.join(s + '://' for s in SUPPORTED_BACKEND_SCHEMES)}"
+            )
+        return value
+
+    def for_model(self, model_group: str | None) -> EffectiveSettings:
+        """The settings that apply to one model group (global values with its override applied)."""
+        override = self.models.get(model_group or "")
+        if override is None:
+            return EffectiveSettings(
+                scope=self.scope,
+                ttl=self.ttl,
+                stale_while_revalidate=self.stale_while_revalidate,
+                eligibility=self.eligibility,
+                version=None,
+                layers=self.layers,
+            )
+        return EffectiveSettings(
+            scope=override.scope or self.scope,
+            ttl=override.ttl if override.ttl is not None else self.ttl,
+            stale_while_revalidate=(
+                override.stale_while_revalidate
+                if override.stale_while_revalidate is not None
+                else self.stale_while_revalidate
+            ),
+            eligibility=override.eligibility or self.eligibility,
+            version=override.version,
+            layers=override.layers or self.layers,
+        )
+
+
+class EffectiveSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    scope: Scope
+    ttl: float
+    stale_while_revalidate: float
+    eligibility: EligibilityMode
+    version: str | None
+    layers: Layers
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "<root>"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    elif first["type"] == "literal_error":
+        expected = first.get("ctx", {}).get("expected")
+        message = f"must be one of {expected}" if expected else message
+    value = first.get("input")
+    shown = "" if first["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
+    more = len(error.errors()) - 1
+    suffix = f" [and {more} more problem{'s' if more > 1 else ''}]" if more else ""
+    return f"cache_plugin.{location}: {message}{shown}{suffix}"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_from_mapping(
+    section: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None
+) -> PluginSettings:
+    """Validate a ``cache_plugin:`` section (plus env overrides). Raises :class:`SettingsError`."""
+    if section is not None and not isinstance(section, Mapping):
+        raise SettingsError(f"cache_plugin: must be a mapping of settings (got {type(section).__name__})")
+    data = _merge(dict(section or {}), _env_overrides(os.environ if environ is None else environ))
+    try:
+        return PluginSettings.model_validate(data)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def load_settings(config_path: str | Path | None, environ: Mapping[str, str] | None = None) -> PluginSettings:
+    """Read the ``cache_plugin:`` section of the proxy's config.yaml (missing file section = defaults)."""
+    section: Any = None
+    if config_path is not None:
+        try:
+            document = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SettingsError(f"cache_plugin: cannot read {config_path}: {error}") from None
+        if not isinstance(document, Mapping):
+            raise SettingsError(f"cache_plugin: {config_path} is not a YAML mapping")
+        section = document.get("cache_plugin")
+    return settings_from_mapping(section, environ)

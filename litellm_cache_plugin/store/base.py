@@ -1,0 +1,80 @@
+"""The one storage protocol every backend implements.
+
+Backends move bytes and know nothing about cache policy: freshness, tenants, tags and versions are
+decided by the engine from the envelope it stores. The backend TTL only cleans up (it is always at
+least the logical lifetime of the entry).
+
+A missing value is ``None``: the engine never stores ``None`` (values are non-empty envelopes), so
+``None`` is unambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """A backend failed (connection refused, timeout, protocol error). The engine fails open on it."""
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What a backend can say about itself; ``None`` where it cannot know cheaply."""
+
+    backend: str
+    entries: int | None
+    bytes: int | None
+    evictions: int | None
+    expirations: int | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Async byte store.
+
+    Keys are ``str`` (ASCII, at most 250 bytes so that Memcached can hold them too).
+    Counters (``incr``/``get_counters``) are never evicted by memory pressure in backends that
+    can avoid it and never expire: they carry invalidation generations.
+    """
+
+    name: str
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values in the order of ``keys``; ``None`` where missing. One round trip where possible."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` for ``ttl`` seconds (> 0), replacing any previous value."""
+        ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None: ...
+
+    async def delete(self, key: str) -> bool:
+        """True when something was deleted."""
+        ...
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Atomically add ``amount`` to an integer counter (missing = 0) and return the new value."""
+        ...
+
+    async def get_counters(self, keys: Sequence[str]) -> list[int]:
+        """Current values of counters; 0 where missing. One round trip where possible."""
+        ...
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lock ``key`` for ``owner`` if nobody holds it; it expires after ``ttl`` seconds."""
+        ...
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        """Release the lock only if ``owner`` still holds it (compare-and-delete). True if released."""
+        ...
+
+    async def stats(self) -> StoreStats: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
