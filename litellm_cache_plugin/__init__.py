@@ -49,5 +49,9 @@ def __getattr__(name: str) -> Any:
     if name == "proxy_plugin":
         from litellm_cache_plugin.integrations.litellm import create_proxy_plugin
 
-        return create_proxy_plugin()
+        try:
+            return create_proxy_plugin()
+        except AttributeError as error:
+            # An AttributeError escaping __getattr__ would read as "no attribute proxy_plugin".
+            raise RuntimeError(f"litellm_cache_plugin failed to start: {error!r}") from error
     raise AttributeError(f"module 'litellm_cache_plugin' has no attribute {name!r}")

@@ -163,7 +163,10 @@ class CachePlugin(CustomLogger):
         self.settings = settings
         self.proxy_mode = proxy_mode
         self.signer = IdentitySigner()
-        store = open_store(settings.backend)
+        try:
+            store = open_store(settings.backend, timeout=None)
+        except ValueError as error:
+            raise SettingsError(f"cache_plugin.backend: {error}") from None
         self.raw_store = store
         self.engine = CacheEngine(
             GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0), namespace=settings.namespace
@@ -335,7 +338,8 @@ class CachePlugin(CustomLogger):
         request_headers: dict[str, str] | None = None,
         litellm_call_info: dict[str, Any] | None = None,
     ) -> dict[str, str] | None:
-        decision = self.decision_for(data.get("litellm_call_id"))
+        # Not popped: the proxy may call this hook more than once per request; the map is bounded.
+        decision = self.decision_for(data.get("litellm_call_id"), pop=False)
         if decision is None:
             return {"x-cache": "BYPASS"}
         headers = response_headers(decision.outcome, decision.layer, decision.age)
@@ -642,11 +646,11 @@ def create_proxy_plugin() -> CachePlugin:
     config_path = _proxy_config_path()
     try:
         settings = load_settings(config_path)
+        plugin = CachePlugin(settings, proxy_mode=True)
     except SettingsError as error:
         message = f"litellm_cache_plugin: invalid configuration: {error}"
         print(message, file=sys.stderr, flush=True)
         raise SystemExit(message) from None
-    plugin = CachePlugin(settings, proxy_mode=True)
     plugin.install()
     from litellm_cache_plugin.integrations import proxy_routes
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command (README, CI): set-up, lint, type-check, then every test (unit + end-to-end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest -q "$@"
