@@ -38,13 +38,13 @@ def test_repeated_request_is_served_without_upstream_call(client: Client) -> Non
 def test_reordered_json_and_whitespace_variants_hit(client: Client) -> None:
     prompt = unique("Name three primary colours.")
     before_stores = client.stores()
-    first = client.chat(TEAM_A, chat_body(prompt, temperature=0, max_tokens=40))
+    first = client.chat(TEAM_A, chat_body(prompt, temperature=0, top_p=0.5))
     assert first.headers["x-cache"] == "MISS"
     client.wait_stored(before_stores)
     calls = client.upstream_calls()
 
     reordered = (
-        '{"max_tokens": 40.0, "temperature": 0.0,\n  "messages": [{"content": "  '
+        '{"top_p": 0.50, "temperature": 0.0,\n  "messages": [{"content": "  '
         + prompt.replace("three", "three  ")
         + ' \\n", "role": "user"}], "model": "llama3.2"}'
     ).encode()
@@ -57,7 +57,7 @@ def test_reordered_json_and_whitespace_variants_hit(client: Client) -> None:
     parts = {
         "model": "llama3.2",
         "temperature": 0,
-        "max_tokens": 40,
+        "top_p": 0.5,
         "user": "someone-else",
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
     }
@@ -163,8 +163,10 @@ def test_cut_off_stream_and_errors_store_nothing(client: Client) -> None:
         "POST", "/v1/chat/completions", json={**body, "stream": True}, headers={"Authorization": f"Bearer {TEAM_A}"}
     ) as stream:
         list(stream.iter_lines())
-    httpx.post(f"{client.simulator.url}/_sim/fail", json={"count": 1, "status": 500, "mode": "error"}).raise_for_status()
+    # enough failures to exhaust the proxy's retries
+    httpx.post(f"{client.simulator.url}/_sim/fail", json={"count": 20, "status": 500, "mode": "error"}).raise_for_status()
     failed = client.chat(TEAM_A, body)
+    httpx.post(f"{client.simulator.url}/_sim/fail", json={"count": 0}).raise_for_status()
     assert failed.status_code >= 400
     ok = client.chat(TEAM_A, body)  # a complete answer now: this one is stored
     assert ok.status_code == 200
@@ -193,7 +195,7 @@ def test_partial_embedding_batch_sends_only_missing_items(client: Client) -> Non
     got = [item["embedding"] for item in sorted(mixed.json()["data"], key=lambda d: d["index"])]
     want = [item["embedding"] for item in sorted(full.json()["data"], key=lambda d: d["index"])]
     assert [item["index"] for item in mixed.json()["data"]] == [0, 1, 2]
-    assert got == pytest.approx(want)
+    assert got == want
 
     all_cached = client.embed(TEAM_A, [a, b])
     assert all_cached.headers["x-cache"] == "HIT"
@@ -210,8 +212,12 @@ def test_delete_model_empties_its_entries_for_admin_only(client: Client) -> None
     refused = client.http.delete("/v1/cache/llama3.2", headers={"Authorization": f"Bearer {TEAM_A}"})
     assert refused.status_code in (401, 403)
     assert client.chat(TEAM_A, body).headers["x-cache"] == "HIT"
-    unauthenticated = client.http.delete("/v1/cache/llama3.2")
-    assert unauthenticated.status_code in (401, 403)
+    bogus = client.http.delete("/v1/cache/llama3.2", headers={"Authorization": "Bearer sk-bogus"})
+    assert bogus.status_code == 401
+    # Without any Authorization header LiteLLM 1.106 itself answers 500 (its error handler imports
+    # prisma) on every route; refused all the same.
+    assert client.http.delete("/v1/cache/llama3.2").status_code >= 400
+    assert client.chat(TEAM_A, body).headers["x-cache"] == "HIT"
 
     done = client.http.delete("/v1/cache/llama3.2", headers={"Authorization": f"Bearer {client.proxy.master_key}"})
     assert done.status_code == 200, done.text
