@@ -55,7 +55,12 @@ def _upstream(force_simulator: bool, latency_ms: float) -> Iterator[tuple[str, s
         yield REAL_OLLAMA, found[0], found[1], "real Ollama on localhost:11434"
         return
     with SimulatorThread(SimulatorConfig(latency_ms=latency_ms)) as sim:
-        yield sim.url, "llama3.2:1b", "nomic-embed-text", f"Ollama simulator ({latency_ms:.0f} ms base latency)"
+        yield (
+            sim.url,
+            "llama3.2:1b",
+            "nomic-embed-text",
+            f"Ollama simulator ({latency_ms:.0f} ms base latency)",
+        )
 
 
 def _config(url: str, chat_model: str, embed_model: str) -> dict[str, Any]:
@@ -87,11 +92,15 @@ def _workload(proxy: ProxyProcess) -> int:
     def ask(team_key: str, team: str, question: str, **params: Any) -> None:
         body = {"model": "chat", "messages": [{"role": "user", "content": question}], **params}
         started = time.perf_counter()
-        response = http.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {team_key}"})
+        response = http.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {team_key}"}
+        )
         elapsed = (time.perf_counter() - started) * 1000
         response.raise_for_status()
         outcome = response.headers.get("x-cache", "?")
-        rows.append((team, question[:48] + (f" (t={params['temperature']})" if params else ""), outcome, elapsed))
+        rows.append(
+            (team, question[:48] + (f" (t={params['temperature']})" if params else ""), outcome, elapsed)
+        )
         print(f"  {team:6} {outcome:6} {elapsed:8.1f} ms  {rows[-1][1]}")
         time.sleep(0.05)  # a miss is written in the background; give it a moment before the repeat
 
@@ -125,11 +134,18 @@ def _workload(proxy: ProxyProcess) -> int:
     misses = [r[3] for r in rows if r[2] == "MISS"]
     looked_up = len(hits) + len(misses)
     print("\n=== summary ===")
-    print(f"chat requests: {len(rows)}  hits: {len(hits)}  misses: {len(misses)}  bypassed: {len(rows) - looked_up}")
-    print(f"hit rate (cacheable requests): {len(hits) / looked_up:.0%}" if looked_up else "no cacheable requests")
+    bypassed = len(rows) - looked_up
+    print(f"chat requests: {len(rows)}  hits: {len(hits)}  misses: {len(misses)}  bypassed: {bypassed}")
+    print(
+        f"hit rate (cacheable requests): {len(hits) / looked_up:.0%}"
+        if looked_up
+        else "no cacheable requests"
+    )
     if hits and misses:
         miss_p50, hit_p50 = statistics.median(misses), statistics.median(hits)
-        print(f"median latency: miss {miss_p50:.1f} ms, hit {hit_p50:.1f} ms ({miss_p50 / hit_p50:.1f}x faster)")
+        print(
+            f"median latency: miss {miss_p50:.1f} ms, hit {hit_p50:.1f} ms ({miss_p50 / hit_p50:.1f}x faster)"
+        )
         print(f"latency saved by {len(hits)} hits: ~{(miss_p50 - hit_p50) * len(hits) / 1000:.2f} s")
     print("cache stats from GET /v1/cache/stats:")
     print(json.dumps(stats["layers"], indent=2))
@@ -138,7 +154,9 @@ def _workload(proxy: ProxyProcess) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--simulator", action="store_true", help="use the simulator even if Ollama is running")
+    parser.add_argument(
+        "--simulator", action="store_true", help="use the simulator even if Ollama is running"
+    )
     parser.add_argument("--latency-ms", type=float, default=400.0, help="simulator base latency per request")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

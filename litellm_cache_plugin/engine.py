@@ -7,11 +7,13 @@ failure is a miss or a skipped write: the cache never fails a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from litellm_cache_plugin.envelope import Entry, decode_entry, encode_entry
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
@@ -36,7 +38,7 @@ class EngineStats:
     """In-process counters (per worker). Keys: (layer, model_group, outcome-or-event)."""
 
     counts: Counter[tuple[str, str, str]]
-    saved_ms: Counter[tuple[str, str]]
+    saved_ms: dict[tuple[str, str], float]
 
     def bump(self, layer: str, model_group: str, what: str, amount: int = 1) -> None:
         self.counts[(layer, model_group, what)] += amount
@@ -60,7 +62,7 @@ class CacheEngine:
         self.store = store
         self.namespace = namespace
         self.clock = clock
-        self.stats = EngineStats(Counter(), Counter())
+        self.stats = EngineStats(Counter(), {})
 
     # -- exact layer -------------------------------------------------------------------------------
 
@@ -126,8 +128,11 @@ class CacheEngine:
         outcome: Outcome = "HIT" if state == "fresh" else "STALE"
         self.stats.bump(layer, model_group, outcome.lower())
         if entry.upstream_ms:
-            self.stats.saved_ms[(layer, model_group)] += entry.upstream_ms
-        return Lookup(outcome, state, entry=entry, age=age_seconds(entry.created_at, now), generation=generation)
+            slot = (layer, model_group)
+            self.stats.saved_ms[slot] = self.stats.saved_ms.get(slot, 0.0) + entry.upstream_ms
+        return Lookup(
+            outcome, state, entry=entry, age=age_seconds(entry.created_at, now), generation=generation
+        )
 
     async def store_entry(
         self,
@@ -150,7 +155,9 @@ class CacheEngine:
             return False
         try:
             if generation is None:
-                (generation,) = await self.store.get_counters([model_generation_key(self.namespace, model_group)])
+                (generation,) = await self.store.get_counters(
+                    [model_generation_key(self.namespace, model_group)]
+                )
             entry = Entry(
                 payload=payload,
                 created_at=self.clock(),
@@ -213,7 +220,9 @@ class CacheEngine:
         layer = "embedding"
         try:
             if generation is None:
-                (generation,) = await self.store.get_counters([model_generation_key(self.namespace, model_group)])
+                (generation,) = await self.store.get_counters(
+                    [model_generation_key(self.namespace, model_group)]
+                )
             now = self.clock()
             encoded = [
                 (
@@ -257,16 +266,14 @@ class CacheEngine:
             return None
 
     async def _delete_quietly(self, key: str) -> None:
-        try:
+        with contextlib.suppress(StoreError):
             await self.store.delete(key)
-        except StoreError:
-            pass
 
     _background: set[asyncio.Task[None]] = set()
 
-    def _spawn(self, coro: object) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
-            task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+            task = asyncio.ensure_future(coro)
         except RuntimeError:
             return
         self._background.add(task)

@@ -94,7 +94,12 @@ class ProxyProcess:
         ]
         log_file = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            command, cwd=self.workdir, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=self.workdir,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log_file.close()
         return self
@@ -141,7 +146,7 @@ class ProxyProcess:
 
 # A custom_auth module for tests and the demo: fixed keys map to fixed identities, so tenant isolation
 # can be exercised without a database. The master key is the proxy admin.
-DEMO_AUTH_MODULE = '''
+DEMO_AUTH_MODULE = """
 import hashlib
 import os
 
@@ -164,7 +169,7 @@ async def custom_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     if identity is None:
         raise HTTPException(status_code=401, detail="invalid key")
     return UserAPIKeyAuth(api_key=hashed, user_role=LitellmUserRoles.INTERNAL_USER, **identity)
-'''
+"""
 
 
 def proxy_config(

@@ -99,9 +99,8 @@ class PluginSettings(_Strict):
     def _check_backend(cls, value: str) -> str:
         scheme = value.split("://", 1)[0] if "://" in value else ""
         if scheme not in SUPPORTED_BACKEND_SCHEMES:
-            raise ValueError(
-                f"must be a URL starting with one of {', '.join(s + '://' for s in SUPPORTED_BACKEND_SCHEMES)}"
-            )
+            allowed = ", ".join(s + "://" for s in SUPPORTED_BACKEND_SCHEMES)
+            raise ValueError(f"must be a URL starting with one of {allowed}")
         return value
 
     def for_model(self, model_group: str | None) -> EffectiveSettings:

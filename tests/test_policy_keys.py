@@ -23,7 +23,9 @@ TEAM_A = Tenant("team", "team-a")
 TEAM_B = Tenant("team", "team-b")
 
 
-def chat(messages: object, provider: str = "ollama_chat", version: str = "0", **params: object) -> CacheRequest:
+def chat(
+    messages: object, provider: str = "ollama_chat", version: str = "0", **params: object
+) -> CacheRequest:
     return CacheRequest(
         kind="chat", model_group="llama3.2", provider=provider, model_version=version, params=params,
         messages=messages,
@@ -89,7 +91,9 @@ def test_tool_call_argument_order_does_not_matter() -> None:
             {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": arguments}}],
+                "tool_calls": [
+                    {"id": "1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+                ],
             }
         ]
 
@@ -124,7 +128,9 @@ def test_stop_string_equals_single_item_list() -> None:
 def test_tenant_model_and_version_are_in_the_key() -> None:
     msgs = [{"role": "user", "content": "x"}]
     assert key(chat(msgs, temperature=0), TEAM_A) != key(chat(msgs, temperature=0), TEAM_B)
-    assert key(chat(msgs, temperature=0, version="sha256:1")) != key(chat(msgs, temperature=0, version="sha256:2"))
+    assert key(chat(msgs, temperature=0, version="sha256:1")) != key(
+        chat(msgs, temperature=0, version="sha256:2")
+    )
     other_model = CacheRequest(
         kind="chat", model_group="qwen", provider="ollama_chat", model_version="0", params={"temperature": 0},
         messages=msgs,
@@ -135,7 +141,13 @@ def test_tenant_model_and_version_are_in_the_key() -> None:
 def test_embedding_items_are_exact() -> None:
     def ek(item: object, tenant: Tenant = TEAM_A) -> str:
         return embedding_key(
-            "lcp", model_group="emb", model_version="0", item=item, params={}, provider="ollama", tenant=tenant
+            "lcp",
+            model_group="emb",
+            model_version="0",
+            item=item,
+            params={},
+            provider="ollama",
+            tenant=tenant,
         )
 
     assert ek("a b") != ek("a  b")
@@ -159,7 +171,9 @@ def test_tenant_comes_from_identity_and_never_broadens() -> None:
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=8))
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 words = st.lists(st.text(alphabet="abcdefghij?!.,0123", min_size=1, max_size=6), min_size=1, max_size=8)
@@ -181,7 +195,9 @@ def reorder(value: object, rng: random.Random) -> object:
     tool_schema=st.dictionaries(st.text(min_size=1, max_size=5), json_values, max_size=4),
     seed=st.integers(0, 2**16),
 )
-def test_equivalent_requests_share_one_key(tokens: list[str], tool_schema: dict[str, object], seed: int) -> None:
+def test_equivalent_requests_share_one_key(
+    tokens: list[str], tool_schema: dict[str, object], seed: int
+) -> None:
     rng = random.Random(seed)
     text = " ".join(tokens)
     spaced = "  " + "  ".join(tokens) + " \n"
@@ -217,7 +233,11 @@ def test_different_output_parameters_never_collide(p: dict[str, object], q: dict
 
 
 @settings(max_examples=200, deadline=None)
-@given(team_a=st.text(min_size=1, max_size=12), team_b=st.text(min_size=1, max_size=12), prompt=st.text(max_size=30))
+@given(
+    team_a=st.text(min_size=1, max_size=12),
+    team_b=st.text(min_size=1, max_size=12),
+    prompt=st.text(max_size=30),
+)
 def test_distinct_tenants_never_share_a_key(team_a: str, team_b: str, prompt: str) -> None:
     msgs = [{"role": "user", "content": prompt}]
     a = key(chat(msgs, temperature=0), Tenant("team", team_a))

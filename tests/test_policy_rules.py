@@ -151,7 +151,9 @@ def test_defaults_match_the_contract() -> None:
 
 
 def test_per_model_override() -> None:
-    s = settings_from_mapping({"ttl": 100, "models": {"llama3.2": {"ttl": 5, "eligibility": "off"}}}, environ={})
+    s = settings_from_mapping(
+        {"ttl": 100, "models": {"llama3.2": {"ttl": 5, "eligibility": "off"}}}, environ={}
+    )
     assert s.for_model("llama3.2").ttl == 5
     assert s.for_model("llama3.2").eligibility == "off"
     assert s.for_model("other").ttl == 100
@@ -160,7 +162,10 @@ def test_per_model_override() -> None:
 @pytest.mark.parametrize(
     ("section", "fragment"),
     [
-        ({"scope": "planet"}, "cache_plugin.scope: must be one of 'team', 'user', 'key' or 'global' (got 'planet')"),
+        (
+            {"scope": "planet"},
+            "cache_plugin.scope: must be one of 'team', 'user', 'key' or 'global' (got 'planet')",
+        ),
         ({"ttl": -1}, "cache_plugin.ttl:"),
         ({"backend": "mongodb://x"}, "cache_plugin.backend: "),
         ({"eligibilty": "off"}, "cache_plugin.eligibilty: unknown setting"),

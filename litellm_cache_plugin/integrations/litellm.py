@@ -104,7 +104,8 @@ class IdentitySigner:
 
     def sign(self, identity: Identity) -> str:
         body = json.dumps(
-            [identity.api_key_hash, identity.team_id, identity.user_id, identity.org_id], separators=(",", ":")
+            [identity.api_key_hash, identity.team_id, identity.user_id, identity.org_id],
+            separators=(",", ":"),
         )
         mac = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
         return f"{body}|{mac}"
@@ -326,7 +327,10 @@ class CachePlugin(CustomLogger):
         kwargs.pop("cache_key", None)
         if not self.proxy_mode:
             model_group = _metadata(kwargs).get("model_group") or kwargs.get("model")
-            if isinstance(model_group, str) and self.settings.for_model(model_group).eligibility == "force_zero":
+            if (
+                isinstance(model_group, str)
+                and self.settings.for_model(model_group).eligibility == "force_zero"
+            ):
                 kwargs["temperature"] = 0
         return kwargs
 
@@ -347,7 +351,9 @@ class CachePlugin(CustomLogger):
             headers["x-cache-items"] = f"{decision.items[0]}/{decision.items[1]}"
         return headers
 
-    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
+    async def async_post_call_success_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    ) -> Any:
         return response
 
 
@@ -482,7 +488,9 @@ class CarrierCache(Cache):
             max_bytes=plugin.settings.max_entry_bytes,
         )
 
-    async def async_add_cache_pipeline(self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any) -> None:
+    async def async_add_cache_pipeline(
+        self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
+    ) -> None:
         try:
             await self.plugin.embedding_items.store(result, kwargs)
         except Exception:
@@ -534,7 +542,8 @@ class EmbeddingItems:
         hits, total = hits + int(hit), total + 1
         outcome: Outcome = "HIT" if hits == total else "MISS"
         self.plugin.record(
-            ctx.call_id, Decision(outcome, "embedding" if outcome == "HIT" else None, 0, "items", (hits, total))
+            ctx.call_id,
+            Decision(outcome, "embedding" if outcome == "HIT" else None, 0, "items", (hits, total)),
         )
 
     async def _flush(self) -> None:
@@ -650,7 +659,8 @@ def create_proxy_plugin() -> CachePlugin:
     except SettingsError as error:
         message = f"litellm_cache_plugin: invalid configuration: {error}"
         print(message, file=sys.stderr, flush=True)
-        raise SystemExit(message) from None
+        # Exit here rather than raise: uvicorn would bury the line under a 300-line traceback.
+        os._exit(2)
     plugin.install()
     from litellm_cache_plugin.integrations import proxy_routes
 

@@ -46,7 +46,10 @@ def register(plugin: CachePlugin) -> None:
             "backend": dataclasses.asdict(backend) if backend is not None else None,
         }
 
-    async def invalidate_model(model: str, auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
+    async def invalidate_model(
+        model: str,
+        auth: UserAPIKeyAuth = Depends(user_api_key_auth),  # noqa: B008
+    ) -> dict[str, Any]:
         require_admin(auth)
         if not _MODEL_NAME.match(model):
             raise HTTPException(status_code=400, detail="invalid model group name")

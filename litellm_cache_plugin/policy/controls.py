@@ -86,7 +86,7 @@ def effective_ttl(configured: float, requested: float | None) -> float:
 
 def response_headers(outcome: Outcome, layer: str | None = None, age: int | None = None) -> dict[str, str]:
     """``x-cache`` always; ``x-cache-layer`` and ``Age`` on hits (HIT and STALE)."""
-    headers = {"x-cache": outcome}
+    headers: dict[str, str] = {"x-cache": outcome}
     if outcome in ("HIT", "STALE"):
         if layer:
             headers["x-cache-layer"] = layer

@@ -24,6 +24,7 @@ Structure:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import unicodedata
@@ -102,10 +103,8 @@ def _canonical_tool_calls(tool_calls: Any) -> Any:
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            try:
+            with contextlib.suppress(ValueError):
                 function["arguments"] = canonical_value(json.loads(function["arguments"]))
-            except ValueError:
-                pass
     return calls
 
 

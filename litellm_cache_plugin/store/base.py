@@ -34,9 +34,15 @@ class StoreStats:
 class Store(Protocol):
     """Async byte store.
 
-    Keys are ``str`` (ASCII, at most 250 bytes so that Memcached can hold them too).
+    Keys are ``str`` (ASCII, at most 250 bytes so that Memcached can hold them too); backends do not
+    check this, the engine must. A key is used as one kind only: value, counter or lock.
     Counters (``incr``/``get_counters``) are never evicted by memory pressure in backends that
     can avoid it and never expire: they carry invalidation generations.
+
+    Failures of the backend (unreachable, protocol error, closed store) raise :class:`StoreError`;
+    invalid arguments (e.g. a ``ttl`` that is not a positive finite number) raise ``ValueError``.
+    ``GuardedStore`` turns both, and timeouts, into ``StoreError``. Conformance:
+    ``litellm_cache_plugin.testing.StoreConformance``.
     """
 
     name: str
@@ -48,7 +54,9 @@ class Store(Protocol):
         ...
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Store ``value`` for ``ttl`` seconds (> 0), replacing any previous value."""
+        """Store ``value`` for ``ttl`` seconds (> 0), replacing any previous value and its TTL.
+
+        Backends may round the TTL up (Redis: to whole milliseconds), never down."""
         ...
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None: ...
@@ -75,6 +83,10 @@ class Store(Protocol):
 
     async def stats(self) -> StoreStats: ...
 
-    async def ping(self) -> bool: ...
+    async def ping(self) -> bool:
+        """True when the backend answers; raises ``StoreError`` when it cannot be reached."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and memory. Idempotent; any other call afterwards raises ``StoreError``."""
+        ...

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -80,8 +79,14 @@ class Client:
         self.simulator = simulator
         self.http = httpx.Client(base_url=proxy.url, timeout=60)
 
-    def chat(self, key: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
-        all_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})}
+    def chat(
+        self, key: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        all_headers = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        }
         if isinstance(body, bytes):
             return self.http.post("/v1/chat/completions", content=body, headers=all_headers)
         return self.http.post("/v1/chat/completions", json=body, headers=all_headers)

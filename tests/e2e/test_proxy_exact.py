@@ -87,7 +87,9 @@ def test_other_team_never_gets_the_entry_even_with_forged_fields(client: Client)
     client.wait_stored(before_stores)
     assert client.chat(TEAM_A_2, body).headers["x-cache"] == "HIT"  # same team, other key: shared
 
-    leaked_key = a.headers.get("x-litellm-cache-key") or client.chat(TEAM_A, body).headers.get("x-litellm-cache-key")
+    leaked_key = a.headers.get("x-litellm-cache-key") or client.chat(TEAM_A, body).headers.get(
+        "x-litellm-cache-key"
+    )
     forged = {
         **body,
         "cache_key": leaked_key or "forged",
@@ -138,7 +140,10 @@ def test_streamed_miss_is_stored_and_served_to_a_non_streamed_request(client: Cl
     body = chat_body(unique("List the OSI layers."), temperature=0)
     before_stores = client.stores()
     with client.http.stream(
-        "POST", "/v1/chat/completions", json={**body, "stream": True}, headers={"Authorization": f"Bearer {TEAM_A}"}
+        "POST",
+        "/v1/chat/completions",
+        json={**body, "stream": True},
+        headers={"Authorization": f"Bearer {TEAM_A}"},
     ) as stream:
         assert stream.headers["x-cache"] == "MISS"
         events = [line[6:] for line in stream.iter_lines() if line.startswith("data: ")]
@@ -160,11 +165,16 @@ def test_cut_off_stream_and_errors_store_nothing(client: Client) -> None:
     before_stores = client.stores()
     httpx.post(f"{client.simulator.url}/_sim/fail", json={"count": 1, "mode": "cut"}).raise_for_status()
     with client.http.stream(
-        "POST", "/v1/chat/completions", json={**body, "stream": True}, headers={"Authorization": f"Bearer {TEAM_A}"}
+        "POST",
+        "/v1/chat/completions",
+        json={**body, "stream": True},
+        headers={"Authorization": f"Bearer {TEAM_A}"},
     ) as stream:
         list(stream.iter_lines())
     # enough failures to exhaust the proxy's retries
-    httpx.post(f"{client.simulator.url}/_sim/fail", json={"count": 20, "status": 500, "mode": "error"}).raise_for_status()
+    httpx.post(
+        f"{client.simulator.url}/_sim/fail", json={"count": 20, "status": 500, "mode": "error"}
+    ).raise_for_status()
     failed = client.chat(TEAM_A, body)
     httpx.post(f"{client.simulator.url}/_sim/fail", json={"count": 0}).raise_for_status()
     assert failed.status_code >= 400
@@ -219,13 +229,18 @@ def test_delete_model_empties_its_entries_for_admin_only(client: Client) -> None
     assert client.http.delete("/v1/cache/llama3.2").status_code >= 400
     assert client.chat(TEAM_A, body).headers["x-cache"] == "HIT"
 
-    done = client.http.delete("/v1/cache/llama3.2", headers={"Authorization": f"Bearer {client.proxy.master_key}"})
+    done = client.http.delete(
+        "/v1/cache/llama3.2", headers={"Authorization": f"Bearer {client.proxy.master_key}"}
+    )
     assert done.status_code == 200, done.text
     assert client.chat(TEAM_A, body).headers["x-cache"] == "MISS"
 
 
 def test_stats_are_admin_only(client: Client) -> None:
-    assert client.http.get("/v1/cache/stats", headers={"Authorization": f"Bearer {TEAM_A}"}).status_code in (401, 403)
+    assert client.http.get("/v1/cache/stats", headers={"Authorization": f"Bearer {TEAM_A}"}).status_code in (
+        401,
+        403,
+    )
     stats = client.http.get("/v1/cache/stats", headers={"Authorization": f"Bearer {client.proxy.master_key}"})
     assert stats.status_code == 200
     assert "exact" in stats.json()["layers"]

@@ -1,0 +1,299 @@
+"""Redis and Valkey backend on ``redis.asyncio`` (redis-py >= 5).
+
+Every key is sent as ``prefix + key``. Values and locks expire server-side (``PX``, milliseconds,
+rounded up, at least 1 ms); counters have no TTL and, like everything else in the database, obey the
+server's ``maxmemory-policy`` (use a ``volatile-*`` policy so that only TTL'd entries get evicted).
+
+Cluster: the engine puts a ``{hash tag}`` in keys it reads or writes together. This class keeps
+every command single-key except MGET (``get_many``/``get_counters``), which a ``redis+cluster://``
+variant will have to split by slot; see ``_mget``. Non-transactional pipelines, the one-key release
+script, INFO and DBSIZE all have per-node equivalents there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+
+from litellm_cache_plugin.store import (
+    flag,
+    non_negative_float,
+    non_negative_int,
+    one_of,
+    parse_options,
+    positive_float,
+    positive_int,
+    text,
+    url_options,
+)
+from litellm_cache_plugin.store.base import StoreError, StoreStats
+
+__all__ = ["RedisStore"]
+
+# Compare-and-delete: only the owner may release, atomically (GET then DEL from the client could
+# delete a lock that expired and was taken by someone else in between).
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+_RELEASE_SHA = hashlib.sha1(_RELEASE_LUA.encode()).hexdigest()
+
+_DB_PATH = re.compile(r"^(/\d*)?$")
+
+_COMMON_OPTIONS = {
+    "prefix": text,
+    "max_connections": positive_int,
+    "socket_timeout": positive_float,
+    "socket_connect_timeout": positive_float,
+    "pool_timeout": positive_float,
+    "health_check_interval": non_negative_float,
+    "retries": non_negative_int,
+    "client_name": text,
+}
+_SSL_OPTIONS = {
+    "ssl_cert_reqs": one_of("none", "optional", "required"),
+    "ssl_ca_certs": text,
+    "ssl_certfile": text,
+    "ssl_keyfile": text,
+    "ssl_check_hostname": flag,
+}
+
+# A cache must answer fast or not at all: the guard's deadline (tens of ms) is the real limit, these
+# only stop a stuck socket from being held forever when the store is used unguarded.
+DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_SOCKET_TIMEOUT = 1.0
+DEFAULT_POOL_TIMEOUT = 1.0
+DEFAULT_RETRIES = 1
+
+
+def _ttl_ms(ttl: float) -> int:
+    if not (isinstance(ttl, (int, float)) and math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"ttl must be a positive finite number of seconds, got {ttl!r}")
+    # Rounded up so that an entry never lives shorter than asked; at least 1 ms.
+    return max(1, math.ceil(ttl * 1000))
+
+
+@contextmanager
+def _errors(op: str) -> Iterator[None]:
+    # OSError covers what slips past redis-py's own wrapping (resets during connect, TLS errors).
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class RedisStore:
+    """A :class:`~litellm_cache_plugin.store.base.Store` on one Redis or Valkey server.
+
+    ``client`` must return bytes (``decode_responses=False``, the default). ``close()`` closes the
+    client and, when the client owns it (built by :meth:`from_url` or ``Redis.from_url``), its pool.
+
+    ``stats()`` is honest about what one cheap round trip can tell: ``evictions``,
+    ``expirations`` (INFO ``evicted_keys``/``expired_keys``) and ``bytes`` (INFO ``used_memory``)
+    are for the whole server, all databases and prefixes; ``entries`` is DBSIZE when ``prefix`` is
+    empty (the store then owns the whole database's key space) and ``None`` otherwise, since
+    counting one prefix needs a SCAN of the database.
+    """
+
+    name = "redis"
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "") -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisStore needs a client with decode_responses=False: values are bytes")
+        self._client = client
+        self.prefix = prefix
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStore:
+        """``redis://[user:password@]host[:port][/db][?option=value&...]`` or ``rediss://`` for TLS.
+
+        Options (query parameters or keywords, keywords win): ``prefix``, ``max_connections`` (50),
+        ``socket_timeout`` (1.0 s), ``socket_connect_timeout`` (= socket_timeout), ``pool_timeout``
+        (1.0 s to wait for a free pooled connection), ``health_check_interval`` (0 = off),
+        ``retries`` (1 immediate retry on a connection error, e.g. a pooled connection the server
+        closed; timeouts are not retried), ``client_name``; with ``rediss://`` also
+        ``ssl_cert_reqs`` (none/optional/required), ``ssl_ca_certs``, ``ssl_certfile``,
+        ``ssl_keyfile``, ``ssl_check_hostname``. Nothing connects until the first command.
+        """
+        base_url, query = url_options(url)
+        parts = urlsplit(base_url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("redis", "rediss"):
+            raise ValueError(f"RedisStore.from_url needs a redis:// or rediss:// URL, got {scheme}://")
+        if not _DB_PATH.match(parts.path):
+            # redis-py would silently fall back to database 0.
+            raise ValueError(
+                f"the path of a {scheme}:// URL must be a database number like /3, not {parts.path!r}"
+            )
+        spec = {**_COMMON_OPTIONS, **_SSL_OPTIONS} if scheme == "rediss" else _COMMON_OPTIONS
+        opts = parse_options(scheme, {**query, **options}, spec)
+        prefix = opts.pop("prefix", "")
+        socket_timeout = opts.pop("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+        kwargs: dict[str, Any] = {
+            "max_connections": opts.pop("max_connections", DEFAULT_MAX_CONNECTIONS),
+            "timeout": opts.pop("pool_timeout", DEFAULT_POOL_TIMEOUT),
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": opts.pop("socket_connect_timeout", socket_timeout),
+            "retry": Retry(NoBackoff(), opts.pop("retries", DEFAULT_RETRIES), (RedisConnectionError,)),
+            **opts,
+        }
+        try:
+            # A blocking pool: a burst beyond max_connections waits briefly for a free connection
+            # instead of failing at once, which would trip the circuit breaker for no reason.
+            pool = aioredis.BlockingConnectionPool.from_url(base_url, **kwargs)
+        except (ValueError, TypeError) as exc:
+            # redis-py's messages name the part of the URL at fault, never the password.
+            raise ValueError(f"invalid {scheme}:// URL: {exc}") from None
+        return cls(aioredis.Redis.from_pool(pool), prefix=prefix)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._client
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    def _check_open(self) -> None:
+        # redis-py would silently reconnect after close(); a closed store should say so.
+        if self._closed:
+            raise StoreError("redis store is closed")
+
+    # --- values --------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        self._check_open()
+        with _errors("GET"):
+            value = await self._client.get(self._k(key))
+        return _as_bytes(value)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [_as_bytes(v) for v in await self._mget(keys)]
+
+    async def _mget(self, keys: Sequence[str]) -> list[bytes | str | None]:
+        self._check_open()
+        if not keys:
+            return []
+        # Cluster: MGET fails with CROSSSLOT unless all keys share a slot; the cluster variant must
+        # group keys by slot (hash tags make the engine's groups land together) and reassemble.
+        with _errors("MGET"):
+            return await self._client.mget([self._k(key) for key in keys])
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        self._check_open()
+        px = _ttl_ms(ttl)
+        with _errors("SET"):
+            await self._client.set(self._k(key), value, px=px)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        self._check_open()
+        if not items:
+            return
+        px = _ttl_ms(ttl)
+        # Not a transaction (MULTI would need one slot in a cluster and buys nothing here): each SET
+        # stands alone; one round trip.
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(self._k(key), value, px=px)
+        with _errors("SET (pipeline)"):
+            await pipe.execute()
+
+    async def delete(self, key: str) -> bool:
+        self._check_open()
+        with _errors("DEL"):
+            return bool(await self._client.delete(self._k(key)))
+
+    # --- counters ------------------------------------------------------------------------------
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        self._check_open()
+        with _errors("INCRBY"):
+            return int(await self._client.incrby(self._k(key), amount))
+
+    async def get_counters(self, keys: Sequence[str]) -> list[int]:
+        values = await self._mget(keys)
+        try:
+            return [0 if v is None else int(v) for v in values]
+        except ValueError as exc:
+            raise StoreError(f"redis counter holds a non-integer value: {exc}") from exc
+
+    # --- locks ---------------------------------------------------------------------------------
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        self._check_open()
+        px = _ttl_ms(ttl)
+        with _errors("SET NX"):
+            return bool(await self._client.set(self._k(key), owner, nx=True, px=px))
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        self._check_open()
+        full_key = self._k(key)
+        with _errors("EVALSHA"):
+            try:
+                deleted = await self._client.evalsha(_RELEASE_SHA, 1, full_key, owner)
+            except NoScriptError:
+                # First use on this server, or its script cache was flushed (restart, failover,
+                # SCRIPT FLUSH): load it once and run it again.
+                await self._client.script_load(_RELEASE_LUA)
+                deleted = await self._client.evalsha(_RELEASE_SHA, 1, full_key, owner)
+        return bool(deleted)
+
+    # --- housekeeping --------------------------------------------------------------------------
+
+    async def stats(self) -> StoreStats:
+        """See the class docstring for what each figure covers."""
+        self._check_open()
+        pipe = self._client.pipeline(transaction=False)
+        pipe.info("stats")
+        pipe.info("memory")
+        if not self.prefix:
+            pipe.dbsize()
+        with _errors("INFO"):
+            replies = await pipe.execute()
+        stats, memory = replies[0], replies[1]
+        return StoreStats(
+            backend=self.name,
+            entries=int(replies[2]) if not self.prefix else None,
+            bytes=_int_or_none(memory.get("used_memory")),
+            evictions=_int_or_none(stats.get("evicted_keys")),
+            expirations=_int_or_none(stats.get("expired_keys")),
+        )
+
+    async def ping(self) -> bool:
+        self._check_open()
+        with _errors("PING"):
+            return bool(await self._client.ping())
+
+    async def close(self) -> None:
+        """Close the client (and its pool when it owns it). Idempotent; later calls raise StoreError."""
+        if self._closed:
+            return
+        self._closed = True
+        with _errors("close"):
+            await self._client.aclose()
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    # With decode_responses=False (checked at construction) redis-py returns bytes; the str arm of
+    # its annotations only exists for decoding clients.
+    if isinstance(value, str):
+        return value.encode()
+    return value
+
+
+def _int_or_none(value: object) -> int | None:
+    # INFO fields are parsed to int by redis-py; anything else means the server does not report it.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
