@@ -65,6 +65,12 @@ class Layers(_Strict):
     edge: EdgeLayer = EdgeLayer()
 
 
+class FastPath(_Strict):
+    """Serve exact hits ahead of LiteLLM's request pipeline (proxy only), with the proxy's own auth."""
+
+    enabled: bool = True
+
+
 class ModelOverride(_Strict):
     """Per model group: any of these replaces the global value for that group."""
 
@@ -84,6 +90,7 @@ class PluginSettings(_Strict):
     stale_while_revalidate: float = Field(default=0, ge=0)
     eligibility: EligibilityMode = "deterministic"
     layers: Layers = Layers()
+    fast_path: FastPath = FastPath()
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     # Marks non-streamed hits with "cached": true in the JSON body (the OpenAI SDK hides headers).
     body_marker: bool = True

@@ -287,6 +287,30 @@ class CachePlugin(CustomLogger):
             )
         return exact_key(self.settings.namespace, request, ctx.tenant)
 
+    async def lookup_response(self, ctx: RequestContext) -> Lookup:
+        """Look a chat/text request up in the exact layer and record the decision for its call id.
+
+        Shared by the carrier (hook path) and any path that serves hits itself.
+        """
+        if not ctx.cacheable:
+            self.engine.stats.bump("exact", ctx.request.model_group, "bypass")
+            self.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
+            return Lookup("BYPASS", ctx.reason)
+        key = self.key_for(ctx)
+        lookup = await self.engine.lookup(
+            key,
+            tenant=ctx.tenant,
+            model_group=ctx.request.model_group,
+            model_version=ctx.request.model_version,
+            controls=ctx.controls,
+        )
+        self._remember_generation(key, lookup.generation)
+        if lookup.entry is None:
+            self.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason))
+        else:
+            self.record(ctx.call_id, Decision(lookup.outcome, "exact", lookup.age, lookup.reason))
+        return lookup
+
     # -- proxy hooks (each defined on this class: the proxy skips inherited hooks) -----------------
 
     async def async_pre_call_hook(
@@ -421,23 +445,9 @@ class CarrierCache(Cache):
         ctx = plugin.context(kwargs)
         if ctx is None:
             return None
-        if not ctx.cacheable:
-            plugin.engine.stats.bump("exact", ctx.request.model_group, "bypass")
-            plugin.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
-            return None
-        key = plugin.key_for(ctx)
-        lookup: Lookup = await plugin.engine.lookup(
-            key,
-            tenant=ctx.tenant,
-            model_group=ctx.request.model_group,
-            model_version=ctx.request.model_version,
-            controls=ctx.controls,
-        )
-        plugin._remember_generation(key, lookup.generation)
+        lookup = await plugin.lookup_response(ctx)
         if lookup.entry is None:
-            plugin.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason))
             return None
-        plugin.record(ctx.call_id, Decision(lookup.outcome, "exact", lookup.age, lookup.reason))
         response = orjson.loads(lookup.entry.payload)
         if plugin.settings.body_marker and not ctx.stream and isinstance(response, dict):
             response["cached"] = True
