@@ -9,16 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from litellm_cache_plugin.envelope import Entry, decode_entry, encode_entry
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
-from litellm_cache_plugin.policy.keys import Tenant, model_generation_key
+from litellm_cache_plugin.policy.keys import Tenant
+from litellm_cache_plugin.policy.tags import (
+    counters_for,
+    is_invalidated,
+    model_counter,
+    tag_counter,
+    tenant_counter,
+    tenant_tag_counter,
+)
 from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -30,7 +39,8 @@ class Lookup:
     reason: str
     entry: Entry | None = None
     age: int | None = None
-    generation: int | None = None
+    # Invalidation counters read when the request started; a write for this request records them.
+    counters: Mapping[str, int] | None = None
 
 
 @dataclass
@@ -42,6 +52,9 @@ class EngineStats:
 
     def bump(self, layer: str, model_group: str, what: str, amount: int = 1) -> None:
         self.counts[(layer, model_group, what)] += amount
+
+    def get(self, layer: str, model_group: str, what: str) -> int:
+        return self.counts.get((layer, model_group, what), 0)
 
     def snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
         out: dict[str, dict[str, dict[str, float]]] = {}
@@ -57,14 +70,57 @@ class EngineStats:
         return out
 
 
+@dataclass
+class _Flight:
+    future: asyncio.Future[Entry | None]
+    owner: str
+    call_id: str | None = None
+    lock_key: str | None = None
+    handle: asyncio.TimerHandle | None = None
+    waiters: int = 0
+
+
+@dataclass(frozen=True)
+class FlightRole:
+    """``leader``: go upstream and store. Otherwise ``entry`` is what the leader produced (None: the
+    leader failed or the wait timed out — go upstream yourself)."""
+
+    leader: bool
+    entry: Entry | None = None
+    waited_ms: float = 0.0
+
+
+@dataclass
+class SingleFlightSettings:
+    timeout: float = 30.0
+    poll_initial: float = 0.01
+    poll_max: float = 0.1
+
+
+@dataclass
+class _Background:
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
 class CacheEngine:
-    def __init__(self, store: Store, *, namespace: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        namespace: str,
+        clock: Callable[[], float] = time.time,
+        single_flight: SingleFlightSettings | None = None,
+    ) -> None:
         self.store = store
         self.namespace = namespace
         self.clock = clock
         self.stats = EngineStats(Counter(), {})
+        self.single_flight = single_flight or SingleFlightSettings()
+        self._flights: dict[str, _Flight] = {}
+        self._background = _Background()
+        self._owner = secrets.token_hex(8)
 
-    # -- exact layer -------------------------------------------------------------------------------
+    # -- lookups -----------------------------------------------------------------------------------
 
     async def lookup(
         self,
@@ -74,65 +130,124 @@ class CacheEngine:
         model_group: str,
         model_version: str,
         controls: RequestControls,
+        tags: Sequence[str] = (),
         layer: str = "exact",
+        record: bool = True,
     ) -> Lookup:
-        if controls.no_cache:
-            self.stats.bump(layer, model_group, "bypass")
-            return Lookup("BYPASS", "no_cache")
-        gen_key = model_generation_key(self.namespace, model_group)
+        """``record=False`` leaves the statistics alone (single-flight polling)."""
+        counter_keys = counters_for(self.namespace, model_group, tenant.fingerprint, tags)
         try:
-            raw, (generation,) = await asyncio.gather(self.store.get(key), self.store.get_counters([gen_key]))
+            if controls.no_cache:
+                # Not served from the cache, but the answer will be stored: record the counters as of now.
+                values = await self.store.get_counters(counter_keys)
+                self.stats.bump(layer, model_group, "bypass")
+                return Lookup("BYPASS", "no_cache", counters=dict(zip(counter_keys, values, strict=True)))
+            raw, values = await asyncio.gather(self.store.get(key), self.store.get_counters(counter_keys))
+            current = dict(zip(counter_keys, values, strict=True))
+            entry = decode_entry(raw) if raw is not None else None
+            if entry is not None:
+                # An entry may carry tags this request did not send: read those counters too.
+                missing = [k for k in entry.counters if k not in current]
+                if missing:
+                    current.update(zip(missing, await self.store.get_counters(missing), strict=True))
         except StoreError as error:
             self.stats.bump(layer, model_group, "backend_error")
             log.warning("cache lookup failed open: %s", error)
             return Lookup("MISS", "backend_error")
-        return self._judge(raw, key, tenant, model_group, model_version, controls, generation, layer)
+        return self._judge(
+            raw, entry, key, tenant, model_group, model_version, controls, current, layer, record
+        )
 
     def _judge(
         self,
         raw: bytes | None,
+        entry: Entry | None,
         key: str,
         tenant: Tenant,
         model_group: str,
         model_version: str,
         controls: RequestControls,
-        generation: int,
+        current: dict[str, int],
         layer: str,
+        record: bool = True,
     ) -> Lookup:
+        stats = self.stats if record else EngineStats(Counter(), {})
+
+        def miss(reason: str) -> Lookup:
+            stats.bump(layer, model_group, "miss")
+            return Lookup("MISS", reason, counters=current)
+
         if raw is None:
-            self.stats.bump(layer, model_group, "miss")
-            return Lookup("MISS", "absent", generation=generation)
-        entry = decode_entry(raw)
+            return miss("absent")
         if entry is None:
-            self.stats.bump(layer, model_group, "corrupt")
-            self.stats.bump(layer, model_group, "miss")
+            stats.bump(layer, model_group, "corrupt")
             self._spawn(self._delete_quietly(key))
-            return Lookup("MISS", "undecodable", generation=generation)
+            return miss("undecodable")
         # Defence in depth: the tenant is already in the key; an entry of another tenant can only appear
         # here through a hash collision or a bug, and is never served.
         if entry.tenant != tenant.fingerprint or entry.kind != layer_kind(layer):
-            self.stats.bump(layer, model_group, "tenant_mismatch")
-            self.stats.bump(layer, model_group, "miss")
-            return Lookup("MISS", "tenant_mismatch", generation=generation)
-        if entry.generation < generation:
-            self.stats.bump(layer, model_group, "miss")
-            return Lookup("MISS", "invalidated", generation=generation)
+            stats.bump(layer, model_group, "tenant_mismatch")
+            return miss("tenant_mismatch")
+        if is_invalidated(entry.counters, current):
+            return miss("invalidated")
         if entry.model_version != model_version:
-            self.stats.bump(layer, model_group, "miss")
-            return Lookup("MISS", "model_version_changed", generation=generation)
+            return miss("model_version_changed")
         now = self.clock()
         state = classify(entry.created_at, entry.fresh_for, entry.stale_for, now, controls.max_age)
         if state == "expired":
-            self.stats.bump(layer, model_group, "miss")
-            return Lookup("MISS", "expired", generation=generation)
+            return miss("expired")
         outcome: Outcome = "HIT" if state == "fresh" else "STALE"
-        self.stats.bump(layer, model_group, outcome.lower())
+        stats.bump(layer, model_group, outcome.lower())
         if entry.upstream_ms:
             slot = (layer, model_group)
-            self.stats.saved_ms[slot] = self.stats.saved_ms.get(slot, 0.0) + entry.upstream_ms
-        return Lookup(
-            outcome, state, entry=entry, age=age_seconds(entry.created_at, now), generation=generation
-        )
+            stats.saved_ms[slot] = stats.saved_ms.get(slot, 0.0) + entry.upstream_ms
+        return Lookup(outcome, state, entry=entry, age=age_seconds(entry.created_at, now), counters=current)
+
+    async def lookup_many(
+        self,
+        keys: Sequence[str],
+        *,
+        tenant: Tenant,
+        model_group: str,
+        model_version: str,
+        controls: RequestControls,
+        tags: Sequence[str] = (),
+    ) -> tuple[list[Entry | None], Mapping[str, int] | None]:
+        """Embedding items: the fresh entries (None where missing or invalid)."""
+        layer = "embedding"
+        counter_keys = counters_for(self.namespace, model_group, tenant.fingerprint, tags)
+        try:
+            raws, values = await asyncio.gather(
+                self.store.get_many(list(keys)), self.store.get_counters(counter_keys)
+            )
+        except StoreError as error:
+            self.stats.bump(layer, model_group, "backend_error", len(keys))
+            log.warning("cache lookup failed open: %s", error)
+            return [None] * len(keys), None
+        current = dict(zip(counter_keys, values, strict=True))
+        if controls.no_cache:
+            self.stats.bump(layer, model_group, "bypass", len(keys))
+            return [None] * len(keys), current
+        entries = [decode_entry(raw) if raw is not None else None for raw in raws]
+        missing = sorted({k for e in entries if e is not None for k in e.counters if k not in current})
+        if missing:
+            try:
+                current.update(zip(missing, await self.store.get_counters(missing), strict=True))
+            except StoreError:
+                return [None] * len(keys), None
+        found: list[Entry | None] = []
+        for key, raw, entry in zip(keys, raws, entries, strict=True):
+            result = self._judge(
+                raw, entry, key, tenant, model_group, model_version, controls, current, layer
+            )
+            found.append(result.entry if result.outcome == "HIT" else None)
+        return found, current
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def _counters_now(self, model_group: str, tenant: Tenant, tags: Sequence[str]) -> dict[str, int]:
+        keys = counters_for(self.namespace, model_group, tenant.fingerprint, tags)
+        return dict(zip(keys, await self.store.get_counters(keys), strict=True))
 
     async def store_entry(
         self,
@@ -145,67 +260,42 @@ class CacheEngine:
         ttl: float,
         stale_for: float = 0.0,
         upstream_ms: float | None = None,
-        generation: int | None = None,
+        counters: Mapping[str, int] | None = None,
+        tags: Sequence[str] = (),
         layer: str = "exact",
         max_bytes: int | None = None,
-    ) -> bool:
-        """Write an entry; returns False (and logs) when it was not stored."""
+        extra: dict[str, Any] | None = None,
+    ) -> Entry | None:
+        """Write an entry; returns it, or None (logged) when it was not stored."""
         if max_bytes is not None and len(payload) > max_bytes:
             self.stats.bump(layer, model_group, "too_large")
-            return False
+            return None
         try:
-            if generation is None:
-                (generation,) = await self.store.get_counters(
-                    [model_generation_key(self.namespace, model_group)]
-                )
+            recorded = (
+                dict(counters)
+                if counters is not None
+                else await self._counters_now(model_group, tenant, tags)
+            )
             entry = Entry(
                 payload=payload,
                 created_at=self.clock(),
                 fresh_for=ttl,
                 stale_for=stale_for,
                 tenant=tenant.fingerprint,
-                generation=generation,
+                counters=recorded,
                 model_version=model_version,
                 kind=layer_kind(layer),
                 upstream_ms=upstream_ms,
+                tags=tuple(tags),
+                extra=extra or {},
             )
             await self.store.set(key, encode_entry(entry), backend_ttl(ttl, stale_for))
         except StoreError as error:
             self.stats.bump(layer, model_group, "backend_error")
             log.warning("cache write skipped: %s", error)
-            return False
+            return None
         self.stats.bump(layer, model_group, "store")
-        return True
-
-    # -- embedding layer: many items at once ---------------------------------------------------------
-
-    async def lookup_many(
-        self,
-        keys: Sequence[str],
-        *,
-        tenant: Tenant,
-        model_group: str,
-        model_version: str,
-        controls: RequestControls,
-    ) -> tuple[list[Entry | None], int | None]:
-        layer = "embedding"
-        if controls.no_cache:
-            self.stats.bump(layer, model_group, "bypass", len(keys))
-            return [None] * len(keys), None
-        gen_key = model_generation_key(self.namespace, model_group)
-        try:
-            raws, (generation,) = await asyncio.gather(
-                self.store.get_many(list(keys)), self.store.get_counters([gen_key])
-            )
-        except StoreError as error:
-            self.stats.bump(layer, model_group, "backend_error")
-            log.warning("cache lookup failed open: %s", error)
-            return [None] * len(keys), None
-        found: list[Entry | None] = []
-        for key, raw in zip(keys, raws, strict=True):
-            result = self._judge(raw, key, tenant, model_group, model_version, controls, generation, layer)
-            found.append(result.entry if result.outcome == "HIT" else None)
-        return found, generation
+        return entry
 
     async def store_many(
         self,
@@ -215,14 +305,16 @@ class CacheEngine:
         model_group: str,
         model_version: str,
         ttl: float,
-        generation: int | None = None,
+        counters: Mapping[str, int] | None = None,
+        tags: Sequence[str] = (),
     ) -> int:
         layer = "embedding"
         try:
-            if generation is None:
-                (generation,) = await self.store.get_counters(
-                    [model_generation_key(self.namespace, model_group)]
-                )
+            recorded = (
+                dict(counters)
+                if counters is not None
+                else await self._counters_now(model_group, tenant, tags)
+            )
             now = self.clock()
             encoded = [
                 (
@@ -234,9 +326,10 @@ class CacheEngine:
                             fresh_for=ttl,
                             stale_for=0.0,
                             tenant=tenant.fingerprint,
-                            generation=generation,
+                            counters=recorded,
                             model_version=model_version,
                             kind="embedding",
+                            tags=tuple(tags),
                         )
                     ),
                 )
@@ -250,14 +343,133 @@ class CacheEngine:
         self.stats.bump(layer, model_group, "store", len(items))
         return len(items)
 
-    # -- invalidation and admin ------------------------------------------------------------------
+    # -- single-flight -------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        key: str,
+        *,
+        poll: Callable[[], Coroutine[Any, Any, Entry | None]],
+        call_id: str | None = None,
+    ) -> FlightRole:
+        """Coalesce concurrent misses of ``key``.
+
+        Within this process the first caller leads and the others wait on an in-memory future (no
+        backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
+        a process that finds the lock taken lets one local caller ``poll`` the backend for the result
+        (bounded backoff) and shares it with its local waiters. Every wait ends after the single-flight
+        timeout: the caller then goes upstream itself. Backend errors make the caller a leader (fail open).
+        """
+        started = time.perf_counter()
+        timeout = self.single_flight.timeout
+        flight = self._flights.get(key)
+        if flight is not None and call_id is not None and flight.call_id == call_id:
+            return FlightRole(True)  # a retry of the leading request must not wait for itself
+        if flight is not None:
+            flight.waiters += 1
+            entry = await self._wait(flight.future, timeout)
+            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+        loop = asyncio.get_running_loop()
+        flight = _Flight(
+            future=loop.create_future(), owner=f"{self._owner}:{secrets.token_hex(4)}", call_id=call_id
+        )
+        self._flights[key] = flight
+        flight.handle = loop.call_later(timeout, self.finish, key, None)
+        lock_key = f"{self.namespace}:lock:fill:{key.rsplit(':', 1)[-1]}"
+        try:
+            acquired = await self.store.acquire_lock(lock_key, flight.owner, timeout)
+        except StoreError:
+            acquired = True  # cannot coordinate: behave as if alone
+            lock_key = ""
+        if acquired:
+            flight.lock_key = lock_key or None
+            return FlightRole(True)
+
+        # Another process leads: poll for its result on behalf of every local waiter.
+        delay = self.single_flight.poll_initial
+        deadline = time.monotonic() + timeout
+        entry = None
+        while time.monotonic() < deadline and not flight.future.done():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.single_flight.poll_max)
+            try:
+                entry = await poll()
+            except StoreError:
+                entry = None
+            if entry is not None:
+                break
+        self.stats.bump("exact", "-", "flight_polled")
+        self.finish(key, entry)
+        return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+    def finish(self, key: str, entry: Entry | None) -> None:
+        """The leader's result (or None: failed/not cacheable). Wakes local waiters, frees the lock."""
+        flight = self._flights.pop(key, None)
+        if flight is None:
+            return
+        if flight.handle is not None:
+            flight.handle.cancel()
+        if not flight.future.done():
+            flight.future.set_result(entry)
+        if flight.waiters:
+            self.stats.bump("exact", "-", "coalesced", flight.waiters)
+        if flight.lock_key:
+            self._spawn(self._release_quietly(flight.lock_key, flight.owner))
+
+    def in_flight(self, key: str) -> bool:
+        return key in self._flights
+
+    @staticmethod
+    async def _wait(future: asyncio.Future[Entry | None], timeout: float) -> Entry | None:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    # -- stale-while-revalidate ----------------------------------------------------------------------
+
+    async def try_refresh_lock(self, key: str, ttl: float) -> str | None:
+        """Take the refresh lock for ``key`` (across replicas). Returns the owner token or None."""
+        owner = f"{self._owner}:{secrets.token_hex(4)}"
+        try:
+            if await self.store.acquire_lock(self._refresh_lock_key(key), owner, ttl):
+                return owner
+        except StoreError:
+            return None
+        return None
+
+    async def release_refresh_lock(self, key: str, owner: str) -> None:
+        await self._release_quietly(self._refresh_lock_key(key), owner)
+
+    def _refresh_lock_key(self, key: str) -> str:
+        return f"{self.namespace}:lock:refresh:{key.rsplit(':', 1)[-1]}"
+
+    # -- invalidation and admin ----------------------------------------------------------------------
 
     async def invalidate_model(self, model_group: str) -> int:
-        """Constant time: bump the model group's generation. Every entry written under an older
-        generation (every tenant, every layer) misses from now on and is cleaned up by its TTL."""
-        generation = await self.store.incr(model_generation_key(self.namespace, model_group))
+        """Constant time: bump the model group's counter. Every entry of the group (every tenant,
+        every layer) misses from now on and is cleaned up by its TTL."""
+        value = await self.store.incr(model_counter(self.namespace, model_group))
         self.stats.bump("admin", model_group, "invalidate_model")
-        return generation
+        return value
+
+    async def invalidate_tag(self, tag: str) -> int:
+        """Admin: every entry carrying ``tag``, whatever its tenant. Constant time."""
+        value = await self.store.incr(tag_counter(self.namespace, tag))
+        self.stats.bump("admin", "-", "invalidate_tag")
+        return value
+
+    async def invalidate_tenant_tag(self, tenant_fingerprints: Iterable[str], tag: str) -> int:
+        """A tenant's own entries carrying ``tag`` (the caller's tenants only). Constant time."""
+        fingerprints = sorted(set(tenant_fingerprints))
+        for fingerprint in fingerprints:
+            await self.store.incr(tenant_tag_counter(self.namespace, fingerprint, tag))
+        self.stats.bump("admin", "-", "invalidate_tenant_tag")
+        return len(fingerprints)
+
+    async def invalidate_tenant(self, tenant_fingerprint: str) -> int:
+        return await self.store.incr(tenant_counter(self.namespace, tenant_fingerprint))
 
     async def backend_stats(self) -> StoreStats | None:
         try:
@@ -265,19 +477,28 @@ class CacheEngine:
         except StoreError:
             return None
 
+    # -- helpers -------------------------------------------------------------------------------------
+
     async def _delete_quietly(self, key: str) -> None:
         with contextlib.suppress(StoreError):
             await self.store.delete(key)
 
-    _background: set[asyncio.Task[None]] = set()
+    async def _release_quietly(self, lock_key: str, owner: str) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.release_lock(lock_key, owner)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, keeping a strong reference until it ends."""
+        self._spawn(coro)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
             task = asyncio.ensure_future(coro)
         except RuntimeError:
+            coro.close()
             return
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.tasks.add(task)
+        task.add_done_callback(self._background.tasks.discard)
 
 
 def layer_kind(layer: str) -> str:

@@ -26,7 +26,9 @@ class Entry:
     fresh_for: float
     stale_for: float
     tenant: str
-    generation: int
+    # Invalidation counters (model group, tenant, tags) as they were when the request started: the
+    # entry is dead as soon as any of them has moved on.
+    counters: dict[str, int]
     model_version: str
     kind: str
     upstream_ms: float | None = None
@@ -44,7 +46,7 @@ def encode_entry(entry: Entry) -> bytes:
             "f": entry.fresh_for,
             "s": entry.stale_for,
             "t": entry.tenant,
-            "g": entry.generation,
+            "g": entry.counters,
             "v": entry.model_version,
             "k": entry.kind,
             "u": entry.upstream_ms,
@@ -77,12 +79,12 @@ def decode_entry(raw: bytes) -> Entry | None:
             fresh_for=float(header["f"]),
             stale_for=float(header["s"]),
             tenant=str(header["t"]),
-            generation=int(header["g"]),
+            counters={str(k): int(v) for k, v in dict(header["g"]).items()},
             model_version=str(header["v"]),
             kind=str(header["k"]),
             upstream_ms=float(upstream) if upstream is not None else None,
             tags=tuple(str(tag) for tag in header.get("tg") or ()),
             extra=dict(header.get("x") or {}),
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None

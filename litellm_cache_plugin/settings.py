@@ -71,6 +71,26 @@ class FastPath(_Strict):
     enabled: bool = True
 
 
+class SingleFlight(_Strict):
+    """Concurrent identical misses wait for one upstream call instead of each making their own."""
+
+    enabled: bool = True
+    # How long a waiting request waits for the leader before going upstream itself (seconds).
+    timeout: float = Field(default=30, gt=0)
+
+
+class Versions(_Strict):
+    """Where model versions come from (they are part of every key)."""
+
+    # Read the model digest from Ollama deployments (GET /api/tags); a re-pull changes it.
+    ollama_digest: bool = True
+    # A digest older than this is re-read in the background (seconds): the longest a re-pulled model
+    # can still be answered from entries of its previous version.
+    refresh_interval: float = Field(default=30, gt=0)
+    # Bound on the first, blocking read of a deployment's digest; on failure the version is "unknown".
+    fetch_timeout: float = Field(default=1.0, gt=0)
+
+
 class ModelOverride(_Strict):
     """Per model group: any of these replaces the global value for that group."""
 
@@ -91,6 +111,8 @@ class PluginSettings(_Strict):
     eligibility: EligibilityMode = "deterministic"
     layers: Layers = Layers()
     fast_path: FastPath = FastPath()
+    single_flight: SingleFlight = SingleFlight()
+    versions: Versions = Versions()
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     # Marks non-streamed hits with "cached": true in the JSON body (the OpenAI SDK hides headers).
     body_marker: bool = True

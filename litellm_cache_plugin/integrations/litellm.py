@@ -29,8 +29,8 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
@@ -38,7 +38,7 @@ import orjson
 from litellm.caching.caching import Cache
 from litellm.integrations.custom_logger import CustomLogger
 
-from litellm_cache_plugin.engine import CacheEngine, Lookup
+from litellm_cache_plugin.engine import CacheEngine, Lookup, SingleFlightSettings
 from litellm_cache_plugin.policy.controls import (
     Outcome,
     RequestControls,
@@ -50,6 +50,7 @@ from litellm_cache_plugin.policy.controls import (
 )
 from litellm_cache_plugin.policy.eligibility import judge
 from litellm_cache_plugin.policy.keys import (
+    OUTPUT_PARAMS,
     CacheRequest,
     Identity,
     RequestKind,
@@ -58,8 +59,10 @@ from litellm_cache_plugin.policy.keys import (
     exact_key,
     tenant_for,
 )
+from litellm_cache_plugin.policy.tags import TagError, parse_tags
 from litellm_cache_plugin.settings import PluginSettings, SettingsError, load_settings
 from litellm_cache_plugin.store import GuardedStore, open_store
+from litellm_cache_plugin.versions import OLLAMA_PROVIDERS, OllamaVersions
 
 log = logging.getLogger("litellm_cache_plugin")
 
@@ -90,6 +93,9 @@ class RequestContext:
     stale_for: float
     call_id: str | None
     stream: bool
+    tags: tuple[str, ...] = ()
+    # The SDK-level kwargs the context was built from (used to re-run the request for a refresh).
+    source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class IdentitySigner:
@@ -125,8 +131,8 @@ class IdentitySigner:
 
 
 def _metadata(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    for field in ("metadata", "litellm_metadata"):
-        value = kwargs.get(field)
+    for name in ("metadata", "litellm_metadata"):
+        value = kwargs.get(name)
         if isinstance(value, dict):
             return value
     return {}
@@ -170,10 +176,17 @@ class CachePlugin(CustomLogger):
             raise SettingsError(f"cache_plugin.backend: {error}") from None
         self.raw_store = store
         self.engine = CacheEngine(
-            GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0), namespace=settings.namespace
+            GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0),
+            namespace=settings.namespace,
+            single_flight=SingleFlightSettings(timeout=settings.single_flight.timeout),
+        )
+        self.versions = OllamaVersions(
+            refresh_interval=settings.versions.refresh_interval, fetch_timeout=settings.versions.fetch_timeout
         )
         self._decisions: OrderedDict[str, Decision] = OrderedDict()
-        self._generations: OrderedDict[str, int | None] = OrderedDict()
+        self._counters: OrderedDict[str, Mapping[str, int] | None] = OrderedDict()
+        # call id -> key of the single flight this request leads (released when it ends without a write)
+        self._leading: OrderedDict[str, str] = OrderedDict()
         self.embedding_items = EmbeddingItems(self)
         self.carrier = CarrierCache(self)
 
@@ -203,10 +216,12 @@ class CachePlugin(CustomLogger):
             return self._decisions.pop(call_id, None)
         return self._decisions.get(call_id)
 
-    def _remember_generation(self, key: str, generation: int | None) -> None:
-        self._generations[key] = generation
-        while len(self._generations) > 20_000:
-            self._generations.popitem(last=False)
+    def _remember_counters(self, key: str, counters: Mapping[str, int] | None) -> None:
+        """Counters read when a request started; its write records them (an invalidation during the
+        upstream call then kills the answer it produces)."""
+        self._counters[key] = counters
+        while len(self._counters) > 20_000:
+            self._counters.popitem(last=False)
 
     # -- request context -------------------------------------------------------------------------
 
@@ -235,13 +250,11 @@ class CachePlugin(CustomLogger):
         model_group = str(metadata.get("model_group") or kwargs.get("model") or "")
         effective = self.settings.for_model(model_group)
         provider = _provider(kwargs)
-        model_info = kwargs.get("model_info") or metadata.get("model_info") or {}
-        version = effective.version or (model_info.get("version") if isinstance(model_info, dict) else None)
         request = CacheRequest(
             kind=kind,
             model_group=model_group,
             provider=provider,
-            model_version=str(version or "0"),
+            model_version=self.model_version(kwargs, provider, effective.version),
             params={k: v for k, v in kwargs.items() if k not in ("messages", "prompt", "input")},
             messages=kwargs.get("messages"),
             prompt=kwargs.get("prompt"),
@@ -252,6 +265,12 @@ class CachePlugin(CustomLogger):
         stream = kwargs.get("stream") is True
         layers = effective.layers
         layer_on = layers.embedding.enabled if kind == "embedding" else layers.exact.enabled
+        try:
+            tags = parse_tags(None, metadata.get("cache_tags"))
+        except TagError:
+            tags = ()
+            identity = None if self.proxy_mode else identity
+            layer_on = False
         if identity is None:
             verdict_ok, reason = False, "unauthenticated"
             tenant = Tenant("anonymous", "-")
@@ -271,7 +290,28 @@ class CachePlugin(CustomLogger):
             stale_for=effective.stale_while_revalidate,
             call_id=call_id if isinstance(call_id, str) else None,
             stream=stream,
+            tags=tags,
+            source=kwargs,
         )
+
+    def model_version(self, kwargs: Mapping[str, Any], provider: str | None, configured: str | None) -> str:
+        """Configured version (``models.<group>.version``, then the deployment's ``model_info.version``),
+        else for Ollama deployments the served model's digest, else "0"."""
+        if configured:
+            return configured
+        metadata = _metadata(kwargs)
+        model_info = kwargs.get("model_info") or metadata.get("model_info") or {}
+        if isinstance(model_info, Mapping) and model_info.get("version"):
+            return str(model_info["version"])
+        api_base, model = kwargs.get("api_base"), kwargs.get("model")
+        if (
+            self.settings.versions.ollama_digest
+            and provider in OLLAMA_PROVIDERS
+            and isinstance(api_base, str)
+            and isinstance(model, str)
+        ):
+            return self.versions.current(api_base, model) or "unknown"
+        return "0"
 
     def key_for(self, ctx: RequestContext, item: Any = None) -> str:
         request = ctx.request
@@ -303,13 +343,65 @@ class CachePlugin(CustomLogger):
             model_group=ctx.request.model_group,
             model_version=ctx.request.model_version,
             controls=ctx.controls,
+            tags=ctx.tags,
         )
-        self._remember_generation(key, lookup.generation)
+        self._remember_counters(key, lookup.counters)
+        if (
+            lookup.outcome == "MISS"
+            and lookup.reason != "backend_error"
+            and self.settings.single_flight.enabled
+        ):
+            role = await self.engine.claim(key, poll=lambda: self._peek(ctx, key), call_id=ctx.call_id)
+            if role.leader and ctx.call_id:
+                self._leading[ctx.call_id] = key
+                while len(self._leading) > 20_000:
+                    self._leading.popitem(last=False)
+            if not role.leader and role.entry is not None:
+                self.engine.stats.bump("exact", ctx.request.model_group, "coalesced_hit")
+                age = max(0, int(self.engine.clock() - role.entry.created_at))
+                lookup = Lookup("HIT", "coalesced", entry=role.entry, age=age, counters=lookup.counters)
         if lookup.entry is None:
             self.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason))
         else:
             self.record(ctx.call_id, Decision(lookup.outcome, "exact", lookup.age, lookup.reason))
+        if lookup.outcome == "STALE":
+            self.engine.spawn(self._refresh(ctx, key))
         return lookup
+
+    async def _peek(self, ctx: RequestContext, key: str) -> Any:
+        found = await self.engine.lookup(
+            key,
+            tenant=ctx.tenant,
+            model_group=ctx.request.model_group,
+            model_version=ctx.request.model_version,
+            controls=ctx.controls,
+            tags=ctx.tags,
+            record=False,
+        )
+        return found.entry if found.outcome == "HIT" else None
+
+    async def _refresh(self, ctx: RequestContext, key: str) -> None:
+        """Stale-while-revalidate: re-run the request once (across replicas: a lock in the backend)
+        and let the normal write path replace the entry. A failed refresh keeps the stale entry and
+        holds the lock until it expires, so a failing upstream is retried at most once per lock TTL."""
+        model_group = ctx.request.model_group
+        lock_ttl = max(5.0, min(self.settings.single_flight.timeout, ctx.stale_for or 5.0))
+        owner = await self.engine.try_refresh_lock(key, lock_ttl)
+        if owner is None:
+            return
+        self.engine.stats.bump("exact", model_group, "refresh_started")
+        call = refresh_call(ctx.source)
+        function = litellm.acompletion if ctx.request.kind == "chat" else litellm.atext_completion
+        try:
+            await asyncio.wait_for(function(**call), timeout=self.settings.single_flight.timeout)
+        except Exception as error:
+            self.engine.stats.bump("exact", model_group, "refresh_failed")
+            log.warning(
+                "stale-while-revalidate refresh failed for %s (stale entry kept): %s", model_group, error
+            )
+            return
+        self.engine.stats.bump("exact", model_group, "refresh_ok")
+        await self.engine.release_refresh_lock(key, owner)
 
     # -- proxy hooks (each defined on this class: the proxy skips inherited hooks) -----------------
 
@@ -331,6 +423,14 @@ class CachePlugin(CustomLogger):
         )
         metadata[IDENTITY_FIELD] = self.signer.sign(identity)
         headers = _request_headers(data)
+        try:
+            tags = parse_tags(headers.get("x-cache-tags"), metadata.get("cache_tags"))
+        except TagError as error:
+            return f"litellm_cache_plugin: {error}"  # type: ignore[return-value]
+        if tags:
+            metadata["cache_tags"] = list(tags)
+        else:
+            metadata.pop("cache_tags", None)
         header_controls = parse_cache_control(headers.get("cache-control"))
         if header_controls != RequestControls():
             merged = merge_controls(header_controls, parse_litellm_cache_field(data.get("cache")))
@@ -349,6 +449,14 @@ class CachePlugin(CustomLogger):
 
     async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any]:
         kwargs.pop("cache_key", None)
+        provider, api_base, model = _provider(kwargs), kwargs.get("api_base"), kwargs.get("model")
+        if (
+            self.settings.versions.ollama_digest
+            and provider in OLLAMA_PROVIDERS
+            and isinstance(api_base, str)
+            and isinstance(model, str)
+        ):
+            await self.versions.ensure(api_base, model)
         if not self.proxy_mode:
             model_group = _metadata(kwargs).get("model_group") or kwargs.get("model")
             if (
@@ -375,10 +483,44 @@ class CachePlugin(CustomLogger):
             headers["x-cache-items"] = f"{decision.items[0]}/{decision.items[1]}"
         return headers
 
-    async def async_post_call_success_hook(
-        self, data: dict[str, Any], user_api_key_dict: Any, response: Any
+    def release_flight(self, call_id: object) -> None:
+        """The request leading a single flight ended without a stored answer: wake its waiters now
+        (they go upstream themselves) instead of letting them wait for the timeout."""
+        if isinstance(call_id, str):
+            key = self._leading.pop(call_id, None)
+            if key is not None:
+                self.engine.finish(key, None)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        if isinstance(kwargs, Mapping):
+            self.release_flight(kwargs.get("litellm_call_id"))
+
+    async def async_post_call_failure_hook(
+        self,
+        request_data: dict[str, Any],
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
     ) -> Any:
-        return response
+        self.release_flight(request_data.get("litellm_call_id"))
+        return None
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        # A stream that is cut off or abandoned by its client stores nothing: release its waiters.
+        finished = False
+        try:
+            async for chunk in response:
+                choices = getattr(chunk, "choices", None) or []
+                if any(getattr(choice, "finish_reason", None) for choice in choices):
+                    finished = True
+                yield chunk
+        finally:
+            if not finished:
+                self.release_flight(request_data.get("litellm_call_id"))
 
 
 def _str_or_none(value: object) -> str | None:
@@ -470,12 +612,17 @@ class CarrierCache(Cache):
     async def _add_response(self, result: Any, kwargs: dict[str, Any]) -> None:
         plugin = self.plugin
         ctx = plugin.context(kwargs)
-        if ctx is None or not ctx.cacheable or ctx.controls.no_store:
+        if ctx is None or not ctx.cacheable:
+            return
+        key = plugin.key_for(ctx)
+        if ctx.controls.no_store:
+            plugin.engine.finish(key, None)
             return
         payload = result.encode() if isinstance(result, str) else orjson.dumps(result, default=str)
         body = orjson.loads(payload)
         if not _complete_response(body, plugin.settings.layers.exact.cacheable_finish_reasons):
             plugin.engine.stats.bump("exact", ctx.request.model_group, "not_stored_incomplete")
+            plugin.engine.finish(key, None)
             return
         if isinstance(body, dict):
             body.pop("cached", None)
@@ -484,8 +631,7 @@ class CarrierCache(Cache):
             payload = orjson.dumps(body)
         else:
             upstream_ms = None
-        key = plugin.key_for(ctx)
-        await plugin.engine.store_entry(
+        entry = await plugin.engine.store_entry(
             key,
             payload,
             tenant=ctx.tenant,
@@ -494,9 +640,13 @@ class CarrierCache(Cache):
             ttl=ctx.ttl,
             stale_for=ctx.stale_for,
             upstream_ms=upstream_ms,
-            generation=plugin._generations.pop(key, None),
+            counters=plugin._counters.pop(key, None),
+            tags=ctx.tags,
             max_bytes=plugin.settings.max_entry_bytes,
         )
+        plugin.engine.finish(key, entry)
+        if ctx.call_id:
+            plugin._leading.pop(ctx.call_id, None)
 
     async def async_add_cache_pipeline(
         self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
@@ -559,12 +709,18 @@ class EmbeddingItems:
     async def _flush(self) -> None:
         self._flush_scheduled = False
         pending, self._pending = self._pending, {}
-        groups: dict[tuple[str, str, str, RequestControls], list[str]] = {}
+        groups: dict[tuple[str, str, str, RequestControls, tuple[str, ...]], list[str]] = {}
         contexts: dict[str, RequestContext] = {}
         for key in pending:
             ctx = self._expected[key]
             contexts[key] = ctx
-            group = (ctx.tenant.fingerprint, ctx.request.model_group, ctx.request.model_version, ctx.controls)
+            group = (
+                ctx.tenant.fingerprint,
+                ctx.request.model_group,
+                ctx.request.model_version,
+                ctx.controls,
+                ctx.tags,
+            )
             groups.setdefault(group, []).append(key)
         for keys in groups.values():
             ctx = contexts[keys[0]]
@@ -575,6 +731,7 @@ class EmbeddingItems:
                     model_group=ctx.request.model_group,
                     model_version=ctx.request.model_version,
                     controls=ctx.controls,
+                    tags=ctx.tags,
                 )
             except Exception:
                 log.exception("embedding lookup failed open")
@@ -615,7 +772,27 @@ class EmbeddingItems:
             model_group=ctx.request.model_group,
             model_version=ctx.request.model_version,
             ttl=ctx.ttl,
+            tags=ctx.tags,
         )
+
+
+_CONNECTION_PARAMS = frozenset(
+    {
+        "model", "api_base", "api_key", "api_version", "base_url", "custom_llm_provider", "organization",
+        "extra_headers", "timeout", "drop_params", "model_info", "messages", "prompt",
+    }
+)  # fmt: skip
+
+
+def refresh_call(source: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments that re-run a request upstream, skip the lookup and store the answer."""
+    call = {
+        k: v for k, v in source.items() if (k in _CONNECTION_PARAMS or k in OUTPUT_PARAMS) and v is not None
+    }
+    kept = (IDENTITY_FIELD, "model_group", "model_info", "cache_tags")
+    metadata = {k: v for k, v in _metadata(source).items() if k in kept}
+    call.update(metadata=metadata, cache={"no-cache": True}, caching=True, stream=False)
+    return call
 
 
 def _complete_response(body: Any, finish_reasons: tuple[str, ...]) -> bool:
