@@ -72,9 +72,7 @@ async def _drop_prefix(store: RedisStore, prefix: str) -> None:
 
 
 async def single_flight(url: str, levels: list[int], upstream_ms: float) -> None:
-    print(
-        f"\nsingle-flight: identical concurrent misses split over two replicas, upstream {upstream_ms:.0f} ms:"
-    )
+    print(f"\nsingle-flight: identical concurrent misses over two replicas, upstream {upstream_ms:.0f} ms:")
     print(f"{'concurrent':>10} {'upstream calls':>15} {'served':>7} {'wall s':>7}")
     for level in levels:
         prefix = f"bench-sf-{uuid.uuid4().hex[:8]}"
@@ -102,9 +100,8 @@ async def single_flight(url: str, levels: list[int], upstream_ms: float) -> None
                 return again.entry
 
             role = await engine.claim(key, poll=poll)
-            if not role.leader:
-                if role.entry is not None:
-                    return True
+            if not role.leader and role.entry is not None:
+                return True
             calls += 1
             await asyncio.sleep(upstream_ms / 1000)
             entry = await engine.store_entry(
