@@ -1,0 +1,115 @@
+"""Hostile and broken input through the real proxy: a clear error or a clean bypass, never a crash,
+never a poisoned entry; corrupted entries in the backend are misses, removed, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.e2e.conftest import TEAM_A, Client, chat_body, unique
+
+pytestmark = pytest.mark.e2e
+
+
+def our_frames(client: Client) -> list[str]:
+    """Traceback lines pointing into this package in the proxy's log (there must be none)."""
+    log = client.proxy.log_path.read_text(errors="replace")
+    return [line for line in log.splitlines() if "litellm_cache_plugin/" in line and 'File "' in line]
+
+
+def test_malformed_bodies_are_refused_cleanly(client: Client) -> None:
+    for raw in [b"{not json", b"[]", b'{"model": "llama3.2"}', b'{"model": "llama3.2", "messages": "hi"}']:
+        response = client.chat(TEAM_A, raw)
+        # LiteLLM 1.106 itself answers 500 to a JSON array body (its auth reads body.get); the rest 4xx
+        assert response.status_code >= 400, raw
+        if raw != b"[]":
+            assert response.status_code < 500, (raw, response.status_code)
+    # the proxy and the cache still work afterwards, and none of the failures came from the plugin
+    assert client.chat(TEAM_A, chat_body(unique("still alive?"), temperature=0)).status_code == 200
+    assert our_frames(client) == []
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "x" * 300_000,
+        "emoji 🧪🧪 and RTL \u202e text \u0000 nul",
+        "combining e\u0301\u0301\u0301" * 50,
+    ],
+)
+def test_odd_and_huge_prompts_are_served(client: Client, prompt: str) -> None:
+    body = chat_body(unique(prompt), temperature=0)
+    first = client.chat(TEAM_A, body)
+    assert first.status_code in (200, 400), first.text[:300]
+    if first.status_code == 200:
+        again = client.chat(TEAM_A, body)
+        assert again.status_code == 200
+        assert (
+            again.json()["choices"][0]["message"]["content"]
+            == first.json()["choices"][0]["message"]["content"]
+        )
+
+
+def test_lone_surrogates_are_served_or_refused_cleanly(client: Client) -> None:
+    content = "a \\ud800 b " + unique("x")  # JSON escape of a lone surrogate: valid JSON, invalid UTF-16
+    raw = (
+        '{"model": "llama3.2", "temperature": 0, "messages": [{"role": "user", "content": "'
+        + content
+        + '"}]}'
+    ).encode()
+    first = client.chat(TEAM_A, raw)
+    assert first.status_code in (200, 400), first.text[:300]
+    assert client.chat(TEAM_A, raw).status_code == first.status_code
+    assert our_frames(client) == []
+
+
+def test_invalid_cache_controls_are_ignored_not_fatal(client: Client) -> None:
+    body = chat_body(unique("controls"), temperature=0)
+    for extra, headers in [
+        ({"cache": {"ttl": "banana", "s-maxage": -1}}, {}),
+        ({"cache": {"no-cache": "yes"}}, {"Cache-Control": "max-age=abc, no-such-directive"}),
+        ({}, {"Cache-Control": "max-age=99999999999999999999999"}),
+    ]:
+        response = client.chat(TEAM_A, {**body, **extra}, headers=headers)
+        assert response.status_code == 200, response.text[:300]
+    # a non-object `cache` field: LiteLLM's own handler refuses it with a 400 (before the plugin)
+    assert client.chat(TEAM_A, {**body, "cache": "no-cache please"}).status_code == 400
+    assert our_frames(client) == []
+
+
+async def _corrupt(url: str, key: str) -> bytes | None:
+    parts = urlsplit(url)
+    prefix = parse_qs(parts.query).get("prefix", [""])[0]
+    connection = aioredis.Redis(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(parts.path[1:] or 0)
+    )
+    try:
+        full = prefix + key
+        original = await connection.get(full)
+        assert original is not None
+        await connection.set(full, original[:-7] + b"garbage", keepttl=True)
+        return original
+    finally:
+        await connection.aclose()
+
+
+def test_corrupted_entry_is_a_miss_and_is_replaced(client: Client) -> None:
+    backend = client.proxy.config["cache_plugin"]["backend"]
+    if not backend.startswith("redis"):
+        pytest.skip("entries of the memory backend live inside the proxy process")
+    body = chat_body(unique("corrupt me"), temperature=0)
+    stores = client.stores()
+    client.chat(TEAM_A, body)
+    client.wait_stored(stores)
+    hit = client.chat(TEAM_A, body)
+    assert hit.headers["x-cache"] == "HIT"
+    key = hit.headers["x-litellm-cache-key"]
+    asyncio.run(_corrupt(backend, key))
+    damaged = client.chat(TEAM_A, body)
+    assert damaged.status_code == 200
+    assert damaged.headers["x-cache"] == "MISS"
+    client.wait_stored(stores + 1)
+    assert client.chat(TEAM_A, body).headers["x-cache"] == "HIT"
