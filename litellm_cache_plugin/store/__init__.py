@@ -47,6 +47,8 @@ BUILTIN_BACKENDS: Mapping[str, str] = {
     "memory": "litellm_cache_plugin.store.memory:MemoryStore",
     "redis": "litellm_cache_plugin.store.redis:RedisStore",
     "rediss": "litellm_cache_plugin.store.redis:RedisStore",
+    "redis+cluster": "litellm_cache_plugin.store.redis_cluster:RedisClusterStore",
+    "memcached": "litellm_cache_plugin.store.memcached:MemcachedStore",
 }
 
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
