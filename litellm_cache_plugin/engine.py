@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from litellm_cache_plugin.crypto import PayloadCipher
 from litellm_cache_plugin.envelope import Entry, decode_entry, encode_entry
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
@@ -110,8 +112,10 @@ class CacheEngine:
         namespace: str,
         clock: Callable[[], float] = time.time,
         single_flight: SingleFlightSettings | None = None,
+        cipher: PayloadCipher | None = None,
     ) -> None:
         self.store = store
+        self.cipher = cipher
         self.namespace = namespace
         self.clock = clock
         self.stats = EngineStats(Counter(), {})
@@ -190,6 +194,17 @@ class CacheEngine:
             return miss("tenant_mismatch")
         if is_invalidated(entry.counters, current):
             return miss("invalidated")
+        encrypted_with = entry.extra.get("enc")
+        if encrypted_with is not None:
+            plaintext = (
+                self.cipher.decrypt(str(encrypted_with), entry.payload, _associated(key, entry.tenant))
+                if self.cipher is not None
+                else None
+            )
+            if plaintext is None:  # rotated-out key or tampered entry: a miss, never an error
+                stats.bump(layer, model_group, "decrypt_failed")
+                return miss("undecryptable")
+            entry = dataclasses.replace(entry, payload=plaintext)
         if entry.model_version != model_version:
             return miss("model_version_changed")
         now = self.clock()
@@ -265,11 +280,20 @@ class CacheEngine:
         layer: str = "exact",
         max_bytes: int | None = None,
         extra: dict[str, Any] | None = None,
+        encrypt: bool = False,
     ) -> Entry | None:
-        """Write an entry; returns it, or None (logged) when it was not stored."""
+        """Write an entry; returns it (with the plaintext payload), or None (logged) when it was not
+        stored. ``encrypt`` without a configured cipher stores nothing: personal data is never
+        written in clear because a key is missing."""
         if max_bytes is not None and len(payload) > max_bytes:
             self.stats.bump(layer, model_group, "too_large")
             return None
+        stored_payload, extra = payload, dict(extra or {})
+        if encrypt:
+            if self.cipher is None:
+                self.stats.bump(layer, model_group, "not_stored_no_key")
+                return None
+            extra["enc"], stored_payload = self.cipher.encrypt(payload, _associated(key, tenant.fingerprint))
         try:
             recorded = (
                 dict(counters)
@@ -277,7 +301,7 @@ class CacheEngine:
                 else await self._counters_now(model_group, tenant, tags)
             )
             entry = Entry(
-                payload=payload,
+                payload=stored_payload,
                 created_at=self.clock(),
                 fresh_for=ttl,
                 stale_for=stale_for,
@@ -287,7 +311,7 @@ class CacheEngine:
                 kind=layer_kind(layer),
                 upstream_ms=upstream_ms,
                 tags=tuple(tags),
-                extra=extra or {},
+                extra=extra,
             )
             await self.store.set(key, encode_entry(entry), backend_ttl(ttl, stale_for))
         except StoreError as error:
@@ -295,7 +319,7 @@ class CacheEngine:
             log.warning("cache write skipped: %s", error)
             return None
         self.stats.bump(layer, model_group, "store")
-        return entry
+        return dataclasses.replace(entry, payload=payload)
 
     async def store_many(
         self,
@@ -307,8 +331,12 @@ class CacheEngine:
         ttl: float,
         counters: Mapping[str, int] | None = None,
         tags: Sequence[str] = (),
+        encrypt: bool = False,
     ) -> int:
         layer = "embedding"
+        if encrypt and self.cipher is None:
+            self.stats.bump(layer, model_group, "not_stored_no_key", len(items))
+            return 0
         try:
             recorded = (
                 dict(counters)
@@ -316,12 +344,16 @@ class CacheEngine:
                 else await self._counters_now(model_group, tenant, tags)
             )
             now = self.clock()
+            sealed = [
+                (key, payload, self._seal(key, payload, tenant) if encrypt else None)
+                for key, payload in items
+            ]
             encoded = [
                 (
                     key,
                     encode_entry(
                         Entry(
-                            payload=payload,
+                            payload=seal[1] if seal else payload,
                             created_at=now,
                             fresh_for=ttl,
                             stale_for=0.0,
@@ -330,10 +362,11 @@ class CacheEngine:
                             model_version=model_version,
                             kind="embedding",
                             tags=tuple(tags),
+                            extra={"enc": seal[0]} if seal else {},
                         )
                     ),
                 )
-                for key, payload in items
+                for key, payload, seal in sealed
             ]
             await self.store.set_many(encoded, backend_ttl(ttl, 0.0))
         except StoreError as error:
@@ -342,6 +375,10 @@ class CacheEngine:
             return 0
         self.stats.bump(layer, model_group, "store", len(items))
         return len(items)
+
+    def _seal(self, key: str, payload: bytes, tenant: Tenant) -> tuple[str, bytes]:
+        assert self.cipher is not None
+        return self.cipher.encrypt(payload, _associated(key, tenant.fingerprint))
 
     # -- single-flight -------------------------------------------------------------------------------
 
@@ -499,6 +536,10 @@ class CacheEngine:
             return
         self._background.tasks.add(task)
         task.add_done_callback(self._background.tasks.discard)
+
+
+def _associated(key: str, tenant_fingerprint: str) -> bytes:
+    return f"{key}\x00{tenant_fingerprint}".encode()
 
 
 def layer_kind(layer: str) -> str:

@@ -121,6 +121,23 @@ class Versions(_Strict):
     fetch_timeout: float = Field(default=1.0, gt=0)
 
 
+class Pii(_Strict):
+    """What ``pii: true`` on a model group means: entries are per user (the user id, else the API
+    key), live at most ``ttl_cap`` seconds, are at most ``max_entry_bytes`` long, are never shared by
+    meaning (no semantic layer), and are encrypted at rest when ``encryption.keys`` is set."""
+
+    ttl_cap: float = Field(default=300, gt=0)
+    max_entry_bytes: int = Field(default=64 * 1024, gt=0)
+
+
+class Encryption(_Strict):
+    """AES-256-GCM at rest. ``keys``: base64 32-byte keys, first encrypts, all decrypt (rotation).
+    ``apply_to``: ``pii`` (model groups marked ``pii: true``) or ``all``."""
+
+    keys: list[str] = Field(default_factory=list, repr=False)
+    apply_to: Literal["pii", "all"] = "pii"
+
+
 class ModelOverride(_Strict):
     """Per model group: any of these replaces the global value for that group."""
 
@@ -131,6 +148,8 @@ class ModelOverride(_Strict):
     # Model version: part of every key. Change it to invalidate everything of this group.
     version: str | None = None
     layers: Layers | None = None
+    # Personal data: per-user scope, short TTL, size cap, no semantic sharing, encrypted at rest.
+    pii: bool = False
 
 
 class PluginSettings(_Strict):
@@ -143,6 +162,8 @@ class PluginSettings(_Strict):
     fast_path: FastPath = FastPath()
     single_flight: SingleFlight = SingleFlight()
     versions: Versions = Versions()
+    pii: Pii = Pii()
+    encryption: Encryption = Encryption()
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     # Marks non-streamed hits with "cached": true in the JSON body (the OpenAI SDK hides headers).
     body_marker: bool = True
@@ -174,6 +195,21 @@ class PluginSettings(_Strict):
                 eligibility=self.eligibility,
                 version=None,
                 layers=self.layers,
+                max_entry_bytes=self.max_entry_bytes,
+                encrypt=self.encryption.apply_to == "all" and bool(self.encryption.keys),
+            )
+        if override.pii:
+            layers = override.layers or self.layers
+            return EffectiveSettings(
+                scope="user",
+                ttl=min(override.ttl or self.ttl, self.pii.ttl_cap),
+                stale_while_revalidate=0,
+                eligibility=override.eligibility or self.eligibility,
+                version=override.version,
+                layers=layers.model_copy(update={"semantic": SemanticLayer(enabled=False)}),
+                max_entry_bytes=min(self.max_entry_bytes, self.pii.max_entry_bytes),
+                encrypt=bool(self.encryption.keys),
+                pii=True,
             )
         return EffectiveSettings(
             scope=override.scope or self.scope,
@@ -186,6 +222,8 @@ class PluginSettings(_Strict):
             eligibility=override.eligibility or self.eligibility,
             version=override.version,
             layers=override.layers or self.layers,
+            max_entry_bytes=self.max_entry_bytes,
+            encrypt=self.encryption.apply_to == "all" and bool(self.encryption.keys),
         )
 
 
@@ -198,6 +236,9 @@ class EffectiveSettings(BaseModel):
     eligibility: EligibilityMode
     version: str | None
     layers: Layers
+    max_entry_bytes: int
+    encrypt: bool = False
+    pii: bool = False
 
 
 def _describe(error: ValidationError) -> str:

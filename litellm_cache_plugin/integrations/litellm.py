@@ -38,6 +38,7 @@ import orjson
 from litellm.caching.caching import Cache
 from litellm.integrations.custom_logger import CustomLogger
 
+from litellm_cache_plugin.crypto import CipherConfigError, PayloadCipher
 from litellm_cache_plugin.engine import CacheEngine, Lookup, SingleFlightSettings
 from litellm_cache_plugin.policy.controls import (
     Outcome,
@@ -94,6 +95,8 @@ class RequestContext:
     call_id: str | None
     stream: bool
     tags: tuple[str, ...] = ()
+    encrypt: bool = False
+    max_entry_bytes: int = 4 * 1024 * 1024
     # The SDK-level kwargs the context was built from (used to re-run the request for a refresh).
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -175,10 +178,15 @@ class CachePlugin(CustomLogger):
         except ValueError as error:
             raise SettingsError(f"cache_plugin.backend: {error}") from None
         self.raw_store = store
+        try:
+            cipher = PayloadCipher(settings.encryption.keys) if settings.encryption.keys else None
+        except CipherConfigError as error:
+            raise SettingsError(f"cache_plugin.{error}") from None
         self.engine = CacheEngine(
             GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0),
             namespace=settings.namespace,
             single_flight=SingleFlightSettings(timeout=settings.single_flight.timeout),
+            cipher=cipher,
         )
         self.versions = OllamaVersions(
             refresh_interval=settings.versions.refresh_interval, fetch_timeout=settings.versions.fetch_timeout
@@ -291,6 +299,8 @@ class CachePlugin(CustomLogger):
             call_id=call_id if isinstance(call_id, str) else None,
             stream=stream,
             tags=tags,
+            encrypt=effective.encrypt,
+            max_entry_bytes=effective.max_entry_bytes,
             source=kwargs,
         )
 
@@ -642,7 +652,8 @@ class CarrierCache(Cache):
             upstream_ms=upstream_ms,
             counters=plugin._counters.pop(key, None),
             tags=ctx.tags,
-            max_bytes=plugin.settings.max_entry_bytes,
+            max_bytes=ctx.max_entry_bytes,
+            encrypt=ctx.encrypt,
         )
         plugin.engine.finish(key, entry)
         if ctx.call_id:
@@ -773,6 +784,7 @@ class EmbeddingItems:
             model_version=ctx.request.model_version,
             ttl=ctx.ttl,
             tags=ctx.tags,
+            encrypt=ctx.encrypt,
         )
 
 
