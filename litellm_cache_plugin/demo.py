@@ -98,9 +98,8 @@ def _workload(proxy: ProxyProcess) -> int:
         elapsed = (time.perf_counter() - started) * 1000
         response.raise_for_status()
         outcome = response.headers.get("x-cache", "?")
-        rows.append(
-            (team, question.strip()[:48] + (f" (t={params['temperature']})" if params else ""), outcome, elapsed)
-        )
+        label = question.strip()[:48] + (f" (t={params['temperature']})" if params else "")
+        rows.append((team, label, outcome, elapsed))
         print(f"  {team:6} {outcome:6} {elapsed:8.1f} ms  {rows[-1][1]}")
         time.sleep(0.05)  # a miss is written in the background; give it a moment before the repeat
 

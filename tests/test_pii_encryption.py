@@ -9,13 +9,13 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from litellm_cache_plugin.crypto import PayloadCipher, generate_key  # noqa: E402
-from litellm_cache_plugin.engine import CacheEngine  # noqa: E402
-from litellm_cache_plugin.envelope import decode_entry, encode_entry  # noqa: E402
-from litellm_cache_plugin.policy.controls import RequestControls  # noqa: E402
-from litellm_cache_plugin.policy.keys import Tenant  # noqa: E402
-from litellm_cache_plugin.settings import SettingsError, settings_from_mapping  # noqa: E402
-from litellm_cache_plugin.store.memory import MemoryStore  # noqa: E402
+from litellm_cache_plugin.crypto import PayloadCipher, generate_key
+from litellm_cache_plugin.engine import CacheEngine
+from litellm_cache_plugin.envelope import decode_entry, encode_entry
+from litellm_cache_plugin.policy.controls import RequestControls
+from litellm_cache_plugin.policy.keys import Tenant
+from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
+from litellm_cache_plugin.store.memory import MemoryStore
 
 A = Tenant("user", "alice")
 SECRET = b'{"choices":[{"message":{"content":"patient 4711 has condition X"}}]}'

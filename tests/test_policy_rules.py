@@ -118,8 +118,9 @@ def test_response_headers() -> None:
 
 def entry(payload: bytes = b'{"a":1}') -> Entry:
     return Entry(
-        payload=payload, created_at=1.5, fresh_for=60, stale_for=5, tenant="t", counters={"lcp:gen:model:x": 3},
-        model_version="sha256:x", kind="response", upstream_ms=12.5, tags=("a",),
+        payload=payload, created_at=1.5, fresh_for=60, stale_for=5, tenant="t",
+        counters={"lcp:gen:model:x": 3}, model_version="sha256:x", kind="response", upstream_ms=12.5,
+        tags=("a",),
     )  # fmt: skip
 
 

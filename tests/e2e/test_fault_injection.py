@@ -56,7 +56,17 @@ class OwnRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -106,12 +116,16 @@ class Load:
                 started = time.perf_counter()
                 try:
                     response = http.post(
-                        f"{self.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {TEAM_A}"}
+                        f"{self.url}/v1/chat/completions",
+                        json=body,
+                        headers={"Authorization": f"Bearer {TEAM_A}"},
                     )
                     status, outcome = response.status_code, response.headers.get("x-cache", "?")
                 except httpx.HTTPError:
                     status, outcome = 0, "error"
-                self.results.append((time.monotonic(), (time.perf_counter() - started) * 1000, status, outcome))
+                self.results.append(
+                    (time.monotonic(), (time.perf_counter() - started) * 1000, status, outcome)
+                )
                 n += 1
                 time.sleep(0.02)
 
@@ -130,10 +144,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxyProce
     redis.start()
     with SimulatorThread(SimulatorConfig(latency_ms=UPSTREAM_MS, tokens_per_second=2000)) as sim:
         config = proxy_config(
-            sim.url, {"backend": f"redis://127.0.0.1:{redis.port}/0?prefix=fault:", "backend_timeout_ms": DEADLINE_MS}
+            sim.url,
+            {"backend": f"redis://127.0.0.1:{redis.port}/0?prefix=fault:", "backend_timeout_ms": DEADLINE_MS},
         )
         proxy = ProxyProcess(
-            config, tmp_path_factory.mktemp("fault"), extra_files={"demo_auth.py": DEMO_AUTH_MODULE}, name="fault"
+            config,
+            tmp_path_factory.mktemp("fault"),
+            extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
+            name="fault",
         )
         with proxy:
             yield proxy, redis

@@ -1,0 +1,774 @@
+"""Near-miss guard: a cheap lexical check run on a candidate *after* the similarity search.
+
+Embeddings place "how far is Paris from Lyon" and "how far is Paris from Lille" a few hundredths
+apart, yet their answers differ. The guard compares the *slots* of two prompts and rejects the pair
+when any slot differs. Pure functions, no I/O, no model; features are extracted once per prompt
+(:func:`features`) and compared in microseconds (:func:`near_miss`).
+
+Slots compared (a difference in any one rejects the pair):
+
+- ``number``: numerals and number words, normalized (``2,700`` == ``2700``, ``three`` == ``3``,
+  ``3rd`` == ``third``), as a multiset.
+- ``time``: weekdays, months, relative days (today, tomorrow, ...).
+- ``unit``: measurement and time units, currencies, periods (``monthly`` == ``per month``).
+- ``entity``: capitalized words not at the start of a sentence, acronyms, CamelCase; an entity of one
+  prompt must occur (as a word, any case) in the other, so sentence-initial capitals and lowercase
+  typing do not cause false alarms.
+- ``quoted``: text in quotes or backticks, exactly.
+- ``code``: identifiers, paths, file names, URLs (tokens with ``_ . / \\ ::`` or camelCase).
+- ``negation``: the number of negations (``not``, ``n't``, ``never``, ``without``...) and
+  prefix-negated twins (``safe``/``unsafe``, ``transferable``/``non-transferable``).
+- ``antonym``: both prompts use one axis from a small general lexicon (open/closed, add/remove, best/
+  worst, before/after...) with different poles.
+- ``format``: output-format words (json, yaml, table, bullet, python, in French, ...).
+- ``person``: who it is about (I/we vs you vs he/she/they), when both prompts say.
+- ``order``: the same words in other roles around from/to/into/than (from X to Y vs from Y to X).
+- ``swap``: the prompts are otherwise the same sentence but a content word was replaced, added or
+  removed (Bristol -> Brighton, full-time -> part-time, online tax return vs tax return). Typos,
+  inflections, contractions, greetings and a small synonym list do not count as changes.
+
+The ``swap`` rule is what catches lowercase entity swaps and scope changes that no lexicon lists; its
+price is that a single-word synonym substitution outside the synonym list is refused too (a miss,
+never a wrong answer).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+__all__ = ["PromptFeatures", "explain", "features", "near_miss"]
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def _stem(word: str) -> str:
+    """A crude stemmer: enough to equate ``refund``/``refunds``/``refunded`` and ``park``/``parking``."""
+    for suffix in ("ings", "ing", "ied", "ies", "ed", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            base = word[: -len(suffix)]
+            if suffix in ("ied", "ies"):
+                return base + "y"
+            if suffix in ("ing", "ed") and len(base) >= 4 and base[-1] == base[-2]:
+                return base[:-1]  # stopped -> stop, planning -> plan
+            return base
+    if word.endswith("e") and len(word) >= 5:
+        return word[:-1]  # increase/increased/increasing -> increas
+    return word
+
+
+# --- lexicons ---------------------------------------------------------------------------------
+
+_NUMBER_WORDS: dict[str, float] = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
+    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
+    "thousand": 1000, "million": 10**6, "billion": 10**9, "dozen": 12, "half": 0.5, "twice": 2,
+    "double": 2, "triple": 3, "single": 1, "couple": 2, "quarter": 0.25,
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+    "eighth": 8, "ninth": 9, "tenth": 10,
+}  # fmt: skip
+# "one" and "second" are often not quantities ("which one", "a second opinion"); they still count, as
+# a mismatch then only costs a miss.
+
+_TIME_WORDS = _wordset(
+    "monday tuesday wednesday thursday friday saturday sunday weekday weekend "
+    "january february march april may june july august september october november december "
+    "today tomorrow yesterday tonight morning afternoon evening night midnight noon "
+    "spring summer autumn fall winter christmas easter"
+)
+# "may", "march", "fall" are also verbs; they count as time words only when capitalized.
+_AMBIGUOUS_TIME = frozenset({"may", "march", "fall"})
+
+_UNITS: dict[str, str] = {}
+for _canon, _aliases in {
+    "km": "km kms kilometer kilometers kilometre kilometres",
+    "mile": "mile miles mi",
+    "m": "m meter meters metre metres",
+    "cm": "cm centimeter centimeters centimetre centimetres",
+    "mm": "mm millimeter millimeters millimetre millimetres",
+    "ft": "ft foot feet",
+    "inch": "inch inches",
+    "kg": "kg kgs kilo kilos kilogram kilograms kilogramme kilogrammes",
+    "g": "g gram grams gramme grammes",
+    "lb": "lb lbs",
+    "oz": "oz ounce ounces",
+    "stone": "st stone stones",
+    "l": "l litre litres liter liters",
+    "ml": "ml millilitre millilitres milliliter milliliters",
+    "gallon": "gallon gallons gal",
+    "pint": "pint pints",
+    "kwh": "kwh kilowatt-hour kilowatt-hours",
+    "kw": "kw kilowatt kilowatts",
+    "w": "w watt watts",
+    "v": "v volt volts",
+    "mph": "mph",
+    "kph": "kph km/h kmh",
+    "celsius": "c °c celsius centigrade",
+    "fahrenheit": "f °f fahrenheit",
+    "kelvin": "k kelvin",
+    "percent": "% percent per-cent percentage",
+    "gb": "gb gigabyte gigabytes",
+    "mb": "mb megabyte megabytes",
+    "tb": "tb terabyte terabytes",
+    "kb": "kb kilobyte kilobytes",
+    "ghz": "ghz",
+    "mhz": "mhz",
+    "px": "px pixel pixels",
+    "second": "sec secs seconds",
+    "minute": "min mins minute minutes",
+    "hour": "h hr hrs hour hours hourly",
+    "day": "day days daily",
+    "week": "wk week weeks weekly fortnight fortnightly",
+    "month": "mo month months monthly",
+    "year": "yr yrs year years yearly annual annually",
+    "gbp": "£ gbp pound pounds quid sterling",
+    "usd": "$ usd dollar dollars",
+    "eur": "€ eur euro euros",
+    "jpy": "¥ jpy yen",
+    "inr": "₹ inr rupee rupees",
+    "pence": "p pence penny",
+    "cent": "cent cents",
+}.items():
+    for _alias in _aliases.split():
+        _UNITS[_alias] = _canon
+_TIME_UNITS = frozenset({"second", "minute", "hour", "day", "week", "month", "year"})
+_PERIOD_WORDS = _wordset("hourly daily weekly fortnightly monthly yearly annual annually fortnight")
+_PERIOD_MARKERS = _wordset("per a an each every")
+# "one" and "single" are articles as often as numbers.
+_ARTICLE_NUMBERS = frozenset({"one", "single"})
+# One-letter (and "in", "st", "mi", "p"...) aliases are units only right after a number ("5 m", "3pm"
+# is handled as a time); as standalone words they are too often something else.
+_STANDALONE_UNIT_MIN_LEN = 2
+_NOT_STANDALONE_UNITS = frozenset({"st", "mi", "min", "mo", "gal", "sec", "hr", "wk", "yr", "in", "am"})
+
+_FORMAT_WORDS: dict[str, str] = {}
+for _canon, _aliases in {
+    "json": "json", "yaml": "yaml yml", "xml": "xml", "csv": "csv tsv", "markdown": "markdown md",
+    "html": "html", "table": "table tables tabular", "list": "list lists listed numbered",
+    "bullet": "bullet bullets bulleted", "code": "code snippet", "python": "python py",
+    "javascript": "javascript js node nodejs", "typescript": "typescript ts", "java": "java",
+    "rust": "rust", "golang": "golang", "c": "c++ cpp c#", "ruby": "ruby", "php": "php",
+    "sql": "sql", "bash": "bash shell sh zsh powershell", "regex": "regex regexp",
+    "essay": "essay", "poem": "poem haiku limerick sonnet", "email": "email e-mail letter",
+    "tweet": "tweet", "summary": "summary summarize summarise tldr tl;dr", "outline": "outline",
+    "diagram": "diagram chart graph", "paragraph": "paragraph paragraphs", "sentence": "sentence sentences",
+    "word": "word words", "short": "brief briefly concise concisely", "long": "detailed lengthy",
+    "steps": "step-by-step", "eli5": "eli5", "english": "english", "french": "french",
+    "spanish": "spanish", "german": "german", "italian": "italian", "portuguese": "portuguese",
+    "dutch": "dutch", "chinese": "chinese mandarin", "japanese": "japanese", "korean": "korean",
+    "arabic": "arabic", "russian": "russian", "hindi": "hindi", "welsh": "welsh", "polish": "polish",
+    "formal": "formal", "casual": "casual informal", "funny": "funny humorous", "simple": "simple simply",
+    "uppercase": "uppercase capitals", "lowercase": "lowercase",
+}.items():  # fmt: skip
+    for _alias in _aliases.split():
+        _FORMAT_WORDS[_alias] = _canon
+
+_NEGATIONS = _wordset(
+    "not no never none nobody nothing nowhere neither nor without cannot neednt hardly barely "
+    "isnt arent wasnt werent dont doesnt didnt cant couldnt shouldnt wouldnt wont mustnt"
+)
+_NEG_PREFIXES = ("non-", "non", "un", "in", "im", "il", "ir", "dis", "anti-", "anti", "de")
+
+# Axes whose poles mean opposite things. Each group lists the words of one pole; a prompt using a word
+# of pole X and another using pole Y of the same axis ask different questions. General English only.
+_ANTONYM_AXES: tuple[tuple[str, str], ...] = (
+    ("open opened opening opens", "close closed closing closes shut"),
+    ("add adding added", "remove removing removed delete deleting deleted"),
+    ("include includes including included", "exclude excludes excluding excluded"),
+    ("allow allowed allows permitted permit", "ban banned forbid forbidden prohibit prohibited disallowed"),
+    ("accept accepted accepting", "reject rejected refuse refused decline declined"),
+    ("enable enabled enabling", "disable disabled disabling"),
+    ("start started starting begin beginning", "stop stopped stopping end ending finish finishing"),
+    ("buy buying bought purchase", "sell selling sold"),
+    ("increase increasing raise raising", "decrease decreasing reduce reducing lower lowering"),
+    ("before", "after"),
+    ("best", "worst"),
+    ("most", "least"),
+    ("more", "less fewer"),
+    ("high", "low"),
+    ("highest", "lowest"),
+    ("ascending ascend", "descending descend"),
+    ("higher", "lower"),
+    ("maximum max", "minimum min"),
+    ("cheapest", "priciest dearest"),
+    ("cheap cheaper", "expensive pricier dearer"),
+    ("fastest quickest", "slowest"),
+    ("fast faster quick quicker", "slow slower"),
+    ("early earlier earliest", "late later latest"),
+    ("first", "last"),
+    ("import importing imported", "export exporting exported"),
+    ("upload uploading uploaded", "download downloading downloaded"),
+    ("upgrade upgrading", "downgrade downgrading"),
+    ("login signin", "logout signout"),
+    ("optin", "optout"),
+    ("turnon switchon", "turnoff switchoff"),
+    ("subscribe subscribed", "unsubscribe unsubscribed"),
+    ("lock locked locking", "unlock unlocked unlocking"),
+    ("encrypt encrypted encryption", "decrypt decrypted decryption"),
+    ("pros advantages benefits upsides", "cons disadvantages drawbacks downsides risks"),
+    ("safe safely", "dangerous unsafe harmful"),
+    ("legal lawful lawfully", "illegal unlawful unlawfully"),
+    ("hot hotter warm warmer", "cold colder cool cooler"),
+    ("big bigger biggest large larger largest", "small smaller smallest little"),
+    ("long longer longest", "short shorter shortest"),
+    ("heavy heavier", "light lighter"),
+    ("eat", "avoid"),
+    ("spicy", "mild"),
+    ("positive", "negative"),
+    ("success successful succeed", "failure fail failed unsuccessful"),
+    ("win winning won", "lose losing lost"),
+    ("pass passed", "fail failed"),
+    ("deposit depositing", "withdraw withdrawing withdrawal"),
+    ("credit credited", "debit debited"),
+    ("income", "expense expenses"),
+    ("inbound incoming", "outbound outgoing"),
+    ("input", "output"),
+    ("join joining", "leave leaving quit"),
+    ("hire hiring", "fire firing"),
+    ("connect connecting", "disconnect disconnecting"),
+    ("install installing", "uninstall uninstalling"),
+    ("mount", "unmount"),
+    ("push", "pull"),
+    ("send sending sent", "receive receiving received"),
+    ("lend lending", "borrow borrowing"),
+    ("true", "false"),
+    ("yes", "no"),
+    ("above", "below"),
+    ("over", "under"),
+    ("inside", "outside"),
+    ("north northern", "south southern"),
+    ("east eastern", "west western"),
+    ("left", "right"),
+    ("male men man boys boy", "female women woman girls girl"),
+    ("adult adults", "child children kid kids"),
+    ("domestic", "international"),
+    ("full-time fulltime", "part-time parttime"),
+    ("public", "private"),
+    ("online", "offline"),
+    ("minimal", "maximal"),
+    ("like", "dislike"),
+    ("agree", "disagree"),
+    ("similar similarities", "different differences"),
+    ("strong stronger strength strengths", "weak weaker weakness weaknesses"),
+    ("good better", "bad worse"),
+    ("easy easier easiest", "hard harder hardest difficult"),
+    ("popular", "unpopular"),
+    # Roles: the same question asked from the other side has another answer.
+    ("landlord landlords", "tenant tenants renter renters"),
+    ("employer employers", "employee employees staff worker workers"),
+    ("buyer buyers purchaser", "seller sellers vendor vendors"),
+    ("teacher teachers", "student students pupil pupils"),
+    ("doctor doctors", "patient patients"),
+    ("host hosts", "guest guests"),
+    ("sender", "recipient receiver"),
+    ("lender lenders", "borrower borrowers"),
+    ("parent parents", "child children"),
+)
+_AXIS_OF: dict[str, tuple[int, int]] = {}
+for _axis, (_pole_a, _pole_b) in enumerate(_ANTONYM_AXES):
+    for _pole, _words in enumerate((_pole_a, _pole_b)):
+        for _word in _words.split():
+            _AXIS_OF.setdefault(_word, (_axis, _pole))
+for _word, _where in list(_AXIS_OF.items()):
+    _AXIS_OF.setdefault(_stem(_word), _where)
+
+# Phrasal verbs whose particle carries the meaning; joined into one token before anything else.
+_PHRASALS = re.compile(r"\b(log|sign|opt|turn|switch|check|set)\s+(in|on|out|off|up|into)\b", re.IGNORECASE)
+_PHRASAL_JOIN = {"into": "in", "up": "up"}
+
+# Words that change nothing about the answer; dropped before the swap rule compares content words.
+_STOPWORDS = (
+    _wordset(
+        """a an the and or but if then so of to in on at by for with from into onto about as than that
+    this these those there here it its it's is are was were be been being am do does did doing done
+    have has had having can could should would will shall may might must need ought i me my mine
+    myself we us our ours you your yours he him his she her they them their it what's whats
+    some any each every all such very much many just also too really actually basically quite
+    please pls thanks thank thx hi hello hey dear team folks guys ok okay well um uh hmm kindly
+    quick question wondering wonder tell let know get got going go want wanted like would've
+    i'm im i've ive i'd id i'll you're youre you've we're were they're theyre one's able possible
+    anyone someone somebody something somewhere anything way ways exactly currently now
+    what which how usually normally typically generally still ever even already simply cheers
+    sorry bother silly er erm um umm uh yeah yep between apart good common main typical usual
+    people person persons
+    say tell give show share explain describe calculate compute find provide list recommend suggest
+    convert write please"""
+        # Request verbs ("Explain X" / "What is X" / "Give me X") say how to ask, not what.
+        # Negations are compared by count; as content words they would make "cannot" differ from "not".
+    )
+    | _NEGATIONS
+)
+# "what", "how" and "which" are interchangeable openings ("How much does X cost" = "What does X
+# cost"); "when", "where", "who" and "why" stay content words: "when" vs "where" is another question.
+
+_PERSON: dict[str, str] = {}
+for _cls, _words in {
+    "1": "i me my mine myself we us our ours ourselves i'm i've i'd i'll we're we've",
+    "2": "you your yours yourself yourselves you're you've you'd you'll",
+    "3": "he him his himself she her hers herself they them their theirs themselves he's she's they're",
+}.items():
+    for _word in _words.split():
+        _PERSON[_word] = _cls
+
+# Small, general synonym groups: a swap inside one group is not a change. Canonical form first.
+_SYNONYM_GROUPS = (
+    "fast quick rapid speedy",
+    "fastest quickest speediest",
+    "get obtain receive request",
+    "big large huge",
+    "small little tiny",
+    "child children kid kids",
+    "buy purchase",
+    "price cost fee charge",
+    "cheap inexpensive affordable",
+    "fix repair mend",
+    "begin start commence",
+    "help assist support",
+    "need require",
+    "use utilise utilize",
+    "method way approach procedure process",
+    "car vehicle automobile",
+    "weather forecast",
+    "film movie",
+    "phone telephone mobile cellphone",
+    "email e-mail",
+    "shop store",
+    "job work employment",
+    "boss employer manager",
+    "doctor gp physician",
+    "house home",
+    "flat apartment",
+    "holiday vacation",
+    "rubbish trash garbage waste",
+    "cancel terminate",
+    "refund reimbursement",
+    "change modify alter update switch",
+    "make create setup",
+    "book reserve",
+    "transfer move",
+    "show display",
+    "find locate",
+    "choose pick select",
+    "correct right",
+    "wrong incorrect",
+    "reset restore",
+    "difference distinction",
+    "explain describe",
+    "contact reach",
+    "far distance",
+)
+_SYNONYM_OF: dict[str, str] = {}
+for _group in _SYNONYM_GROUPS:
+    _members = _group.split()
+    for _word in _members:
+        _SYNONYM_OF.setdefault(_word, _members[0])
+
+_CONTRACTIONS = (
+    (re.compile(r"\b(?:at\s+)?what\s+time\b", re.IGNORECASE), "when"),
+    (re.compile(r"\b(can)(?:'?t|not)\b", re.IGNORECASE), r"\1 not"),
+    (re.compile(r"\bwon'?t\b", re.IGNORECASE), "will not"),
+    (re.compile(r"\bshan'?t\b", re.IGNORECASE), "shall not"),
+    (re.compile(r"\b(\w+)n't\b", re.IGNORECASE), r"\1 not"),
+    (re.compile(r"\b(\w+)'re\b", re.IGNORECASE), r"\1 are"),
+    (re.compile(r"\b(\w+)'ve\b", re.IGNORECASE), r"\1 have"),
+    (re.compile(r"\b(\w+)'ll\b", re.IGNORECASE), r"\1 will"),
+    (re.compile(r"\b(i)'m\b", re.IGNORECASE), r"\1 am"),
+    (re.compile(r"\b(what|where|who|how|when|why|that|there|it|he|she)'s\b", re.IGNORECASE), r"\1 is"),
+)
+
+_QUOTED = re.compile(
+    r"\"([^\"\n]{1,200})\"|\u201c([^\u201d\n]{1,200})\u201d|`([^`\n]{1,200})`|(?<![\w])'([^'\n]{1,200})'(?![\w])"
+)
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(st|nd|rd|th)?(?![\d])")
+_NUMBER_UNIT = re.compile(
+    r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s?(%|°[cf]|[a-z]{1,12}(?:/[a-z]{1,2})?)(?![a-z])",
+    re.IGNORECASE,
+)
+_CURRENCY = re.compile(r"[£$€¥₹]")
+_CLOCK = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s?(am|pm)\b", re.IGNORECASE)
+_ACRONYM = re.compile(r"^[A-Z0-9&]{2,}s?$")
+# All-caps words that are not names.
+_NOT_ENTITIES = frozenset({"i", "i'm", "ok", "okay", "pls", "asap", "fyi", "btw", "eli5", "tl;dr", "faq"})
+_GREETING = re.compile(
+    r"^\s*(?:(?:hi|hello|hey|hiya|greetings|good\s+(?:morning|afternoon|evening)|morning|afternoon|evening)"
+    r"(?:\s+(?:there|team|all|everyone|folks|guys))?|dear\s+\w+)\s*[,!.:;-]+\s*",
+    re.IGNORECASE,
+)
+_PREAMBLE = re.compile(r"\s*([^,:;!?.\n]{1,60})[,:;!-]+\s+")
+_PREAMBLE_WORDS = _wordset(
+    """sorry to bother you but silly quick question one so ok okay er erm um umm uh yeah yep well hi
+    hello hey there team all a just wondering i was excuse me please help"""
+)
+_SIGN_OFF = re.compile(
+    r"[\s,.!;-]*(?:(?:many\s+)?thanks(?:\s+in\s+advance)?|thank\s+you(?:\s+so\s+much)?|thx|cheers|ta)"
+    r"[\s.!]*$",
+    re.IGNORECASE,
+)
+_TOKEN = re.compile(r"[\w][\w'\-&+#/.:]*[\w+#]|[\w]", re.UNICODE)
+_SENTENCE_GAP = re.compile(r"[.!?:;\n]")
+_CODEISH = re.compile(r"[_/\\]|::|\(\)|\w\.\w|[a-z][A-Z]|^\.")
+_ROLE_WORDS = {"from": "from", "to": "to", "into": "to", "onto": "to", "than": "than"}
+_WORD_SPLIT = re.compile(r"[-/]")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFeatures:
+    """What the guard compares; build with :func:`features` (once per prompt, then cache it)."""
+
+    numbers: tuple[str, ...]
+    times: frozenset[str]
+    units: frozenset[str]
+    entities: tuple[str, ...]
+    quoted: frozenset[str]
+    code: frozenset[str]
+    negations: int
+    axes: frozenset[tuple[int, int]]
+    formats: frozenset[str]
+    persons: frozenset[str]
+    words: frozenset[str]
+    # Content words (synonyms folded, stemmed) in order, and the surface word of each (for typos).
+    content: tuple[str, ...]
+    surface: tuple[str, ...]
+    positions: tuple[int, ...]  # index of each content word among all words
+    # The word right after "from" / "to" / "into" (first occurrence): who sends, who receives.
+    roles: tuple[tuple[str, str], ...]
+
+
+def _number_value(raw: str, frac: str | None) -> str:
+    value = raw.replace(",", "")
+    if frac and frac.strip("0"):
+        return f"{int(value)}.{frac.rstrip('0')}"
+    return str(int(value))
+
+
+def _number_word_value(word: str) -> str:
+    value = _NUMBER_WORDS[word]
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _strip_preamble(text: str) -> str:
+    """Drop a leading clause made only of pleasantries ("Sorry, silly question, but ...")."""
+    for _ in range(3):
+        match = _PREAMBLE.match(text)
+        if match is None:
+            break
+        if not all(word.lower() in _PREAMBLE_WORDS for word in re.findall(r"[\w']+", match.group(1))):
+            break
+        text = text[match.end() :]
+    return text
+
+
+def _normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+    # Greetings, hedges and sign-offs carry no question ("Hi team, quick one: ..." / "... Thanks!").
+    text = _SIGN_OFF.sub("", _strip_preamble(_GREETING.sub("", text, count=1)), count=1) or text
+    for pattern, replacement in _CONTRACTIONS:
+        text = pattern.sub(replacement, text)
+    return _PHRASALS.sub(lambda m: m.group(1) + _PHRASAL_JOIN.get(m.group(2).lower(), m.group(2)), text)
+
+
+def _time_word(word: str) -> str | None:
+    if word in _TIME_WORDS:
+        return word
+    if word.endswith("s") and word[:-1] in _TIME_WORDS:
+        return word[:-1]  # "on Sundays" asks about Sunday
+    return None
+
+
+def features(text: str) -> PromptFeatures:
+    """Extract the slots of one prompt (see the module docstring). Linear in the prompt's length."""
+    text = _normalize(text)
+    quoted = frozenset(
+        next(group for group in match.groups() if group is not None) for match in _QUOTED.finditer(text)
+    )
+    numbers: list[str] = []
+    units: set[str] = set()
+    times: set[str] = set()
+    clock_spans: list[tuple[int, int]] = []
+    for match in _CLOCK.finditer(text):
+        times.add(f"{int(match.group(1))}:{match.group(2) or '00'}{match.group(3).lower()}")
+        clock_spans.append(match.span())
+    for match in _NUMBER.finditer(text):
+        if not any(start <= match.start() < end for start, end in clock_spans):
+            numbers.append(_number_value(match.group(1), match.group(2)))
+    for match in _NUMBER_UNIT.finditer(text):
+        unit = _UNITS.get(match.group(1).lower())
+        if unit is not None:
+            units.add(unit)
+    for symbol in _CURRENCY.findall(text):
+        units.add(_UNITS[symbol])
+
+    entities: list[str] = []
+    code: set[str] = set()
+    words: set[str] = set()
+    content: list[str] = []
+    surface: list[str] = []
+    negations = 0
+    formats: set[str] = set()
+    persons: set[str] = set()
+    axes: set[tuple[int, int]] = set()
+    positions: list[int] = []
+    sequence: list[str] = []  # every word part, lower case, for the direction roles
+    previous_end = 0
+    previous_word = ""
+    for index, match in enumerate(_TOKEN.finditer(text)):
+        at_start = index == 0 or bool(_SENTENCE_GAP.search(text, previous_end, match.start()))
+        previous_end = match.end()
+        raw = match.group(0).rstrip(".:/")
+        if not raw:
+            continue
+        lower = raw.lower()
+        bare = lower[:-2] if lower.endswith("'s") else lower.rstrip("'")
+        parts = [part for part in _WORD_SPLIT.split(bare) if part]
+        words.add(bare)
+        words.update(parts)
+        if _CODEISH.search(raw) and not raw.replace("-", "").replace("'", "").isalpha():
+            if not _NUMBER.fullmatch(raw):
+                code.add(raw)
+            sequence.append(bare)
+            continue
+        if bare in _FORMAT_WORDS:
+            formats.add(_FORMAT_WORDS[bare])
+        if bare in _PERSON:
+            persons.add(_PERSON[bare])
+        is_entity = (
+            raw[0].isupper()
+            and bare not in _NOT_ENTITIES
+            and (not at_start or bool(_ACRONYM.match(raw)) or any(c.isupper() for c in raw[1:]))
+        )
+        for part in parts:
+            sequence.append(part)
+            # Slot words are compared slot by slot; as content words they would count twice.
+            slot = False
+            if part in _NEGATIONS:
+                negations += 1
+            if part in _NUMBER_WORDS:
+                slot = True
+                if part not in _ARTICLE_NUMBERS:  # "one banana" asks what "a banana" asks
+                    numbers.append(_number_word_value(part))
+            time = _time_word(part)
+            if time is not None and (part not in _AMBIGUOUS_TIME or raw[0].isupper()):
+                times.add(time)
+                slot = True
+                is_entity = False  # compared as a time, with plural folding
+            unit = _UNITS.get(part)
+            standalone = len(part) >= _STANDALONE_UNIT_MIN_LEN and part not in _NOT_STANDALONE_UNITS
+            if unit is not None and standalone:
+                slot = True
+                # "How many hours" asks what "how long" asks; "per hour", "hourly" set a unit.
+                if unit not in _TIME_UNITS or part in _PERIOD_WORDS or previous_word in _PERIOD_MARKERS:
+                    units.add(unit)
+            if bare in _FORMAT_WORDS or part in _FORMAT_WORDS:
+                slot = True
+            axis = _AXIS_OF.get(part) or _AXIS_OF.get(_stem(part))
+            if axis is not None:
+                axes.add(axis)
+            canonical = _SYNONYM_OF.get(part, part)
+            stem = _stem(canonical)
+            canonical = _SYNONYM_OF.get(stem, stem)
+            if not slot and part not in _STOPWORDS and canonical not in _STOPWORDS and not part.isdigit():
+                content.append(canonical)
+                surface.append(part)
+                positions.append(len(sequence) - 1)
+            previous_word = part
+        if bare in _AXIS_OF:
+            axes.add(_AXIS_OF[bare])  # hyphenated poles: full-time / part-time
+        if is_entity:
+            entities.append(bare)
+    return PromptFeatures(
+        numbers=tuple(sorted(numbers)),
+        times=frozenset(times),
+        units=frozenset(units),
+        entities=tuple(entities),
+        quoted=quoted,
+        code=frozenset(code),
+        negations=negations,
+        axes=frozenset(axes),
+        formats=frozenset(formats),
+        persons=frozenset(persons),
+        words=frozenset(words),
+        content=tuple(content),
+        surface=tuple(surface),
+        positions=tuple(positions),
+        roles=_roles(sequence),
+    )
+
+
+def _entities_differ(a: PromptFeatures, b: PromptFeatures) -> bool:
+    # An entity must appear as a word in the other prompt, whatever its case there.
+    return any(e not in b.words for e in a.entities) or any(e not in a.words for e in b.entities)
+
+
+def _prefix_negated(a: PromptFeatures, b: PromptFeatures) -> bool:
+    """A word of ``b`` is a word of ``a`` with a negating prefix: safe/unsafe, members/non-members."""
+    for word in b.words - a.words:
+        for prefix in _NEG_PREFIXES:
+            if word.startswith(prefix) and len(word) - len(prefix) >= 4 and word[len(prefix) :] in a.words:
+                return True
+    return False
+
+
+def _axes_differ(a: PromptFeatures, b: PromptFeatures) -> bool:
+    axes_a = {axis for axis, _ in a.axes}
+    axes_b = {axis for axis, _ in b.axes}
+    for axis in axes_a & axes_b:
+        if {pole for ax, pole in a.axes if ax == axis} != {pole for ax, pole in b.axes if ax == axis}:
+            return True
+    return False
+
+
+def _edit_distance_at_most(x: str, y: str, limit: int) -> bool:
+    """Damerau-Levenshtein (optimal string alignment) distance of ``x`` and ``y`` is <= ``limit``."""
+    if abs(len(x) - len(y)) > limit:
+        return False
+    previous2: list[int] = []
+    previous = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        current = [i] + [0] * len(y)
+        for j in range(1, len(y) + 1):
+            cost = 0 if x[i - 1] == y[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and x[i - 1] == y[j - 2] and x[i - 2] == y[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
+
+
+def _is_typo(x: str, y: str) -> bool:
+    """Could ``y`` be ``x`` mistyped? Short words are too easily another word (mild/wild, lock/lick)."""
+    shorter, longer = sorted((x, y), key=len)
+    if len(shorter) >= 4 and len(longer) == len(shorter) + 1:
+        # A doubled letter typed once: aply/apply, acess/access.
+        for i in range(1, len(longer)):
+            if longer[i] == longer[i - 1] and longer[:i] + longer[i + 1 :] == shorter:
+                return True
+    if len(shorter) >= 9:
+        return _edit_distance_at_most(x, y, 2)
+    if len(shorter) >= 6:
+        return _edit_distance_at_most(x, y, 1)
+    if len(shorter) >= 4 and len(x) == len(y):
+        # Only two neighbours swapped (chlid/child).
+        diffs = [i for i in range(len(x)) if x[i] != y[i]]
+        return len(diffs) == 2 and diffs[1] == diffs[0] + 1 and x[diffs[0]] == y[diffs[1]]
+    return False
+
+
+def _changed_blocks(a: PromptFeatures, b: PromptFeatures) -> tuple[list[tuple[int, int]], int]:
+    """The changed runs of content words as (words removed, words added), and how many are shared.
+    Typos count as the same word."""
+    matcher = SequenceMatcher(None, a.content, b.content, autojunk=False)
+    blocks: list[tuple[int, int]] = []
+    shared = 0
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            shared += i2 - i1
+            continue
+        removed = list(range(i1, i2))
+        added = list(range(j1, j2))
+        for i in list(removed):
+            j = next((j for j in added if _is_typo(a.surface[i], b.surface[j])), None)
+            if j is None:
+                j = next((j for j in added if _is_typo(a.content[i], b.content[j])), None)
+            if j is not None:
+                removed.remove(i)
+                added.remove(j)
+                shared += 1
+        if removed and added:
+            blocks.append((len(removed), len(added)))
+        elif removed and _modifies(a, removed[-1]):
+            blocks.append((len(removed), 0))
+        elif added and _modifies(b, added[-1]):
+            blocks.append((0, len(added)))
+    return blocks, shared
+
+
+def _modifies(prompt: PromptFeatures, index: int) -> bool:
+    """Is content word ``index`` right before another content word (a modifier: "extended warranty",
+    "online tax return")? Added words elsewhere ("which city is...", "...to read") rarely narrow the
+    question; added modifiers do, so only they count as a change."""
+    return index + 1 < len(prompt.positions) and prompt.positions[index + 1] == prompt.positions[index] + 1
+
+
+def _swapped(a: PromptFeatures, b: PromptFeatures) -> bool:
+    """The same sentence with one short run of content words replaced, added or removed."""
+    if Counter(a.content) == Counter(b.content):
+        return False  # reordered, not changed
+    blocks, shared = _changed_blocks(a, b)
+    if not blocks:
+        return False
+    changed = sum(removed + added for removed, added in blocks)
+    # Rewordings change many words in several places; they are left to the similarity threshold and
+    # the slot checks.
+    if len(blocks) == 1 and ((shared >= 2 and max(blocks[0]) <= 3) or (shared >= 1 and max(blocks[0]) <= 2)):
+        return True
+    return shared >= 2 and changed <= max(2, shared // 2)
+
+
+def _roles(sequence: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    roles: dict[str, str] = {}
+    for i, word in enumerate(sequence):
+        role = _ROLE_WORDS.get(word)
+        if role is None or role in roles:
+            continue
+        for follower in sequence[i + 1 : i + 4]:
+            if follower not in _STOPWORDS and not follower.isdigit():
+                roles[role] = follower
+                break
+    return tuple(sorted(roles.items()))
+
+
+def _order_differs(a: PromptFeatures, b: PromptFeatures) -> bool:
+    """The same words in other roles: from savings to current / from current to savings, km to miles
+    / miles to km. Only words both prompts use count, so a reworded paraphrase is not an order change."""
+    roles_b = dict(b.roles)
+    for role, word in a.roles:
+        other = roles_b.get(role)
+        if other is not None and other != word and other in a.words and word in b.words:
+            return True
+    return False
+
+
+def near_miss(a: PromptFeatures, b: PromptFeatures, *, swap_rule: bool = True) -> str | None:
+    """The first slot on which ``a`` and ``b`` differ (the reason to refuse), or ``None``."""
+    if a.numbers != b.numbers:
+        return "number"
+    if a.times != b.times:
+        return "time"
+    if a.units != b.units:
+        return "unit"
+    if a.quoted != b.quoted:
+        return "quoted"
+    if a.code != b.code:
+        return "code"
+    if a.formats != b.formats:
+        return "format"
+    if _entities_differ(a, b):
+        return "entity"
+    if a.negations != b.negations or _prefix_negated(a, b) or _prefix_negated(b, a):
+        return "negation"
+    if _axes_differ(a, b):
+        return "antonym"
+    # Only "me" vs "someone else"; "you" is too often the business being asked ("are you open?").
+    persons_a, persons_b = a.persons - {"2"}, b.persons - {"2"}
+    if persons_a and persons_b and persons_a != persons_b:
+        return "person"
+    if _order_differs(a, b):
+        return "order"
+    if swap_rule and _swapped(a, b):
+        return "swap"
+    return None
+
+
+def explain(a: str, b: str) -> str | None:
+    """Convenience for tools and tests: :func:`near_miss` on two raw prompts."""
+    return near_miss(features(a), features(b))

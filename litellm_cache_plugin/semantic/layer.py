@@ -1,0 +1,465 @@
+"""The semantic layer as the LiteLLM glue uses it: scope building, lookup, add.
+
+Flow for a chat request (the glue does this; nothing here knows LiteLLM):
+
+1. ``scoped = semantic_scope(request, tenant)``; ``None`` means not eligible.
+2. Exact lookup misses -> ``match = await index.lookup(scope, text, now=now)``.
+3. ``match`` names an exact-layer key: fetch that entry through the engine (which checks tenant,
+   generation, model version and freshness). If the engine misses, call ``index.forget(...)``.
+4. After an upstream answer is stored under the exact key: ``await index.add(scope, text, key, ttl=...)``.
+
+Scope: a match is only possible between requests equal in everything but the last user turn: tenant,
+model group and version, system prompt and earlier turns, and every output-affecting parameter. It is
+the exact key's canonical material with the last user message taken out.
+
+Replicas: every record is written to the shared store under ``{ns}:s:{<scope>}:{n}``, where ``n``
+comes from the per-scope counter ``{ns}:s:{<scope>}:seq`` (``incr``). A lookup reads the counter (one
+round trip, in parallel with the embedding) and, when another replica has added records since, loads
+the missing ones with ``get_many``: at most ``sync_batch`` inline, the rest in a background task. A new
+process starts empty and fills each scope on its first lookup. ``{<scope>}`` is a Redis Cluster hash
+tag, so a scope's keys share a slot.
+
+Failure: every embedder or store error is a miss (logged), never an exception to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from litellm_cache_plugin.policy.keys import CacheRequest, Tenant, request_material
+from litellm_cache_plugin.policy.normalize import canonical_json, canonical_value, fold_text
+from litellm_cache_plugin.semantic.embedder import Embedder, require_semantic_extra
+from litellm_cache_plugin.semantic.guard import PromptFeatures, features, near_miss
+from litellm_cache_plugin.settings import SemanticLayer
+from litellm_cache_plugin.store.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from litellm_cache_plugin.semantic.index import Record, Vector, VectorIndex
+
+__all__ = ["SCOPE_SCHEMA", "SemanticIndex", "SemanticMatch", "semantic_scope"]
+
+log = logging.getLogger("litellm_cache_plugin.semantic")
+
+# Bump when the scope material changes shape: old records then sit in other scopes and expire.
+SCOPE_SCHEMA = 1
+# How long a sequence number whose record is not there yet (the writer's SET still in flight, or the
+# record expired) is retried before it is given up.
+MISSING_GRACE_S = 2.0
+_MAX_MISSING = 1024
+_QUERY_CACHE = 1024
+_GET_MANY_CHUNK = 256
+
+
+# --- scope ----------------------------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str | None:
+    """The text of a message content; ``None`` when it holds anything but text (images, audio)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)) and content:
+        texts: list[str] = []
+        for part in content:
+            is_text = isinstance(part, Mapping) and part.get("type") == "text"
+            if not (is_text and isinstance(part.get("text"), str)):
+                return None
+            texts.append(part["text"])
+        return "\n".join(texts)
+    return None
+
+
+def semantic_scope(request: CacheRequest, tenant: Tenant) -> tuple[str, str] | None:
+    """``(scope id, text to embed)`` for a request, or ``None`` when it is not eligible.
+
+    Eligible: a chat request whose last message is a text-only user turn, or a text completion with a
+    string prompt. The scope id hashes the exact key's material with the last user turn (or the
+    prompt) removed; the text is that turn, folded like the exact key folds it.
+    """
+    if request.kind == "chat":
+        messages = request.messages
+        if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
+            return None
+        last = messages[-1]
+        if not isinstance(last, Mapping):
+            last = canonical_value(last)
+            if not isinstance(last, dict):
+                return None
+        if last.get("role") != "user":
+            return None
+        raw = _text_of(last.get("content"))
+        if raw is None:
+            return None
+        material = request_material(replace(request, messages=list(messages[:-1])), tenant)
+        # Other fields of the last turn ("name") still have to match.
+        material["last_turn"] = {
+            str(k): canonical_value(v) for k, v in last.items() if k != "content" and v is not None
+        }
+    elif request.kind == "text" and isinstance(request.prompt, str):
+        raw = request.prompt
+        material = request_material(replace(request, prompt=None), tenant)
+    else:
+        return None
+    text = fold_text(raw)
+    if not text:
+        return None
+    material["layer"] = "semantic"
+    material["semantic_schema"] = SCOPE_SCHEMA
+    return hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()[:32], text
+
+
+# --- index ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticMatch:
+    """A cached prompt close enough to serve: fetch ``entry_key`` from the exact layer."""
+
+    entry_key: str
+    similarity: float
+    prompt: str
+    scope: str
+
+
+@dataclass
+class _SyncState:
+    seen_upto: int = 0  # every sequence number <= this has been loaded (or given up)
+    own: set[int] = field(default_factory=set)  # numbers above seen_upto this process wrote itself
+    missing: dict[int, float] = field(default_factory=dict)  # number -> first time it was absent
+    backlog: list[int] = field(default_factory=list)  # older numbers left to the background loader
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loader: asyncio.Task[None] | None = None
+
+
+class SemanticIndex:
+    """Semantic lookups and writes for every scope of one process, kept in sync through ``store``.
+
+    ``store`` should be the same (guarded) store the engine uses; ``namespace`` the plugin namespace.
+    Raises :class:`~litellm_cache_plugin.semantic.embedder.SemanticUnavailable` (with the install
+    hint) when the ``[semantic]`` extra is missing.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        namespace: str,
+        embedder: Embedder,
+        settings: SemanticLayer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        require_semantic_extra()
+        from litellm_cache_plugin.semantic.index import VectorIndex
+
+        self.store = store
+        self.namespace = namespace
+        self.embedder = embedder
+        self.settings = settings or SemanticLayer(enabled=True)
+        self.clock = clock
+        self.stats: Counter[str] = Counter()
+        self._index: VectorIndex = VectorIndex(
+            max_per_scope=self.settings.max_entries_per_scope, max_total=self.settings.max_entries
+        )
+        self._states: dict[str, _SyncState] = {}
+        self._vectors: OrderedDict[str, Vector] = OrderedDict()
+        self._features: OrderedDict[str, PromptFeatures] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- keys ---------------------------------------------------------------------------------------
+
+    def _skey(self, scope: str) -> str:
+        # The embedder's id is part of the store scope: vectors of two models never meet.
+        return hashlib.sha256(f"{scope}\x00{self.embedder.model_id}".encode()).hexdigest()[:32]
+
+    def record_key(self, scope: str, n: int) -> str:
+        return f"{self.namespace}:s:{{{self._skey(scope)}}}:{n}"
+
+    def sequence_key(self, scope: str) -> str:
+        return f"{self.namespace}:s:{{{self._skey(scope)}}}:seq"
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the embedding model now (in a thread) instead of on the first request."""
+        load = getattr(self.embedder, "load", None)
+        if callable(load):
+            await asyncio.to_thread(load)
+
+    async def lookup(
+        self, scope: str, text: str, *, now: float | None = None, min_generation: int = 0
+    ) -> SemanticMatch | None:
+        """The best cached prompt of ``scope`` that may answer ``text``, or ``None``.
+
+        ``min_generation``: records written under an older model generation are skipped.
+        """
+        now = self.clock() if now is None else now
+        self.stats["lookup"] += 1
+        if len(text) > self.settings.max_chars:
+            self.stats["too_long"] += 1
+            return None
+        skey = self._skey(scope)
+        # Embedding (a thread) and the store round trip run at the same time.
+        embedded, synced = await asyncio.gather(
+            self._vector(text), self._sync(skey, now), return_exceptions=True
+        )
+        for outcome in (embedded, synced):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome  # cancellation and the like are not ours to swallow
+                self.stats["error"] += 1
+                log.warning("semantic lookup failed open: %r", outcome)
+                return None
+        query: Vector = embedded  # type: ignore[assignment]
+        self._index.ensure_scope(skey, len(query))
+        try:
+            candidates = self._index.search(
+                skey,
+                query,
+                threshold=self.settings.threshold,
+                k=self.settings.candidates,
+                now=now,
+                min_generation=min_generation,
+            )
+        except ValueError as error:  # a vector of the wrong size: another model under the same id
+            self.stats["error"] += 1
+            log.warning("semantic search failed open: %s", error)
+            return None
+        if not candidates:
+            self.stats["miss"] += 1
+            return None
+        mine = self._prompt_features(text) if self.settings.guard else None
+        for candidate in candidates:
+            if mine is not None:
+                reason = near_miss(candidate.features, mine)
+                if reason is not None:
+                    self.stats[f"guard_{reason}"] += 1
+                    continue
+            self._index.touch(skey, candidate.entry_key)
+            self.stats["hit"] += 1
+            return SemanticMatch(candidate.entry_key, candidate.similarity, candidate.text, scope)
+        self.stats["miss"] += 1
+        return None
+
+    async def add(
+        self,
+        scope: str,
+        text: str,
+        entry_key: str,
+        *,
+        ttl: float,
+        generation: int = 0,
+        now: float | None = None,
+    ) -> bool:
+        """Make ``text`` (cached under the exact key ``entry_key``) findable for ``ttl`` seconds.
+
+        Returns False when nothing was added (too long, embedder failure). A store failure still
+        leaves the prompt in this process's index."""
+        now = self.clock() if now is None else now
+        if len(text) > self.settings.max_chars or not ttl > 0:
+            return False
+        skey = self._skey(scope)
+        try:
+            vector = await self._vector(text)
+        except Exception as error:
+            self.stats["error"] += 1
+            log.warning("semantic add skipped: %r", error)
+            return False
+        from litellm_cache_plugin.semantic.index import Record, encode_record
+
+        prompt_features = self._prompt_features(text)
+        self._index.add(
+            skey,
+            entry_key,
+            text,
+            vector,
+            expires_at=now + ttl,
+            generation=generation,
+            created_at=now,
+            prompt_features=prompt_features,
+        )
+        self.stats["add"] += 1
+        record = Record(text, entry_key, vector, now, now + ttl, generation, self.embedder.model_id)
+        try:
+            n = await self.store.incr(self.sequence_key(scope))
+            await self.store.set(self.record_key(scope, n), encode_record(record), ttl)
+        except (StoreError, ValueError) as error:
+            self.stats["error"] += 1
+            log.warning("semantic record not shared: %s", error)
+            return True
+        state = self._states.setdefault(skey, _SyncState())
+        if n > state.seen_upto:
+            state.own.add(n)
+        return True
+
+    def forget(self, scope: str, entry_key: str) -> None:
+        """Drop a prompt whose exact entry is gone (expired, evicted, invalidated) from this process."""
+        self._index.remove(self._skey(scope), entry_key)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def index_stats(self) -> dict[str, Any]:
+        return {**self._index.stats(), **{k: v for k, v in sorted(self.stats.items())}}
+
+    # -- embedding --------------------------------------------------------------------------------
+
+    async def _vector(self, text: str) -> Vector:
+        """Unit vector of ``text``; the last few are kept, so ``add`` after a missed ``lookup`` is free."""
+        from litellm_cache_plugin.semantic.index import unit
+
+        cached = self._vectors.get(text)
+        if cached is not None:
+            self._vectors.move_to_end(text)
+            return cached
+        (raw,) = await self.embedder.embed([text])
+        vector = unit(raw)
+        self._vectors[text] = vector
+        if len(self._vectors) > _QUERY_CACHE:
+            self._vectors.popitem(last=False)
+        return vector
+
+    def _prompt_features(self, text: str) -> PromptFeatures:
+        cached = self._features.get(text)
+        if cached is None:
+            cached = self._features[text] = features(text)
+            if len(self._features) > _QUERY_CACHE:
+                self._features.popitem(last=False)
+        return cached
+
+    # -- replica sync -----------------------------------------------------------------------------
+
+    def _state(self, skey: str) -> _SyncState:
+        state = self._states.get(skey)
+        if state is None or (self._index.scope(skey) is None and state.seen_upto):
+            # New, or the scope was evicted from this process: load it again from the store.
+            if state is not None and state.loader is not None:
+                state.loader.cancel()
+            state = self._states[skey] = _SyncState()
+            if len(self._states) > 2 * self._index.max_scopes:
+                self._prune_states()
+        return state
+
+    def _prune_states(self) -> None:
+        for skey in [s for s in self._states if self._index.scope(s) is None]:
+            del self._states[skey]
+
+    async def _sync(self, skey: str, now: float) -> None:
+        """Load the records other replicas wrote since the last sync (newest first, bounded)."""
+        state = self._state(skey)
+        if state.lock.locked():
+            return  # another lookup of this scope is syncing: use what is here, do not queue
+        async with state.lock:
+            try:
+                (remote,) = await self.store.get_counters([f"{self.namespace}:s:{{{skey}}}:seq"])
+            except StoreError as error:
+                self.stats["sync_error"] += 1
+                log.warning("semantic sync skipped: %s", error)
+                return
+            if remote < state.seen_upto:
+                # The counter went back (store flushed): what this process holds is gone elsewhere.
+                self._index.drop_scope(skey)
+                state.seen_upto, state.own, state.missing, state.backlog = 0, set(), {}, []
+            for n in [n for n, first in state.missing.items() if now - first >= MISSING_GRACE_S]:
+                del state.missing[n]
+            low = max(state.seen_upto + 1, remote - self.settings.max_entries_per_scope + 1)
+            wanted = [n for n in range(remote, low - 1, -1) if n not in state.own]
+            inline = [n for n in state.missing if n < low] + wanted[: self.settings.sync_batch]
+            fetched: list[tuple[int, bytes | None]] = []
+            if inline:
+                try:
+                    raws = await self._get_many([f"{self.namespace}:s:{{{skey}}}:{n}" for n in inline])
+                except StoreError as error:
+                    self.stats["sync_error"] += 1
+                    log.warning("semantic sync failed: %s", error)
+                    return  # nothing committed: the next lookup tries the same range again
+                fetched = list(zip(inline, raws, strict=True))
+            # Commit only once the records are here (a cancelled lookup leaves the state as it was).
+            state.backlog.extend(wanted[self.settings.sync_batch :])
+            state.seen_upto = max(state.seen_upto, remote)
+            state.own = {n for n in state.own if n > state.seen_upto}
+            self._apply(skey, fetched, now)
+            if state.backlog and (state.loader is None or state.loader.done()):
+                state.loader = self._spawn(self._load_backlog(skey, state))
+
+    async def _get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for start in range(0, len(keys), _GET_MANY_CHUNK):
+            out.extend(await self.store.get_many(keys[start : start + _GET_MANY_CHUNK]))
+        return out
+
+    def _apply(self, skey: str, fetched: Sequence[tuple[int, bytes | None]], now: float) -> None:
+        from litellm_cache_plugin.semantic.index import decode_record
+
+        if not fetched:
+            return
+        state = self._states.get(skey)
+        loaded = 0
+        for n, raw in fetched:
+            if raw is None:
+                if state is not None and len(state.missing) < _MAX_MISSING:
+                    state.missing.setdefault(n, now)
+                continue
+            if state is not None:
+                state.missing.pop(n, None)
+            record = decode_record(raw)
+            if record is None or record.model_id != self.embedder.model_id:
+                self.stats["bad_record"] += 1
+                continue
+            if record.expires_at > now and self._insert(skey, record):
+                loaded += 1
+        self.stats["synced"] += loaded
+
+    def _insert(self, skey: str, record: Record) -> bool:
+        from litellm_cache_plugin.semantic.index import unit
+
+        rows = self._index.scope(skey)
+        if rows is not None and record.entry_key in rows:
+            return False  # this process has it already (its own add, or a duplicate write)
+        try:
+            self._index.add(
+                skey,
+                record.entry_key,
+                record.text,
+                unit(record.vector),
+                expires_at=record.expires_at,
+                generation=record.generation,
+                created_at=record.created_at,
+            )
+        except ValueError:
+            self.stats["bad_record"] += 1
+            return False
+        return True
+
+    async def _load_backlog(self, skey: str, state: _SyncState) -> None:
+        """Load older records of a scope in the background, ``sync_batch`` at a time."""
+        while state.backlog:
+            batch = state.backlog[: self.settings.sync_batch]
+            del state.backlog[: self.settings.sync_batch]
+            try:
+                raws = await self._get_many([f"{self.namespace}:s:{{{skey}}}:{n}" for n in batch])
+            except StoreError as error:
+                log.warning("semantic backfill stopped: %s", error)
+                state.backlog.clear()
+                return
+            if self._states.get(skey) is not state:
+                return  # the scope was reset meanwhile
+            now = self.clock()
+            # Absent old records have expired: not worth retrying, so they skip the missing list.
+            self._apply(skey, [(n, raw) for n, raw in zip(batch, raws, strict=True) if raw is not None], now)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
