@@ -50,6 +50,7 @@ from litellm_cache_plugin.policy.controls import (
     response_headers,
 )
 from litellm_cache_plugin.policy.eligibility import judge
+from litellm_cache_plugin.policy.freshness import backend_ttl
 from litellm_cache_plugin.policy.keys import (
     OUTPUT_PARAMS,
     CacheRequest,
@@ -79,6 +80,7 @@ class Decision:
     age: int | None = None
     reason: str = ""
     items: tuple[int, int] | None = None  # embeddings: (cached items, total items)
+    similarity: float | None = None  # semantic hits
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class RequestContext:
     tags: tuple[str, ...] = ()
     encrypt: bool = False
     max_entry_bytes: int = 4 * 1024 * 1024
+    semantic: bool = False
     # The SDK-level kwargs the context was built from (used to re-run the request for a refresh).
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -197,6 +200,94 @@ class CachePlugin(CustomLogger):
         self._leading: OrderedDict[str, str] = OrderedDict()
         self.embedding_items = EmbeddingItems(self)
         self.carrier = CarrierCache(self)
+        self.semantic = self._build_semantic(settings)
+        self._semantic_started: asyncio.Task[None] | None = None
+        # exact key -> (semantic scope, text) of a miss, so its stored answer becomes findable by meaning
+        self._semantic_pending: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def _build_semantic(self, settings: PluginSettings) -> Any:
+        wanted = [settings.layers.semantic] + [
+            m.layers.semantic for m in settings.models.values() if m.layers is not None and not m.pii
+        ]
+        enabled = [layer for layer in wanted if layer.enabled]
+        if not enabled:
+            return None
+        try:
+            from litellm_cache_plugin.semantic import SemanticIndex, SemanticUnavailable, build_embedder
+        except ImportError as error:
+            raise SettingsError(
+                f"cache_plugin.layers.semantic.enabled needs the [semantic] extra: {error}"
+            ) from None
+        layer = enabled[0]
+        try:
+            embedder = build_embedder(layer, litellm_embed=_litellm_embed(layer.embedder))
+            return SemanticIndex(
+                self.engine.store, namespace=self.settings.namespace, embedder=embedder, settings=layer
+            )
+        except SemanticUnavailable as error:
+            raise SettingsError(f"cache_plugin.layers.semantic: {error}") from None
+
+    async def _semantic_ready(self) -> None:
+        if self._semantic_started is None:
+            self._semantic_started = asyncio.ensure_future(self.semantic.start())
+        await asyncio.shield(self._semantic_started)
+
+    async def _semantic_lookup(self, ctx: RequestContext, key: str) -> Lookup | None:
+        """A paraphrase of a cached prompt in the same scope: the exact entry it points to, re-checked
+        (tenant, counters, version, freshness) by the engine before it is served."""
+        from litellm_cache_plugin.semantic import semantic_scope
+
+        scoped = semantic_scope(ctx.request, ctx.tenant)
+        if scoped is None:
+            return None
+        self._semantic_pending[key] = scoped
+        while len(self._semantic_pending) > 20_000:
+            self._semantic_pending.popitem(last=False)
+        model_group = ctx.request.model_group
+        try:
+            await self._semantic_ready()
+            match = await self.semantic.lookup(scoped[0], scoped[1])
+        except Exception:
+            log.exception("semantic lookup failed open")
+            return None
+        if match is None:
+            self.engine.stats.bump("semantic", model_group, "miss")
+            return None
+        found = await self.engine.lookup(
+            match.entry_key,
+            tenant=ctx.tenant,
+            model_group=model_group,
+            model_version=ctx.request.model_version,
+            controls=ctx.controls,
+            tags=ctx.tags,
+            record=False,
+        )
+        if found.entry is None:
+            self.semantic.forget(scoped[0], match.entry_key)
+            self.engine.stats.bump("semantic", model_group, "miss")
+            return None
+        self.engine.stats.bump("semantic", model_group, "hit")
+        self.record(
+            ctx.call_id,
+            Decision(
+                found.outcome,
+                "semantic",
+                found.age,
+                f"similarity={match.similarity:.3f}",
+                None,
+                match.similarity,
+            ),
+        )
+        return found
+
+    async def _semantic_add(self, key: str, ttl: float) -> None:
+        scoped = self._semantic_pending.pop(key, None)
+        if scoped is None or self.semantic is None:
+            return
+        try:
+            await self.semantic.add(scoped[0], scoped[1], key, ttl=ttl)
+        except Exception:
+            log.exception("semantic add failed (ignored)")
 
     # -- installation ------------------------------------------------------------------------------
 
@@ -301,6 +392,7 @@ class CachePlugin(CustomLogger):
             tags=tags,
             encrypt=effective.encrypt,
             max_entry_bytes=effective.max_entry_bytes,
+            semantic=effective.layers.semantic.enabled and kind != "embedding",
             source=kwargs,
         )
 
@@ -356,6 +448,10 @@ class CachePlugin(CustomLogger):
             tags=ctx.tags,
         )
         self._remember_counters(key, lookup.counters)
+        if lookup.outcome == "MISS" and ctx.semantic and self.semantic is not None:
+            semantic_hit = await self._semantic_lookup(ctx, key)
+            if semantic_hit is not None:
+                return semantic_hit
         if (
             lookup.outcome == "MISS"
             and lookup.reason != "backend_error"
@@ -489,6 +585,8 @@ class CachePlugin(CustomLogger):
         if decision is None:
             return {"x-cache": "BYPASS"}
         headers = response_headers(decision.outcome, decision.layer, decision.age)
+        if decision.similarity is not None:
+            headers["x-cache-similarity"] = f"{decision.similarity:.4f}"
         if decision.items is not None:
             headers["x-cache-items"] = f"{decision.items[0]}/{decision.items[1]}"
         return headers
@@ -658,6 +756,8 @@ class CarrierCache(Cache):
         plugin.engine.finish(key, entry)
         if ctx.call_id:
             plugin._leading.pop(ctx.call_id, None)
+        if entry is not None and ctx.semantic:
+            await plugin._semantic_add(key, backend_ttl(ctx.ttl, ctx.stale_for))
 
     async def async_add_cache_pipeline(
         self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
@@ -786,6 +886,23 @@ class EmbeddingItems:
             tags=ctx.tags,
             encrypt=ctx.encrypt,
         )
+
+
+def _litellm_embed(embedder: str) -> Any:
+    """For ``embedder: "litellm:<group>"``: embed through that model group (the proxy's router when
+    running in the proxy, plain litellm otherwise)."""
+    if not embedder.startswith("litellm:"):
+        return None
+    group = embedder.split(":", 1)[1]
+
+    async def embed(texts: Any) -> list[list[float]]:
+        proxy_server = sys.modules.get("litellm.proxy.proxy_server")
+        router = getattr(proxy_server, "llm_router", None)
+        call = router.aembedding if router is not None else litellm.aembedding
+        response = await call(model=group, input=list(texts))
+        return [list(item["embedding"]) for item in response.data]
+
+    return embed
 
 
 _CONNECTION_PARAMS = frozenset(

@@ -1,0 +1,85 @@
+"""The semantic layer through the real proxy: a paraphrase is served by meaning, never to another
+tenant, and a near-miss (same words, different unit) goes upstream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
+from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+from tests.e2e.conftest import TEAM_A, TEAM_B, chat_body
+
+pytestmark = pytest.mark.e2e
+
+pytest.importorskip("onnxruntime", reason="the [semantic] extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def semantic_proxy(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ProxyProcess, SimulatorThread]]:
+    with SimulatorThread(SimulatorConfig(latency_ms=50)) as sim:
+        config = proxy_config(sim.url, {"backend": "memory://", "layers": {"semantic": {"enabled": True}}})
+        proxy = ProxyProcess(
+            config,
+            tmp_path_factory.mktemp("semantic"),
+            extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
+            name="sem",
+        )
+        with proxy:
+            yield proxy, sim
+
+
+def ask(proxy: ProxyProcess, key: str, prompt: str) -> httpx.Response:
+    return httpx.post(
+        f"{proxy.url}/v1/chat/completions",
+        json=chat_body(prompt, temperature=0),
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+
+
+def stored(proxy: ProxyProcess) -> int:
+    stats = httpx.get(f"{proxy.url}/v1/cache/stats", headers={"Authorization": f"Bearer {proxy.master_key}"})
+    return int(stats.json()["layers"].get("exact", {}).get("llama3.2", {}).get("store", 0))
+
+
+def test_paraphrase_served_by_meaning_only_within_the_tenant(
+    semantic_proxy: tuple[ProxyProcess, SimulatorThread],
+) -> None:
+    proxy, sim = semantic_proxy
+    original = ask(proxy, TEAM_A, "How far is Paris from Lyon?")
+    assert original.headers["x-cache"] == "MISS"
+    for _ in range(100):
+        if stored(proxy) >= 1:
+            break
+        time.sleep(0.05)
+
+    def calls() -> int:
+        return int(httpx.get(f"{sim.url}/_sim/stats").json()["requests"]["chat"])
+
+    before = calls()
+    paraphrase = ask(proxy, TEAM_A, "Tell me how far Paris is from Lyon.")
+    assert paraphrase.status_code == 200
+    assert paraphrase.headers["x-cache"] == "HIT"
+    assert paraphrase.headers["x-cache-layer"] == "semantic"
+    assert float(paraphrase.headers["x-cache-similarity"]) >= 0.9
+    assert (
+        paraphrase.json()["choices"][0]["message"]["content"]
+        == original.json()["choices"][0]["message"]["content"]
+    )
+    assert calls() == before
+
+    other_tenant = ask(proxy, TEAM_B, "Tell me how far Paris is from Lyon.")
+    assert other_tenant.headers["x-cache"] == "MISS"
+
+    trap = ask(proxy, TEAM_A, "How far is Paris from Lyon in miles?")
+    assert trap.headers["x-cache"] == "MISS"
+    assert (
+        trap.json()["choices"][0]["message"]["content"] != original.json()["choices"][0]["message"]["content"]
+    )
+    assert calls() == before + 2
