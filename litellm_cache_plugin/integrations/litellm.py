@@ -253,15 +253,7 @@ class CachePlugin(CustomLogger):
         if match is None:
             self.engine.stats.bump("semantic", model_group, "miss")
             return None
-        found = await self.engine.lookup(
-            match.entry_key,
-            tenant=ctx.tenant,
-            model_group=model_group,
-            model_version=ctx.request.model_version,
-            controls=ctx.controls,
-            tags=ctx.tags,
-            record=False,
-        )
+        found = await self._exact(ctx, match.entry_key, record=False)
         if found.entry is None:
             self.semantic.forget(scoped[0], match.entry_key)
             self.engine.stats.bump("semantic", model_group, "miss")
@@ -439,14 +431,7 @@ class CachePlugin(CustomLogger):
             self.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
             return Lookup("BYPASS", ctx.reason)
         key = self.key_for(ctx)
-        lookup = await self.engine.lookup(
-            key,
-            tenant=ctx.tenant,
-            model_group=ctx.request.model_group,
-            model_version=ctx.request.model_version,
-            controls=ctx.controls,
-            tags=ctx.tags,
-        )
+        lookup = await self._exact(ctx, key)
         self._remember_counters(key, lookup.counters)
         if lookup.outcome == "MISS" and ctx.semantic and self.semantic is not None:
             semantic_hit = await self._semantic_lookup(ctx, key)
@@ -474,16 +459,21 @@ class CachePlugin(CustomLogger):
             self.engine.spawn(self._refresh(ctx, key))
         return lookup
 
-    async def _peek(self, ctx: RequestContext, key: str) -> Any:
-        found = await self.engine.lookup(
+    async def _exact(self, ctx: RequestContext, key: str, *, record: bool = True) -> Lookup:
+        """The exact-layer entry at ``key``, checked against this request's tenant, version, tags
+        and controls (``record=False``: without counting it in the statistics)."""
+        return await self.engine.lookup(
             key,
             tenant=ctx.tenant,
             model_group=ctx.request.model_group,
             model_version=ctx.request.model_version,
             controls=ctx.controls,
             tags=ctx.tags,
-            record=False,
+            record=record,
         )
+
+    async def _peek(self, ctx: RequestContext, key: str) -> Any:
+        found = await self._exact(ctx, key, record=False)
         return found.entry if found.outcome == "HIT" else None
 
     async def _refresh(self, ctx: RequestContext, key: str) -> None:
