@@ -19,7 +19,11 @@ What it serves
     normal pipeline unchanged, with the consumed request body replayed.
 
 The decision, cheapest first
-    1. Route, method and size from the ASGI scope; the body parsed once with orjson and shape-checked.
+    1. Route, method and size from the ASGI scope; the body parsed once with orjson and shape-checked:
+       only the output parameters (all part of the key) and a few fields LiteLLM merely reads
+       (``stream``, ``stream_options``, ``metadata``, ``user``, ``cache``) may be present, with the types
+       LiteLLM accepts; any other field (routing, fallbacks, mock responses, timeouts, tags...) is left
+       to the pipeline.
     2. A per-process hint maps the caller's credentials (a hash of the auth headers) to the tenant of
        its last successful authentication here. With a hint, a raw existence probe of the store
        decides most misses without running auth at all; the hint only chooses what to probe, it never
@@ -31,8 +35,11 @@ The decision, cheapest first
        pipeline decides what it gets), and team model lists likewise.
     4. The route's own request setup (``add_litellm_data_to_request``) and LiteLLM's built-in pre-call
        hooks plus the plugin's (identity stamping, ``Cache-Control``, ``force_zero``), then the SDK-level
-       kwargs the carrier would see (deployment provider, model and ``model_info`` from the router) and
-       the plugin's own :meth:`CachePlugin.lookup_response` on them. Only a fresh ``HIT`` is served.
+       kwargs the carrier would see (deployment provider, model, ``api_base`` and ``model_info`` from the
+       router), the plugin's deployment hook (it keeps Ollama digests current), the plugin's context and
+       key, and an exact lookup without coordination. Only a fresh ``HIT`` is served: a miss or a stale
+       entry goes to the hook path, which owns single-flight fetches and stale-while-revalidate refreshes
+       (so no claim of this path is ever left waiting for a fetch that would not come).
 
 Accounting
     A hit is logged as a cache hit with zero cost through LiteLLM's success callbacks, in a background
@@ -78,6 +85,7 @@ from litellm_cache_plugin.policy.controls import (
 from litellm_cache_plugin.policy.keys import OUTPUT_PARAMS, RequestKind
 
 if TYPE_CHECKING:
+    from litellm_cache_plugin.engine import Lookup
     from litellm_cache_plugin.integrations.litellm import CachePlugin, RequestContext
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -166,10 +174,43 @@ def credential_fingerprint(headers: Mapping[str, str], extra_header: str | None 
     return hashlib.sha256("\x01".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
 
 
+# Body fields a request served here may carry besides the output parameters (which are all part of the
+# key: an entry exists only if LiteLLM accepted them before). Anything else - routing, fallbacks, mock
+# responses, guardrails, timeouts, tags - changes or may refuse what LiteLLM does, so it is its call.
+_REQUEST_FIELDS: Final = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "input",
+        "stream",
+        "stream_options",
+        "metadata",
+        "user",
+        "cache",
+        "cache_key",
+    }
+)
+# Fields outside the key that LiteLLM validates: another type gets LiteLLM's own error, not a hit.
+_FIELD_TYPES: Final[Mapping[str, type | tuple[type, ...]]] = {
+    "stream_options": dict,
+    "metadata": dict,
+    "user": str,
+    "cache": dict,
+    "cache_key": str,
+}
+
+
 def check_body(data: Any, kind: RequestKind) -> str | None:
     """Why a parsed body cannot be served here (None: it may be). Cheap, before any auth."""
     if not isinstance(data, dict):
         return "not_an_object"
+    for name, value in data.items():
+        if name not in _REQUEST_FIELDS and name not in OUTPUT_PARAMS:
+            return "field"
+        expected = _FIELD_TYPES.get(name)
+        if expected is not None and value is not None and not isinstance(value, expected):
+            return "field_type"
     model = data.get("model")
     if not isinstance(model, str) or not model:
         return "model"
@@ -368,11 +409,15 @@ def hit_headers(
     model_group: str,
     content_length: int | None = None,
     items: tuple[int, int] | None = None,
+    cache_key: str | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """Raw ASGI headers of a hit: the hook path's cache headers, plus what a client needs to correlate."""
     headers = {name.lower(): value for name, value in response_headers("HIT", layer, age).items()}
     if items is not None:
         headers["x-cache-items"] = f"{items[0]}/{items[1]}"
+    if cache_key is not None:
+        # LiteLLM reports the (tenant-scoped, so harmless) key of a hit; the hook path does the same.
+        headers["x-litellm-cache-key"] = cache_key
     headers["x-litellm-call-id"] = call_id
     headers["x-litellm-model-group"] = model_group
     if stream:
@@ -587,7 +632,9 @@ class FastPathApp:
         if cached is not None and now - cached[0] < 1.0 and cached[1] == len(model_list):
             return cached[2]
         deployments = [d for d in model_list if isinstance(d, dict) and d.get("model_name") == model_group]
-        info = group_info(deployments) if deployments else None
+        if not deployments:
+            return None  # not remembered: the name comes from the client
+        info = group_info(deployments)
         self._groups[model_group] = (now, len(model_list), info)
         return info
 
@@ -685,12 +732,12 @@ class _Attempt:
 
         router = proxy_server.llm_router
         model_group: str = data["model"]
-        self.model_group = model_group
         if router is None or _aliased(model_group, router):
             raise _Skip("model_alias")
         info = self.owner.group(router, model_group)
         if info is None:
             raise _Skip("model_group")
+        self.model_group = model_group  # a configured group: safe to count under its name
         plan, stand_aside = self.owner.hook_plan()
         if stand_aside:
             raise _Skip("hooks")
@@ -718,6 +765,7 @@ class _Attempt:
         if not await self._run_hooks(plan, auth, request_data, limiter=False):
             raise _Skip("pre_call_hook")
         kwargs = sdk_kwargs(request_data, info, model_group)
+        await deployment_hooks(plugin, kwargs, info, CALL_TYPES[self.kind])
         if not same_version(plugin, kwargs, info, model_group):
             raise _Skip("model_version")
         ctx = plugin.context(kwargs)
@@ -730,7 +778,7 @@ class _Attempt:
         if rendered is None:
             raise _Skip("miss")
         if self.owner.settings.apply_rate_limits:
-            limiters = [c for c in _limiters()]
+            limiters = _limiters()
             if limiters and not await self._run_hooks(limiters, auth, request_data, limiter=True):
                 raise _Skip("rate_limit")
         headers, chunks, response = rendered
@@ -866,7 +914,7 @@ class _Attempt:
         for callback in plan:
             if is_rate_limiter(callback) != limiter:
                 continue
-            before = (data.get("model"), data.get("messages"), data.get("prompt"), data.get("input"))
+            before = _request_shape(data)
             if isinstance(callback, PROXY_MaxParallelRequestsHandler_v3):
                 response = await callback.async_pre_call_hook(
                     user_api_key_dict=auth,
@@ -883,8 +931,7 @@ class _Attempt:
                 data = response if response is data else _replace(data, response)
             elif response is not None:
                 return False  # a rejection message or exception object: the proxy's own words
-            after = (data.get("model"), data.get("messages"), data.get("prompt"), data.get("input"))
-            if callback is not self.plugin and after != before:
+            if callback is not self.plugin and _request_shape(data) != before:
                 return False  # a hook rerouted or rewrote the request
         return True
 
@@ -896,9 +943,10 @@ class _Attempt:
         call_id: str,
         proxy_server: Any,
     ) -> tuple[list[tuple[bytes, bytes]], list[bytes], Any] | None:
-        lookup = await self.plugin.lookup_response(ctx)
+        key = self.plugin.key_for(ctx)
+        lookup = await exact_lookup(self.plugin, ctx, key)
         if lookup.outcome != "HIT" or lookup.entry is None:
-            return None
+            return None  # a miss or a stale entry: the hook path coordinates fetches and refreshes
         stored = orjson.loads(lookup.entry.payload)
         if not isinstance(stored, dict) or not isinstance(stored.get("choices"), list):
             return None
@@ -911,7 +959,12 @@ class _Attempt:
             render = chat_stream_events if self.kind == "chat" else text_stream_events
             chunks = render(payload, include_usage=usage, created=int(time.time()))
             headers = hit_headers(
-                layer="exact", age=lookup.age, stream=True, call_id=call_id, model_group=model_group
+                layer="exact",
+                age=lookup.age,
+                stream=True,
+                call_id=call_id,
+                model_group=model_group,
+                cache_key=key,
             )
             return headers, chunks, stored
         body_obj = {**payload, "cached": True} if self.plugin.settings.body_marker else payload
@@ -923,6 +976,7 @@ class _Attempt:
             call_id=call_id,
             model_group=model_group,
             content_length=len(body),
+            cache_key=key,
         )
         return headers, [body], stored
 
@@ -940,6 +994,7 @@ class _Attempt:
             model_group=model_group,
             model_version=ctx.request.model_version,
             controls=ctx.controls,
+            tags=ctx.tags,
         )
         if any(entry is None for entry in entries):
             return None
@@ -981,6 +1036,29 @@ def sdk_kwargs(
     return kwargs
 
 
+async def deployment_hooks(
+    plugin: CachePlugin, kwargs: Mapping[str, Any], info: GroupInfo, call_type: str
+) -> None:
+    """The plugin's SDK-level pre-call hook, as the router runs it for the deployment it picks (it keeps
+    run-time model versions such as Ollama digests current); here for every deployment it could pick."""
+    for deployment in info.deployments:
+        candidate = {**kwargs, "model": deployment.model}
+        candidate.pop("api_base", None)
+        if deployment.api_base is not None:
+            candidate["api_base"] = deployment.api_base
+        await plugin.async_pre_call_deployment_hook(candidate, call_type)
+
+
+async def exact_lookup(plugin: CachePlugin, ctx: RequestContext, key: str) -> Lookup:
+    """The exact-layer entry for ``ctx``, without the coordination of ``lookup_response`` (single-flight
+    claims, stale refreshes, semantic search): a request this path does not serve goes down the hook
+    path, which must find no claim of ours waiting for it."""
+    peek = getattr(plugin, "peek_response", None)
+    if peek is not None:
+        return await peek(ctx)  # type: ignore[no-any-return]
+    return await plugin._exact(ctx, key)
+
+
 def same_version(plugin: CachePlugin, kwargs: Mapping[str, Any], info: GroupInfo, model_group: str) -> bool:
     """Every deployment the router could pick has one known model version (the same key)."""
     configured = plugin.settings.for_model(model_group).version
@@ -1003,6 +1081,12 @@ def requested_model(request_data: Mapping[str, Any]) -> str | None:
         return None
     model = request_data.get("model")
     return model if isinstance(model, str) else None
+
+
+def _request_shape(data: Mapping[str, Any]) -> bytes:
+    """What the answer depends on, serialized: a hook that edits it in place is seen too."""
+    fields = [data.get(name) for name in ("model", "messages", "prompt", "input")]
+    return orjson.dumps(fields, default=str)
 
 
 def _replace(data: dict[str, Any], response: Mapping[str, Any]) -> dict[str, Any]:
@@ -1077,7 +1161,12 @@ async def _log_hit_now(
 
         start_dt, end_dt = datetime.fromtimestamp(start), datetime.fromtimestamp(end)
         call_type = CALL_TYPES[kind]
+        # No deployment served the hit: without a deployment id the router does not count it as that
+        # deployment's traffic (usage-based routing, cooldowns), which it would otherwise distort.
+        model_info = {k: v for k, v in (kwargs.get("model_info") or {}).items() if k != "id"}
+        metadata = {**(kwargs.get("metadata") or {}), "model_info": model_info}
         logged = {k: v for k, v in kwargs.items() if k != "stream"}
+        logged.update(model_info=model_info, metadata=metadata)
         logging_obj, _ = function_setup(call_type, Rules(), start_dt, **logged)
         provider = kwargs.get("custom_llm_provider")
         model = str(kwargs.get("model") or "")
@@ -1090,9 +1179,9 @@ async def _log_hit_now(
             litellm_params={
                 "logger_fn": None,
                 "acompletion": True,
-                "api_base": "",
-                "metadata": kwargs.get("metadata", {}),
-                "model_info": kwargs.get("model_info", {}),
+                "api_base": kwargs.get("api_base"),
+                "metadata": metadata,
+                "model_info": model_info,
                 "proxy_server_request": kwargs.get("proxy_server_request"),
                 "stream_response": {},
                 "custom_llm_provider": provider,
@@ -1119,7 +1208,10 @@ async def _log_hit_now(
             # Per call: the hit's logging object only, never LiteLLM's global callback list.
             setattr(logging_obj, "get_combined_callback_list", without_limiters)  # noqa: B010
         _memoize_saved_cost(logging_obj, call_type, kwargs, response)
-        result = _response_object(kind, response, litellm)
+        # The provider's own name for the model (as upstream answered it): LiteLLM resolves cost-map
+        # entries for it quickly, while the prefixed name takes a slow path for Ollama on every call.
+        logged_response = {**response, "model": model} if isinstance(response, dict) and model else response
+        result = _response_object(kind, logged_response, litellm)
         await logging_obj.async_success_handler(
             result=result, start_time=start_dt, end_time=end_dt, cache_hit=True
         )

@@ -459,6 +459,13 @@ class CachePlugin(CustomLogger):
             self.engine.spawn(self._refresh(ctx, key))
         return lookup
 
+    async def peek_response(self, ctx: RequestContext) -> Lookup:
+        """The exact-layer entry for ``ctx`` with no coordination (no single-flight claim, no stale
+        refresh, no semantic search, no decision recorded): for paths that may hand the request on."""
+        if not ctx.cacheable:
+            return Lookup("BYPASS", ctx.reason)
+        return await self._exact(ctx, self.key_for(ctx))
+
     async def _exact(self, ctx: RequestContext, key: str, *, record: bool = True) -> Lookup:
         """The exact-layer entry at ``key``, checked against this request's tenant, version, tags
         and controls (``record=False``: without counting it in the statistics)."""
@@ -971,6 +978,10 @@ def create_proxy_plugin() -> CachePlugin:
     from litellm_cache_plugin.integrations import proxy_routes
 
     proxy_routes.register(plugin)
+    if settings.fast_path.enabled:
+        from litellm_cache_plugin.integrations.fast_path import install_fast_path
+
+        install_fast_path(plugin)
     _plugin = plugin
     log.info("litellm_cache_plugin ready: backend=%s scope=%s", _redact(settings.backend), settings.scope)
     return plugin

@@ -1,0 +1,275 @@
+"""Fixtures and helpers for the fast-path end-to-end tests (``test_fast_path.py``).
+
+Several real ``litellm`` proxies boot in parallel, each with the plugin and a custom_auth module whose
+keys carry the fields LiteLLM's auth may enforce (expiry, blocked, model list, budget, rate limit,
+allowed cache controls), so auth equivalence can be tested without a database:
+
+- ``memory`` / ``redis``: the fast path on, default LiteLLM auth settings for custom_auth;
+- ``strict``: ``enable_post_custom_auth_checks`` (LiteLLM then refuses expired keys) and
+  ``fast_path.apply_rate_limits: true``;
+- ``master``: no custom_auth, only the master key;
+- ``off``: ``fast_path.enabled: false`` (the hook path alone).
+
+A small CustomLogger written next to each config appends every success event it sees to a JSON-lines
+file, so tests can check how hits reach LiteLLM's success callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from litellm_cache_plugin.runner import ProxyProcess, proxy_config
+from litellm_cache_plugin.simulator import SimulatorThread
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# Keys of the test custom_auth module (all but team-b belong to team-a, so they share team-a's entries).
+OK = "sk-fp-ok"
+OK_2 = "sk-fp-ok-2"
+TEAM_B = "sk-fp-team-b"
+EXPIRED = "sk-fp-expired"
+BLOCKED = "sk-fp-blocked"
+OVER_BUDGET = "sk-fp-over-budget"
+OTHER_MODELS = "sk-fp-other-models"
+RPM_1 = "sk-fp-rpm-1"
+CACHE_CONTROLS = "sk-fp-cache-controls"
+BOGUS = "sk-fp-bogus"
+
+AUTH_MODULE = """
+import hashlib
+import os
+from datetime import datetime, timedelta, timezone
+
+from fastapi import HTTPException, Request
+from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+
+_YESTERDAY = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
+KEYS = {
+    "sk-fp-ok": {"team_id": "team-a", "user_id": "alice"},
+    "sk-fp-ok-2": {"team_id": "team-a", "user_id": "anna"},
+    "sk-fp-team-b": {"team_id": "team-b", "user_id": "bob"},
+    "sk-fp-expired": {"team_id": "team-a", "user_id": "eve", "expires": _YESTERDAY},
+    "sk-fp-blocked": {"team_id": "team-a", "user_id": "blake", "blocked": True},
+    "sk-fp-over-budget": {"team_id": "team-a", "user_id": "bo", "max_budget": 1.0, "spend": 5.0},
+    "sk-fp-other-models": {"team_id": "team-a", "user_id": "oz", "models": ["nomic-embed-text"]},
+    "sk-fp-rpm-1": {"team_id": "team-a", "user_id": "ray", "rpm_limit": 1},
+    "sk-fp-cache-controls": {"team_id": "team-a", "user_id": "cc", "allowed_cache_controls": ["no-store"]},
+}
+
+
+async def custom_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    key = api_key or ""
+    hashed = hashlib.sha256(key.encode()).hexdigest()
+    if key and key == os.environ.get("LITELLM_MASTER_KEY"):
+        return UserAPIKeyAuth(api_key=hashed, user_role=LitellmUserRoles.PROXY_ADMIN, user_id="admin")
+    identity = KEYS.get(key)
+    if identity is None:
+        raise HTTPException(status_code=401, detail="invalid key")
+    return UserAPIKeyAuth(api_key=hashed, token=hashed, user_role=LitellmUserRoles.INTERNAL_USER, **identity)
+"""
+
+HIT_LOGGER_MODULE = """
+import json
+import os
+
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class SuccessRecorder(CustomLogger):
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        params = kwargs.get("litellm_params") or {}
+        metadata = params.get("metadata") or {}
+        record = {
+            "call_id": kwargs.get("litellm_call_id"),
+            "call_type": kwargs.get("call_type"),
+            "cache_hit": kwargs.get("cache_hit"),
+            "response_cost": kwargs.get("response_cost"),
+            "team_id": metadata.get("user_api_key_team_id"),
+            "model_group": metadata.get("model_group"),
+        }
+        with open(os.environ["LCP_SUCCESS_LOG"], "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\\n")
+
+
+recorder = SuccessRecorder()
+"""
+
+# Until create_proxy_plugin() installs the fast path itself, a config-level callback does it (the
+# call is idempotent, so this keeps working once the plugin wires it in).
+WIRING_MODULE = """
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_cache_plugin.integrations.fast_path import install_fast_path
+from litellm_cache_plugin.integrations.litellm import create_proxy_plugin
+
+install_fast_path(create_proxy_plugin())
+
+
+class FastPathWiring(CustomLogger):
+    pass
+
+
+wiring = FastPathWiring()
+"""
+
+
+def _with_prefix(redis_url: str, prefix: str) -> str:
+    if "prefix=" in redis_url:
+        return redis_url.replace("prefix=", f"prefix={prefix}-", 1)
+    separator = "&" if "?" in redis_url else "?"
+    return f"{redis_url}{separator}prefix={prefix}:"
+
+
+def _proxy(
+    simulator: SimulatorThread,
+    base: Path,
+    name: str,
+    section: dict[str, Any],
+    *,
+    custom_auth: bool = True,
+    general: dict[str, Any] | None = None,
+    litellm_settings: dict[str, Any] | None = None,
+) -> ProxyProcess:
+    config = proxy_config(
+        simulator.url, section, with_plugin=False, custom_auth=False, litellm_settings=litellm_settings
+    )
+    config["litellm_settings"]["callbacks"] = [
+        "litellm_cache_plugin.proxy_plugin",
+        "fast_path_wiring.wiring",
+        "success_recorder.recorder",
+    ]
+    if custom_auth:
+        config["general_settings"]["custom_auth"] = "fp_auth.custom_auth"
+    config["general_settings"].update(general or {})
+    workdir = base / name
+    return ProxyProcess(
+        config,
+        workdir,
+        extra_files={
+            "fp_auth.py": AUTH_MODULE,
+            "success_recorder.py": HIT_LOGGER_MODULE,
+            "fast_path_wiring.py": WIRING_MODULE,
+        },
+        env={"LCP_SUCCESS_LOG": str(workdir / "success.jsonl")},
+        name=f"fp-{name}",
+    )
+
+
+@pytest.fixture(scope="session")
+def fp_proxies(
+    simulator: SimulatorThread, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ProxyProcess]]:
+    base = tmp_path_factory.mktemp("fast-path")
+    prefix = f"fp-{uuid.uuid4().hex[:8]}"
+    started = {
+        "memory": _proxy(simulator, base, "memory", {"backend": "memory://", "ttl": 600}),
+        "redis": _proxy(simulator, base, "redis", {"backend": _with_prefix(redis_url, prefix), "ttl": 600}),
+        "strict": _proxy(
+            simulator,
+            base,
+            "strict",
+            {"backend": "memory://", "ttl": 600, "fast_path": {"apply_rate_limits": True}},
+            litellm_settings={"enable_post_custom_auth_checks": True},
+        ),
+        "master": _proxy(simulator, base, "master", {"backend": "memory://", "ttl": 600}, custom_auth=False),
+        "off": _proxy(
+            simulator, base, "off", {"backend": "memory://", "ttl": 600, "fast_path": {"enabled": False}}
+        ),
+    }
+    for process in started.values():
+        process.start()
+    try:
+        with ThreadPoolExecutor(len(started)) as pool:
+            list(pool.map(lambda p: p.wait_ready(timeout=240), started.values()))
+        yield started
+    finally:
+        for process in started.values():
+            process.stop()
+
+
+class FastClient:
+    """OpenAI-style calls to one proxy plus the counters the tests need."""
+
+    def __init__(self, proxy: ProxyProcess, simulator: SimulatorThread) -> None:
+        self.proxy = proxy
+        self.simulator = simulator
+        self.http = httpx.Client(base_url=proxy.url, timeout=60)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(
+        self, path: str, key: str | None, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        return self.http.post(path, json=body, headers=all_headers)
+
+    def chat(
+        self, key: str | None, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return self.post("/v1/chat/completions", key, body, headers)
+
+    def embed(self, key: str, inputs: list[str]) -> httpx.Response:
+        body = {"model": "nomic-embed-text", "input": inputs, "encoding_format": "float"}
+        return self.post("/v1/embeddings", key, body)
+
+    def stats(self) -> dict[str, Any]:
+        response = self.http.get(
+            "/v1/cache/stats", headers={"Authorization": f"Bearer {self.proxy.master_key}"}
+        )
+        response.raise_for_status()
+        return response.json()["layers"]  # type: ignore[no-any-return]
+
+    def counter(self, layer: str, model: str, what: str) -> int:
+        return int(self.stats().get(layer, {}).get(model, {}).get(what, 0))
+
+    def fast_hits(self, model: str = "llama3.2") -> int:
+        return self.counter("fast_path", model, "hit")
+
+    def upstream_calls(self, endpoint: str = "chat") -> int:
+        stats = httpx.get(f"{self.simulator.url}/_sim/stats", timeout=10).json()
+        return int(stats["requests"][endpoint])
+
+    def wait_for(self, probe: Any, timeout: float = 8.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if probe():
+                return True
+            time.sleep(0.05)
+        return bool(probe())
+
+    def warm(self, key: str, body: dict[str, Any]) -> httpx.Response:
+        """Send until the entry is stored and served as a hit (writes happen in the background)."""
+        first = self.chat(key, body)
+        assert first.status_code == 200, first.text
+        assert self.wait_for(lambda: self.chat(key, body).headers.get("x-cache") == "HIT"), "never a hit"
+        return first
+
+    def success_records(self) -> list[dict[str, Any]]:
+        path = self.proxy.workdir / "success.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def unique(text: str) -> str:
+    return f"{text} [{uuid.uuid4().hex[:10]}]"
+
+
+def chat_body(prompt: str, **params: Any) -> dict[str, Any]:
+    return {"model": "llama3.2", "messages": [{"role": "user", "content": prompt}], **params}
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
