@@ -723,7 +723,12 @@ class CarrierCache(Cache):
         if ctx.controls.no_store:
             plugin.engine.finish(key, None)
             return
-        payload = result.encode() if isinstance(result, str) else orjson.dumps(result, default=str)
+        if isinstance(result, str):
+            payload = result.encode()
+        elif hasattr(result, "model_dump_json"):  # text completions arrive as objects, not JSON
+            payload = result.model_dump_json().encode()
+        else:
+            payload = orjson.dumps(result, default=str)
         body = orjson.loads(payload)
         if not _complete_response(body, plugin.settings.layers.exact.cacheable_finish_reasons):
             plugin.engine.stats.bump("exact", ctx.request.model_group, "not_stored_incomplete")

@@ -260,3 +260,16 @@ def test_no_cache_and_no_store_controls(client: Client) -> None:
     assert client.chat(TEAM_A, fresh).headers["x-cache"] == "MISS"
     client.wait_stored(stores)
     assert client.stores() == stores + 1
+
+
+def test_text_completions_are_cached(client: Client) -> None:
+    body = {"model": "llama3.2-text", "prompt": unique("Once upon a time"), "temperature": 0}
+    headers = {"Authorization": f"Bearer {TEAM_A}"}
+    stores = client.stores(model="llama3.2-text")
+    first = client.http.post("/v1/completions", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-cache"] == "MISS"
+    client.wait_stored(stores, model="llama3.2-text")
+    second = client.http.post("/v1/completions", json=body, headers=headers)
+    assert second.headers["x-cache"] == "HIT"
+    assert second.json()["choices"][0]["text"] == first.json()["choices"][0]["text"]
