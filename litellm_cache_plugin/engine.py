@@ -146,7 +146,7 @@ class CacheEngine:
                 values = await self.store.get_counters(counter_keys)
                 self.stats.bump(layer, model_group, "bypass")
                 return Lookup("BYPASS", "no_cache", counters=dict(zip(counter_keys, values, strict=True)))
-            raw, values = await asyncio.gather(self.store.get(key), self.store.get_counters(counter_keys))
+            raw, values = await self.store.get_with_counters(key, counter_keys)
             current = dict(zip(counter_keys, values, strict=True))
             entry = decode_entry(raw) if raw is not None else None
             if entry is not None:

@@ -73,6 +73,13 @@ class Store(Protocol):
         """Current values of counters; 0 where missing. One round trip where possible."""
         ...
 
+    async def get_with_counters(
+        self, key: str, counter_keys: Sequence[str]
+    ) -> tuple[bytes | None, list[int]]:
+        """``get(key)`` and ``get_counters(counter_keys)`` together: the lookup of every request needs
+        both, so backends answer them in one round trip where they can."""
+        ...
+
     async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
         """Take the lock ``key`` for ``owner`` if nobody holds it; it expires after ``ttl`` seconds."""
         ...

@@ -201,6 +201,11 @@ class GuardedStore:
     async def incr(self, key: str, amount: int = 1) -> int:
         return await self._call(self._inner.incr, key, amount)
 
+    async def get_with_counters(
+        self, key: str, counter_keys: Sequence[str]
+    ) -> tuple[bytes | None, list[int]]:
+        return await self._call(self._inner.get_with_counters, key, counter_keys)
+
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         return await self._call(self._inner.get_counters, keys)
 

@@ -633,6 +633,16 @@ class MemcachedStore:
                 raise StoreError("memcached counter vanished between its creation and its increment")
         return value
 
+    async def get_with_counters(
+        self, key: str, counter_keys: Sequence[str]
+    ) -> tuple[bytes | None, list[int]]:
+        values = await self.get_many([key, *counter_keys])
+        try:
+            counters = [0 if value is None else int(value) for value in values[1:]]
+        except ValueError as exc:
+            raise StoreError(f"memcached counter holds a non-integer value: {exc}") from exc
+        return values[0], counters
+
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         values = await self.get_many(keys)
         try:

@@ -216,6 +216,11 @@ class MemoryStore:
         self._counters[key] = current
         return current
 
+    async def get_with_counters(
+        self, key: str, counter_keys: Sequence[str]
+    ) -> tuple[bytes | None, list[int]]:
+        return await self.get(key), await self.get_counters(counter_keys)
+
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         self._check_open()
         counters = self._counters

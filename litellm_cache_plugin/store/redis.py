@@ -223,6 +223,17 @@ class RedisStore:
         with _errors("INCRBY"):
             return int(await self._client.incrby(self._k(key), amount))
 
+    async def get_with_counters(
+        self, key: str, counter_keys: Sequence[str]
+    ) -> tuple[bytes | None, list[int]]:
+        # One MGET for the entry and its invalidation counters (the cluster variant groups by slot).
+        values = await self._mget([key, *counter_keys])
+        try:
+            counters = [0 if v is None else int(v) for v in values[1:]]
+        except ValueError as exc:
+            raise StoreError(f"redis counter holds a non-integer value: {exc}") from exc
+        return _as_bytes(values[0]), counters
+
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         values = await self._mget(keys)
         try:

@@ -129,6 +129,13 @@ class StoreConformance:
         assert await store.get_counters(["a", "b", "c"]) == [2, 0, 4]
         assert await store.get_counters([]) == []
 
+    async def test_get_with_counters(self, store: Store) -> None:
+        await store.set("entry", b"\x01value", 30)
+        await store.incr("gen:x", 3)
+        assert await store.get_with_counters("entry", ["gen:x", "gen:missing"]) == (b"\x01value", [3, 0])
+        assert await store.get_with_counters("absent", ["gen:x"]) == (None, [3])
+        assert await store.get_with_counters("entry", []) == (b"\x01value", [])
+
     async def test_counters_survive(self, store: Store) -> None:
         await store.incr("gen:1", 7)
         await store.incr("gen:2")
