@@ -1,0 +1,489 @@
+"""OpenTelemetry metrics and spans for cache decisions: a typed observer the engine calls.
+
+Uses whatever providers the application configured (``metrics.get_meter_provider()`` /
+``trace.get_tracer_provider()``); without an SDK these are the API's no-op proxies and a call costs
+a few dictionary look-ups.
+
+Instruments (meter ``litellm_cache_plugin``; names are a stable interface, change them only with a
+migration note):
+
+=============================  ==========  =========  ============================================
+name                           kind        unit       attributes
+=============================  ==========  =========  ============================================
+``llm_cache.requests``         counter     {request}  layer, result, reason, model, operation,
+                                                      provider
+``llm_cache.lookup.duration``  histogram   ms         layer, result, model
+``llm_cache.latency_saved``    histogram   ms         layer, model (served results only)
+``llm_cache.cost_saved``       counter     USD        layer, model (served results only)
+``llm_cache.tokens_saved``     counter     {token}    layer, model, ``gen_ai.token.type`` input/output
+``llm_cache.gpu_time_saved``   counter     s          layer, model (served results only)
+``llm_cache.stores``           counter     {entry}    layer, model
+``llm_cache.stored_bytes``     counter     By         layer, model
+``llm_cache.backend.errors``   counter     {error}    backend (URL scheme only), op
+``llm_cache.fail_open``        counter     {request}  layer, model, reason
+``llm_cache.refreshes``        counter     {refresh}  model, outcome (started/ok/failed)
+``llm_cache.coalesced``        counter     {request}  model
+``llm_cache.invalidations``    counter     {call}     ``llm_cache.invalidation.kind``
+``llm_cache.entries``          obs. gauge  {entry}    backend (callback from the caller)
+``llm_cache.bytes``            obs. gauge  By         backend (callback from the caller)
+=============================  ==========  =========  ============================================
+
+Attribute keys: ``llm_cache.layer``, ``llm_cache.result``, ``llm_cache.reason``, ``gen_ai.request.model``
+(the model *group*), ``gen_ai.operation.name``, ``gen_ai.provider.name``; spans may also carry
+``llm_cache.key.fingerprint`` (first 16 hex chars of sha256 of the cache key, see :func:`key_fingerprint`)
+and ``gen_ai.usage.*`` token counts. The GenAI conventions have no response-cache vocabulary, hence
+``llm_cache.*`` for the rest.
+
+Spans (one per cache decision, child of the current span): ``llm_cache.lookup``, ``llm_cache.store``,
+``llm_cache.refresh``, ``llm_cache.invalidate``.
+
+Privacy: every attribute goes through an allow-list (:data:`SPAN_ATTRIBUTES`, :data:`METRIC_ATTRIBUTES`);
+unknown keys (prompt text, tenant ids, user ids...) are dropped, not renamed. The key fingerprint is kept
+off metric labels (unbounded cardinality) and must look like a fingerprint, so a raw key cannot slip in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal, NamedTuple
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import INVALID_SPAN, NoOpTracerProvider, Span, SpanKind, TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+log = logging.getLogger("litellm_cache_plugin")
+
+INSTRUMENTATION_NAME = "litellm_cache_plugin"
+
+# Attribute keys (constants so callers and tests do not spell them twice).
+LAYER = "llm_cache.layer"
+RESULT = "llm_cache.result"
+REASON = "llm_cache.reason"
+KEY_FINGERPRINT = "llm_cache.key.fingerprint"
+BACKEND = "llm_cache.backend"
+OP = "llm_cache.op"
+OUTCOME = "llm_cache.outcome"
+INVALIDATION_KIND = "llm_cache.invalidation.kind"
+AGE = "llm_cache.age_s"
+ENTRY_BYTES = "llm_cache.entry.bytes"
+MODEL = "gen_ai.request.model"
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+TOKEN_TYPE = "gen_ai.token.type"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+
+# Low-cardinality keys only: each distinct label set is a time series in the backend.
+METRIC_ATTRIBUTES: frozenset[str] = frozenset(
+    {LAYER, RESULT, REASON, BACKEND, OP, OUTCOME, INVALIDATION_KIND, MODEL, OPERATION, PROVIDER, TOKEN_TYPE}
+)
+SPAN_ATTRIBUTES: frozenset[str] = METRIC_ATTRIBUTES | {
+    KEY_FINGERPRINT,
+    AGE,
+    ENTRY_BYTES,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+}
+
+SpanName = Literal["llm_cache.lookup", "llm_cache.store", "llm_cache.refresh", "llm_cache.invalidate"]
+SPAN_NAMES: frozenset[str] = frozenset(
+    {"llm_cache.lookup", "llm_cache.store", "llm_cache.refresh", "llm_cache.invalidate"}
+)
+
+# Results that served a cached answer: only these save upstream latency, tokens, money or GPU time.
+SERVED_RESULTS: frozenset[str] = frozenset({"hit", "stale"})
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+# Long strings are not labels we emit (layer, reason, model group...): a long one is likely content.
+_MAX_STRING = 128
+# LLM calls run from milliseconds to minutes: the SDK's default buckets stop at 10 s.
+_MS_BUCKETS = (
+    1.0,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    30000.0,
+    60000.0,
+)
+# Attribute dicts are few and reused: cache them rather than rebuild and re-check per call.
+_ATTR_CACHE_LIMIT = 4096
+
+
+class Tokens(NamedTuple):
+    """Token counts of the upstream call a hit replaced."""
+
+    input: int
+    output: int
+
+
+class StoreSize(NamedTuple):
+    """What the caller's size callback returns; None for a figure the backend does not report."""
+
+    entries: int | None
+    bytes: int | None
+
+
+def key_fingerprint(key: str) -> str:
+    """The only form of a cache key allowed in telemetry: 16 hex chars of its sha256."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def _backend_label(backend: str) -> str:
+    # A backend URL may carry a password or host names: keep the scheme only ("redis", "memory").
+    return backend.split("://", 1)[0] if "://" in backend else backend
+
+
+def sanitize(
+    attributes: Mapping[str, Any] | None, allowed: frozenset[str] = SPAN_ATTRIBUTES
+) -> dict[str, AttributeValue]:
+    """The allow-listed subset of ``attributes`` with plain scalar values; everything else is dropped."""
+    clean: dict[str, AttributeValue] = {}
+    if not attributes:
+        return clean
+    for key, value in attributes.items():
+        if key not in allowed or value is None:
+            continue
+        if isinstance(value, str):
+            if len(value) > _MAX_STRING:
+                continue
+            if key == KEY_FINGERPRINT and not _FINGERPRINT.fullmatch(value):
+                continue
+            if key == BACKEND:
+                value = _backend_label(value)
+            clean[key] = value
+        elif isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+            clean[key] = value
+    return clean
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+
+def _nanoseconds(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
+
+
+def _ollama_fields(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    # Ollama reports durations at the top of its native response; LiteLLM may move them into usage.
+    yield data
+    for nested in ("usage", "_hidden_params"):
+        inner = data.get(nested)
+        if isinstance(inner, Mapping):
+            yield inner
+
+
+def _sum_durations(
+    data: Mapping[str, Any] | Iterable[Mapping[str, Any]], fields: tuple[str, ...]
+) -> float | None:
+    items: Iterable[Mapping[str, Any]] = [data] if isinstance(data, Mapping) else data
+    total, found = 0, False
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        for source in _ollama_fields(item):
+            values = [_nanoseconds(source.get(name)) for name in fields]
+            if all(v is not None for v in values):
+                total += sum(v for v in values if v is not None)
+                found = True
+                break
+    return total / 1e9 if found else None
+
+
+def gpu_seconds_from_ollama(data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> float | None:
+    """Seconds of Ollama's ``total_duration`` (ns) in one response dict or summed over several (e.g.
+    embedding batches); None when none reports it. Includes model load and queueing time."""
+    return _sum_durations(data, ("total_duration",))
+
+
+def gpu_seconds_from_ollama_evals(data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> float | None:
+    """Seconds of ``prompt_eval_duration + eval_duration``: compute only, without load time."""
+    return _sum_durations(data, ("prompt_eval_duration", "eval_duration"))
+
+
+def latency_saved(upstream_ms: float | None, hit_ms: float) -> float | None:
+    """Upstream latency minus the time the hit took, never negative; None without an upstream figure."""
+    if upstream_ms is None or not math.isfinite(upstream_ms) or not math.isfinite(hit_ms):
+        return None
+    return max(0.0, upstream_ms - max(0.0, hit_ms))
+
+
+def cost_saved(
+    model: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    prices: Mapping[str, Mapping[str, Any]] | None,
+) -> float | None:
+    """USD an upstream call would have cost. ``prices`` maps a model to ``input_cost_per_token`` and
+    ``output_cost_per_token`` (LiteLLM's ``model_cost`` shape, so it can be passed straight through).
+    None when the model, a price or a token count is unknown: an unknown cost is not a zero cost."""
+    if not prices or prompt_tokens is None or completion_tokens is None:
+        return None
+    if prompt_tokens < 0 or completion_tokens < 0:
+        return None
+    price = prices.get(model)
+    if price is None:
+        return None
+    per_in, per_out = _price(price.get("input_cost_per_token")), _price(price.get("output_cost_per_token"))
+    if per_in is None or per_out is None:
+        return None
+    return prompt_tokens * per_in + completion_tokens * per_out
+
+
+def _price(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:  # also rejects NaN
+        return None
+    return float(value)
+
+
+# -- spans ----------------------------------------------------------------------------------------
+
+
+class CacheSpan:
+    """The span of one cache decision; attributes set through it pass the allow-list."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def set(self, key: str, value: Any) -> None:
+        self.set_attributes({key: value})
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if self.span.is_recording():  # nothing to sanitize for a no-op span
+            self.span.set_attributes(sanitize(attributes))
+
+
+_NO_SPAN = CacheSpan(INVALID_SPAN)
+
+
+# -- the observer ---------------------------------------------------------------------------------
+
+
+class CacheTelemetry:
+    """Records cache events as OpenTelemetry metrics and spans. Never raises into the request path."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(INSTRUMENTATION_NAME)
+        tracer_provider = tracer_provider or trace.get_tracer_provider()
+        self._tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME)
+        # An explicit no-op provider can never start recording: skip the context switch of a span.
+        # (The global proxy provider may get an SDK later, so it always goes through the API.)
+        self._tracing_off = isinstance(tracer_provider, NoOpTracerProvider)
+        self._requests = meter.create_counter("llm_cache.requests", "{request}", "Cache lookups by result")
+        self._lookup_duration = meter.create_histogram(
+            "llm_cache.lookup.duration",
+            "ms",
+            "Time the cache took to answer a lookup",
+            explicit_bucket_boundaries_advisory=_MS_BUCKETS,
+        )
+        self._latency_saved = meter.create_histogram(
+            "llm_cache.latency_saved",
+            "ms",
+            "Upstream latency avoided by a served cache entry",
+            explicit_bucket_boundaries_advisory=_MS_BUCKETS,
+        )
+        self._cost_saved = meter.create_counter("llm_cache.cost_saved", "USD", "Upstream cost avoided")
+        self._tokens_saved = meter.create_counter("llm_cache.tokens_saved", "{token}", "Tokens not generated")
+        self._gpu_saved = meter.create_counter("llm_cache.gpu_time_saved", "s", "Model compute time avoided")
+        self._stores = meter.create_counter("llm_cache.stores", "{entry}", "Entries written")
+        self._stored_bytes = meter.create_counter("llm_cache.stored_bytes", "By", "Bytes written")
+        self._backend_errors = meter.create_counter("llm_cache.backend.errors", "{error}", "Backend failures")
+        self._fail_open = meter.create_counter(
+            "llm_cache.fail_open", "{request}", "Requests sent upstream because the cache failed"
+        )
+        self._refreshes = meter.create_counter("llm_cache.refreshes", "{refresh}", "Background refreshes")
+        self._coalesced = meter.create_counter(
+            "llm_cache.coalesced", "{request}", "Requests that waited on an identical in-flight request"
+        )
+        self._invalidations = meter.create_counter("llm_cache.invalidations", "{call}", "Invalidations")
+        self._size_callbacks: list[tuple[str, Callable[[], StoreSize | None]]] = []
+        meter.create_observable_gauge(
+            "llm_cache.entries", [self._observe_entries], "{entry}", "Entries held by the backend"
+        )
+        meter.create_observable_gauge(
+            "llm_cache.bytes", [self._observe_bytes], "By", "Bytes held by the backend"
+        )
+        self._attr_cache: dict[tuple[object, ...], dict[str, AttributeValue]] = {}
+
+    # -- attributes ------------------------------------------------------------------------------
+
+    def _labels(self, *pairs: tuple[str, object]) -> dict[str, AttributeValue]:
+        """Sanitized metric labels, memoized: the same few label sets recur on every request."""
+        cached = self._attr_cache.get(pairs)
+        if cached is None:
+            cached = sanitize(dict(pairs), METRIC_ATTRIBUTES)
+            if len(self._attr_cache) >= _ATTR_CACHE_LIMIT:
+                self._attr_cache.clear()  # bounded: model groups come from config, but be safe
+            self._attr_cache[pairs] = cached
+        return cached
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def record_lookup(
+        self,
+        layer: str,
+        model_group: str,
+        result: str,
+        reason: str | None = None,
+        *,
+        latency_ms: float | None = None,
+        latency_saved_ms: float | None = None,
+        tokens_saved: Tokens | tuple[int, int] | None = None,
+        cost_saved_usd: float | None = None,
+        gpu_seconds_saved: float | None = None,
+        operation: str | None = None,
+        provider: str | None = None,
+    ) -> None:
+        """One lookup decision. Savings are counted only for served results (hit, stale)."""
+        result = result.lower()
+        try:
+            self._requests.add(
+                1,
+                self._labels(
+                    (LAYER, layer),
+                    (MODEL, model_group),
+                    (RESULT, result),
+                    (REASON, reason),
+                    (OPERATION, operation),
+                    (PROVIDER, provider),
+                ),
+            )
+            if latency_ms is not None and latency_ms >= 0:
+                self._lookup_duration.record(
+                    latency_ms, self._labels((LAYER, layer), (MODEL, model_group), (RESULT, result))
+                )
+            if result not in SERVED_RESULTS:
+                return
+            labels = self._labels((LAYER, layer), (MODEL, model_group))
+            if latency_saved_ms is not None and latency_saved_ms >= 0:
+                self._latency_saved.record(latency_saved_ms, labels)
+            if cost_saved_usd is not None and cost_saved_usd >= 0:
+                self._cost_saved.add(cost_saved_usd, labels)
+            if gpu_seconds_saved is not None and gpu_seconds_saved >= 0:
+                self._gpu_saved.add(gpu_seconds_saved, labels)
+            if tokens_saved is not None:
+                for kind, count in (("input", tokens_saved[0]), ("output", tokens_saved[1])):
+                    if count > 0:
+                        self._tokens_saved.add(
+                            count, self._labels((LAYER, layer), (MODEL, model_group), (TOKEN_TYPE, kind))
+                        )
+        except Exception:  # telemetry must never fail a request
+            log.debug("telemetry: record_lookup failed", exc_info=True)
+
+    def record_store(self, layer: str, model_group: str, size_bytes: int) -> None:
+        try:
+            labels = self._labels((LAYER, layer), (MODEL, model_group))
+            self._stores.add(1, labels)
+            if size_bytes > 0:
+                self._stored_bytes.add(size_bytes, labels)
+        except Exception:
+            log.debug("telemetry: record_store failed", exc_info=True)
+
+    def record_backend_error(self, backend: str, op: str) -> None:
+        try:
+            self._backend_errors.add(1, self._labels((BACKEND, backend), (OP, op)))
+        except Exception:
+            log.debug("telemetry: record_backend_error failed", exc_info=True)
+
+    def record_fail_open(self, layer: str, model_group: str, reason: str) -> None:
+        try:
+            self._fail_open.add(1, self._labels((LAYER, layer), (MODEL, model_group), (REASON, reason)))
+        except Exception:
+            log.debug("telemetry: record_fail_open failed", exc_info=True)
+
+    def record_refresh(self, model_group: str, outcome: str) -> None:
+        try:
+            self._refreshes.add(1, self._labels((MODEL, model_group), (OUTCOME, outcome)))
+        except Exception:
+            log.debug("telemetry: record_refresh failed", exc_info=True)
+
+    def record_coalesced(self, model_group: str, n: int) -> None:
+        if n <= 0:
+            return
+        try:
+            self._coalesced.add(
+                n,
+                self._labels(
+                    (MODEL, model_group),
+                ),
+            )
+        except Exception:
+            log.debug("telemetry: record_coalesced failed", exc_info=True)
+
+    def record_invalidation(self, kind: str) -> None:
+        try:
+            self._invalidations.add(
+                1,
+                self._labels(
+                    (INVALIDATION_KIND, kind),
+                ),
+            )
+        except Exception:
+            log.debug("telemetry: record_invalidation failed", exc_info=True)
+
+    # -- gauges ----------------------------------------------------------------------------------
+
+    def observe_store_size(self, callback: Callable[[], StoreSize | None], *, backend: str) -> None:
+        """Report the backend's size on each metric collection. The callback runs synchronously in the
+        exporter's thread: return a cached figure (``engine.backend_stats()`` is async), never do I/O."""
+        self._size_callbacks.append((_backend_label(backend), callback))
+
+    def _sizes(self) -> Iterator[tuple[dict[str, AttributeValue], StoreSize]]:
+        for backend, callback in self._size_callbacks:
+            try:
+                size = callback()
+            except Exception:  # a failing callback must not break the export of other metrics
+                log.debug("telemetry: size callback failed", exc_info=True)
+                continue
+            if size is not None:
+                yield (
+                    self._labels(
+                        (BACKEND, backend),
+                    ),
+                    size,
+                )
+
+    def _observe_entries(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.entries, labels) for labels, s in self._sizes() if s.entries is not None]
+
+    def _observe_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.bytes, labels) for labels, s in self._sizes() if s.bytes is not None]
+
+    # -- spans -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def span(self, name: SpanName, attributes: Mapping[str, Any] | None = None) -> Iterator[CacheSpan]:
+        """A span for one cache decision, child of the current span. Exceptions are recorded on it and
+        re-raised (the caller decides whether to fail open)."""
+        if name not in SPAN_NAMES:
+            raise ValueError(f"unknown cache span name: {name!r}")
+        if self._tracing_off:
+            yield _NO_SPAN
+            return
+        with self._tracer.start_as_current_span(
+            name, kind=SpanKind.INTERNAL, attributes=sanitize(attributes) if attributes else None
+        ) as span:
+            yield CacheSpan(span)
