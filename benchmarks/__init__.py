@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.run`` is the project's benchmark command (see benchmarks/README.md)."""
