@@ -1,6 +1,6 @@
 """The project's benchmark: real LiteLLM proxies driven with the same workload, measured in one run.
 
-    .venv/bin/python -m benchmarks.run            # full run, about 8-10 minutes on 2 cores
+    .venv/bin/python -m benchmarks.run            # full run, 11-16 minutes on 2 cores
     .venv/bin/python -m benchmarks.run --quick    # smoke run, about 2 minutes
 
 Cases (each a real ``litellm`` proxy process, one uvicorn worker, the demo custom_auth), all against
@@ -8,8 +8,8 @@ an Ollama simulator that answers almost instantly so that proxy overhead dominat
 
     a-no-cache          no cache at all (plugin not listed)
     b-litellm-redis     LiteLLM's built-in cache on Redis (``cache: true``), plugin not listed
-    c-plugin-memory     our plugin on ``memory://`` (default settings: includes the fast path once it
-                        is installed by the plugin)
+    c-plugin-memory     our plugin on ``memory://`` with default settings, i.e. whatever the plugin
+                        does when installed (today: including the fast path)
     d-plugin-redis      our plugin on Redis
     e-plugin-memory-nofast  our plugin on ``memory://`` with ``fast_path: {enabled: false}``
 
