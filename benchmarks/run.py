@@ -46,7 +46,6 @@ import platform
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,13 @@ import httpx
 import numpy as np
 import orjson
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, free_port, proxy_config
+from litellm_cache_plugin.runner import (
+    DEMO_AUTH_MODULE,
+    ProxyProcess,
+    free_port,
+    proxy_config,
+    stop_process_group,
+)
 
 # Set before anything imports litellm (the micro-benchmarks do, lazily): without it every import
 # tries to download the model cost map.
@@ -159,16 +164,7 @@ class SimulatorProcess:
         raise TimeoutError(f"simulator {self.name} not ready after {timeout}s")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process, timeout=10)
 
 
 @dataclass
@@ -832,14 +828,7 @@ async def micro_hit_path(
     # The layers in between, to show where the time goes.
     async def engine_lookup(_: int) -> float:
         started = time.perf_counter()
-        await plugin.engine.lookup(
-            key,
-            tenant=ctx.tenant,
-            model_group=ctx.request.model_group,
-            model_version=ctx.request.model_version,
-            controls=ctx.controls,
-            tags=ctx.tags,
-        )
+        await plugin._exact(ctx, key)  # the engine lookup exactly as the plugin calls it
         return (time.perf_counter() - started) * 1000
 
     async def guarded_get(_: int) -> float:
