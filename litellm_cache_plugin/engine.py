@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,9 @@ from litellm_cache_plugin.policy.tags import (
     tenant_counter,
     tenant_tag_counter,
 )
+from litellm_cache_plugin.savings import Savings
 from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
+from litellm_cache_plugin.telemetry import INVALIDATION_KIND, CacheTelemetry
 
 log = logging.getLogger("litellm_cache_plugin")
 
@@ -45,12 +47,39 @@ class Lookup:
     counters: Mapping[str, int] | None = None
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """One backend read of an entry with a request's invalidation counters (:meth:`CacheEngine.read`).
+    A later :meth:`CacheEngine.lookup` of the same key and counters judges it instead of reading
+    again (the fast path reads before auth, then looks up after it: one round trip, not two)."""
+
+    key: str
+    counter_keys: tuple[str, ...]
+    raw: bytes | None
+    values: tuple[int, ...]
+
+
+# Results that served a cached answer (see telemetry.SERVED_RESULTS).
+_SERVED = ("hit", "stale", "coalesced")
+# Saving totals kept per (layer, model group), in the order the stats show them.
+SAVING_FIELDS = (
+    "latency_saved_ms",
+    "input_tokens_saved",
+    "output_tokens_saved",
+    "cost_saved_usd",
+    "gpu_seconds_saved",
+)
+
+
 @dataclass
 class EngineStats:
-    """In-process counters (per worker). Keys: (layer, model_group, outcome-or-event)."""
+    """In-process counters (per worker). Keys: (layer, model_group, outcome-or-event).
+
+    Lookup results (hit, stale, coalesced, miss, bypass) are counted once per request and layer by
+    :meth:`CacheEngine.account`, which feeds OpenTelemetry the same numbers."""
 
     counts: Counter[tuple[str, str, str]]
-    saved_ms: dict[tuple[str, str], float]
+    saved: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
     def bump(self, layer: str, model_group: str, what: str, amount: int = 1) -> None:
         self.counts[(layer, model_group, what)] += amount
@@ -58,17 +87,37 @@ class EngineStats:
     def get(self, layer: str, model_group: str, what: str) -> int:
         return self.counts.get((layer, model_group, what), 0)
 
+    def add_savings(self, layer: str, model_group: str, savings: Savings) -> None:
+        totals = self.saved.setdefault((layer, model_group), dict.fromkeys(SAVING_FIELDS, 0.0))
+        for name, value in zip(
+            SAVING_FIELDS,
+            (
+                savings.latency_ms,
+                savings.input_tokens,
+                savings.output_tokens,
+                savings.cost_usd,
+                savings.gpu_seconds,
+            ),
+            strict=True,
+        ):
+            if value is not None:
+                totals[name] += value
+
     def snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
         out: dict[str, dict[str, dict[str, float]]] = {}
         for (layer, model, what), count in sorted(self.counts.items()):
             out.setdefault(layer, {}).setdefault(model, {})[what] = count
-        for (layer, model), saved in sorted(self.saved_ms.items()):
-            out.setdefault(layer, {}).setdefault(model, {})["latency_saved_ms"] = round(saved, 3)
-        for models in out.values():
+        for (layer, model), totals in sorted(self.saved.items()):
+            row = out.setdefault(layer, {}).setdefault(model, {})
+            for name, value in totals.items():
+                row[name] = round(value, 9 if name == "cost_saved_usd" else 3)
+        for layer_name, models in out.items():
+            if layer_name in ("admin", "fast_path"):
+                continue
             for row in models.values():
-                hits = row.get("hit", 0) + row.get("stale", 0)
-                looked = hits + row.get("miss", 0)
-                row["hit_ratio"] = round(hits / looked, 4) if looked else 0.0
+                served = sum(row.get(result, 0) for result in _SERVED)
+                looked = served + row.get("miss", 0)
+                row["hit_ratio"] = round(served / looked, 4) if looked else 0.0
         return out
 
 
@@ -80,6 +129,7 @@ class _Flight:
     lock_key: str | None = None
     handle: asyncio.TimerHandle | None = None
     waiters: int = 0
+    model_group: str = "-"
 
 
 @dataclass(frozen=True)
@@ -113,12 +163,15 @@ class CacheEngine:
         clock: Callable[[], float] = time.time,
         single_flight: SingleFlightSettings | None = None,
         cipher: PayloadCipher | None = None,
+        telemetry: CacheTelemetry | None = None,
     ) -> None:
         self.store = store
         self.cipher = cipher
+        # None: telemetry off (no instrument exists, nothing is recorded).
+        self.telemetry = telemetry
         self.namespace = namespace
         self.clock = clock
-        self.stats = EngineStats(Counter(), {})
+        self.stats = EngineStats(Counter())
         self.single_flight = single_flight or SingleFlightSettings()
         self._flights: dict[str, _Flight] = {}
         self._background = _Background()
@@ -137,16 +190,27 @@ class CacheEngine:
         tags: Sequence[str] = (),
         layer: str = "exact",
         record: bool = True,
+        prefetched: Prefetched | None = None,
     ) -> Lookup:
-        """``record=False`` leaves the statistics alone (single-flight polling)."""
+        """The entry at ``key`` judged for this request. Results are not counted here (a request may
+        look up several times: fast path, single-flight polling); the caller counts its final result
+        with :meth:`account`. ``record=False`` also leaves events (corrupt entries...) uncounted.
+        ``prefetched``: a :meth:`read` made moments ago for this request, used when it is of the same
+        key and counters."""
         counter_keys = counters_for(self.namespace, model_group, tenant.fingerprint, tags)
         try:
             if controls.no_cache:
                 # Not served from the cache, but the answer will be stored: record the counters as of now.
                 values = await self.store.get_counters(counter_keys)
-                self.stats.bump(layer, model_group, "bypass")
                 return Lookup("BYPASS", "no_cache", counters=dict(zip(counter_keys, values, strict=True)))
-            raw, values = await self.store.get_with_counters(key, counter_keys)
+            if (
+                prefetched is not None
+                and prefetched.key == key
+                and prefetched.counter_keys == tuple(counter_keys)
+            ):
+                raw, values = prefetched.raw, list(prefetched.values)
+            else:
+                raw, values = await self.store.get_with_counters(key, counter_keys)
             current = dict(zip(counter_keys, values, strict=True))
             entry = decode_entry(raw) if raw is not None else None
             if entry is not None:
@@ -155,12 +219,20 @@ class CacheEngine:
                 if missing:
                     current.update(zip(missing, await self.store.get_counters(missing), strict=True))
         except StoreError as error:
-            self.stats.bump(layer, model_group, "backend_error")
-            log.warning("cache lookup failed open: %s", error)
+            self._failed_open(layer, model_group, error)
             return Lookup("MISS", "backend_error")
         return self._judge(
             raw, entry, key, tenant, model_group, model_version, controls, current, layer, record
         )
+
+    async def read(
+        self, key: str, *, tenant: Tenant, model_group: str, tags: Sequence[str] = ()
+    ) -> Prefetched:
+        """The raw entry at ``key`` and the counters a lookup for this tenant, model group and tags
+        needs, in one round trip, unjudged. Raises :class:`StoreError`."""
+        counter_keys = tuple(counters_for(self.namespace, model_group, tenant.fingerprint, tags))
+        raw, values = await self.store.get_with_counters(key, counter_keys)
+        return Prefetched(key, counter_keys, raw, tuple(values))
 
     def _judge(
         self,
@@ -175,10 +247,9 @@ class CacheEngine:
         layer: str,
         record: bool = True,
     ) -> Lookup:
-        stats = self.stats if record else EngineStats(Counter(), {})
+        stats = self.stats if record else EngineStats(Counter())
 
         def miss(reason: str) -> Lookup:
-            stats.bump(layer, model_group, "miss")
             return Lookup("MISS", reason, counters=current)
 
         if raw is None:
@@ -212,11 +283,55 @@ class CacheEngine:
         if state == "expired":
             return miss("expired")
         outcome: Outcome = "HIT" if state == "fresh" else "STALE"
-        stats.bump(layer, model_group, outcome.lower())
-        if entry.upstream_ms:
-            slot = (layer, model_group)
-            stats.saved_ms[slot] = stats.saved_ms.get(slot, 0.0) + entry.upstream_ms
         return Lookup(outcome, state, entry=entry, age=age_seconds(entry.created_at, now), counters=current)
+
+    def account(
+        self,
+        layer: str,
+        model_group: str,
+        result: str,
+        reason: str | None = None,
+        *,
+        savings: Savings | None = None,
+        lookup_ms: float | None = None,
+        operation: str | None = None,
+        provider: str | None = None,
+        count: int = 1,
+    ) -> None:
+        """Count the final result of one request's lookup in one layer (``count``: items of an
+        embedding batch with the same result, no savings). The per-worker stats and OpenTelemetry
+        get the same numbers from here."""
+        self.stats.bump(layer, model_group, result, count)
+        served = result in _SERVED and savings is not None
+        if served:
+            assert savings is not None
+            self.stats.add_savings(layer, model_group, savings)
+        if self.telemetry is None:
+            return
+        tokens = None
+        if savings is not None and savings.input_tokens is not None:
+            tokens = (savings.input_tokens, savings.output_tokens or 0)
+        self.telemetry.record_lookup(
+            layer,
+            model_group,
+            result,
+            reason,
+            latency_ms=lookup_ms,
+            latency_saved_ms=savings.latency_ms if served and savings else None,
+            tokens_saved=tokens if served else None,
+            cost_saved_usd=savings.cost_usd if served and savings else None,
+            gpu_seconds_saved=savings.gpu_seconds if served and savings else None,
+            operation=operation,
+            provider=provider,
+            count=count,
+        )
+
+    def _failed_open(self, layer: str, model_group: str, error: StoreError) -> None:
+        self.stats.bump(layer, model_group, "backend_error")
+        if self.telemetry is not None:
+            reason = "circuit_open" if "circuit open" in str(error) else "backend_error"
+            self.telemetry.record_fail_open(layer, model_group, reason)
+        log.warning("cache lookup failed open: %s", error)
 
     async def lookup_many(
         self,
@@ -227,35 +342,56 @@ class CacheEngine:
         model_version: str,
         controls: RequestControls,
         tags: Sequence[str] = (),
+        record: bool = True,
+        savings_for: Callable[[Entry], Savings] | None = None,
     ) -> tuple[list[Entry | None], Mapping[str, int] | None]:
-        """Embedding items: the fresh entries (None where missing or invalid)."""
+        """Embedding items: the fresh entries (None where missing or invalid). ``record``: count each
+        item's result with :meth:`account` (hits with ``savings_for(entry)``)."""
         layer = "embedding"
+        started = time.perf_counter()
         counter_keys = counters_for(self.namespace, model_group, tenant.fingerprint, tags)
         try:
             raws, values = await asyncio.gather(
                 self.store.get_many(list(keys)), self.store.get_counters(counter_keys)
             )
         except StoreError as error:
-            self.stats.bump(layer, model_group, "backend_error", len(keys))
-            log.warning("cache lookup failed open: %s", error)
+            self._failed_open(layer, model_group, error)
+            if record:
+                self.account(layer, model_group, "miss", "backend_error", count=len(keys))
             return [None] * len(keys), None
         current = dict(zip(counter_keys, values, strict=True))
         if controls.no_cache:
-            self.stats.bump(layer, model_group, "bypass", len(keys))
+            if record:
+                self.account(layer, model_group, "bypass", "no_cache", count=len(keys))
             return [None] * len(keys), current
         entries = [decode_entry(raw) if raw is not None else None for raw in raws]
         missing = sorted({k for e in entries if e is not None for k in e.counters if k not in current})
         if missing:
             try:
                 current.update(zip(missing, await self.store.get_counters(missing), strict=True))
-            except StoreError:
+            except StoreError as error:
+                self._failed_open(layer, model_group, error)
+                if record:
+                    self.account(layer, model_group, "miss", "backend_error", count=len(keys))
                 return [None] * len(keys), None
         found: list[Entry | None] = []
+        misses: Counter[str] = Counter()
         for key, raw, entry in zip(keys, raws, entries, strict=True):
             result = self._judge(
-                raw, entry, key, tenant, model_group, model_version, controls, current, layer
+                raw, entry, key, tenant, model_group, model_version, controls, current, layer, record
             )
-            found.append(result.entry if result.outcome == "HIT" else None)
+            hit = result.entry if result.outcome == "HIT" else None
+            found.append(hit)
+            if hit is None:
+                misses[result.reason] += 1
+        if record:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            for hit in found:
+                if hit is not None:
+                    savings = savings_for(hit) if savings_for is not None else None
+                    self.account(layer, model_group, "hit", "fresh", savings=savings, lookup_ms=elapsed_ms)
+            for reason, count in misses.items():
+                self.account(layer, model_group, "miss", reason, lookup_ms=elapsed_ms, count=count)
         return found, current
 
     # -- writes ------------------------------------------------------------------------------------
@@ -313,12 +449,15 @@ class CacheEngine:
                 tags=tuple(tags),
                 extra=extra,
             )
-            await self.store.set(key, encode_entry(entry), backend_ttl(ttl, stale_for))
+            encoded = encode_entry(entry)
+            await self.store.set(key, encoded, backend_ttl(ttl, stale_for))
         except StoreError as error:
             self.stats.bump(layer, model_group, "backend_error")
             log.warning("cache write skipped: %s", error)
             return None
         self.stats.bump(layer, model_group, "store")
+        if self.telemetry is not None:
+            self.telemetry.record_store(layer, model_group, len(encoded))
         return dataclasses.replace(entry, payload=payload)
 
     async def store_many(
@@ -374,6 +513,9 @@ class CacheEngine:
             log.warning("cache write skipped: %s", error)
             return 0
         self.stats.bump(layer, model_group, "store", len(items))
+        if self.telemetry is not None:
+            size = sum(len(value) for _, value in encoded)
+            self.telemetry.record_store(layer, model_group, size, count=len(items))
         return len(items)
 
     def _seal(self, key: str, payload: bytes, tenant: Tenant) -> tuple[str, bytes]:
@@ -388,6 +530,7 @@ class CacheEngine:
         *,
         poll: Callable[[], Coroutine[Any, Any, Entry | None]],
         call_id: str | None = None,
+        model_group: str = "-",
     ) -> FlightRole:
         """Coalesce concurrent misses of ``key``.
 
@@ -409,7 +552,10 @@ class CacheEngine:
 
         loop = asyncio.get_running_loop()
         flight = _Flight(
-            future=loop.create_future(), owner=f"{self._owner}:{secrets.token_hex(4)}", call_id=call_id
+            future=loop.create_future(),
+            owner=f"{self._owner}:{secrets.token_hex(4)}",
+            call_id=call_id,
+            model_group=model_group,
         )
         self._flights[key] = flight
         flight.handle = loop.call_later(timeout, self.finish, key, None)
@@ -451,6 +597,8 @@ class CacheEngine:
             flight.future.set_result(entry)
         if flight.waiters:
             self.stats.bump("exact", "-", "coalesced", flight.waiters)
+            if self.telemetry is not None:
+                self.telemetry.record_coalesced(flight.model_group, flight.waiters)
         if flight.lock_key:
             self._spawn(self._release_quietly(flight.lock_key, flight.owner))
 
@@ -487,26 +635,40 @@ class CacheEngine:
     async def invalidate_model(self, model_group: str) -> int:
         """Constant time: bump the model group's counter. Every entry of the group (every tenant,
         every layer) misses from now on and is cleaned up by its TTL."""
-        value = await self.store.incr(model_counter(self.namespace, model_group))
+        with self._invalidation_span("model"):
+            value = await self.store.incr(model_counter(self.namespace, model_group))
         self.stats.bump("admin", model_group, "invalidate_model")
         return value
 
     async def invalidate_tag(self, tag: str) -> int:
         """Admin: every entry carrying ``tag``, whatever its tenant. Constant time."""
-        value = await self.store.incr(tag_counter(self.namespace, tag))
+        with self._invalidation_span("tag"):
+            value = await self.store.incr(tag_counter(self.namespace, tag))
         self.stats.bump("admin", "-", "invalidate_tag")
         return value
 
     async def invalidate_tenant_tag(self, tenant_fingerprints: Iterable[str], tag: str) -> int:
         """A tenant's own entries carrying ``tag`` (the caller's tenants only). Constant time."""
         fingerprints = sorted(set(tenant_fingerprints))
-        for fingerprint in fingerprints:
-            await self.store.incr(tenant_tag_counter(self.namespace, fingerprint, tag))
+        with self._invalidation_span("tenant_tag"):
+            for fingerprint in fingerprints:
+                await self.store.incr(tenant_tag_counter(self.namespace, fingerprint, tag))
         self.stats.bump("admin", "-", "invalidate_tenant_tag")
         return len(fingerprints)
 
     async def invalidate_tenant(self, tenant_fingerprint: str) -> int:
-        return await self.store.incr(tenant_counter(self.namespace, tenant_fingerprint))
+        with self._invalidation_span("tenant"):
+            return await self.store.incr(tenant_counter(self.namespace, tenant_fingerprint))
+
+    @contextlib.contextmanager
+    def _invalidation_span(self, kind: str) -> Iterator[None]:
+        """Span and counter of one invalidation (counted when it succeeded)."""
+        if self.telemetry is None:
+            yield
+            return
+        with self.telemetry.span("llm_cache.invalidate", {INVALIDATION_KIND: kind}):
+            yield
+        self.telemetry.record_invalidation(kind)
 
     async def backend_stats(self) -> StoreStats | None:
         try:

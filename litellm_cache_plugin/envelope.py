@@ -1,22 +1,60 @@
-"""How an entry is laid out in a backend: a version byte, a small JSON header, then the payload bytes.
+"""How an entry is laid out in a backend: a version byte, a small binary header, then the payload bytes.
 
-``\\x01 | header length (4 bytes, big endian) | header (JSON) | payload (JSON bytes as received)``
+Format 3 (written now)::
+
+    \\x03 | fixed part (struct ``<dIIBBB``: created_at, crc32 and length of the payload, flags, number
+          of tags, kind: 0 response, 1 embedding, 255 a text field follows)
+        | fresh_for, stale_for (float32 where that is exact, else float64: see the flags),
+          upstream_ms (likewise; NaN: none)
+        | tenant, model version, [kind,] each tag (a length byte/short, then UTF-8, or raw bytes where
+          the text was lower-case hex: tenants, hashes and digests take half the space)
+        | invalidation counters: compact (namespace and model-group hash, then the values as varints,
+          in the order ``counters_for`` gives their names) or, for any other set, their JSON
+        | ``extra`` as JSON when not empty
+        | payload (JSON bytes as received)
+
+The counters are most of an entry's metadata and their names repeat what the entry already says
+(tenant, tags): storing the names once per entry as JSON cost ~270 bytes per entry, the compact form
+is ~110 in all. Format 1 (a JSON header) is still read, so entries written before stay valid.
 
 The payload is kept as the raw JSON bytes of the response so a hit can be sent on without re-encoding.
-Anything that fails to decode — another format version, a bad checksum, a truncated value, a header
+Anything that fails to decode — an unknown format version, a bad checksum, a truncated value, a header
 of the wrong shape — is a miss, never an error.
 """
 
 from __future__ import annotations
 
+import math
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-FORMAT_VERSION = 1
-_HEADER_LEN = 4
+from litellm_cache_plugin.policy.tags import tag_counter, tenant_counter, tenant_tag_counter
+
+FORMAT_VERSION = 3
+LEGACY_JSON_VERSION = 1
+_HEADER_LEN = 4  # format 1: length of its JSON header
+
+_FIXED = struct.Struct("<dIIBBB")
+_SHORT = struct.Struct("<H")
+_F32 = struct.Struct("<f")
+_F64 = struct.Struct("<d")
+# flags of format 3
+_COMPACT_COUNTERS = 0x01
+_HAS_EXTRA = 0x02
+_FRESH_F64 = 0x04
+_STALE_F64 = 0x08
+_UPSTREAM_F64 = 0x10
+_KNOWN_FLAGS = _COMPACT_COUNTERS | _HAS_EXTRA | _FRESH_F64 | _STALE_F64 | _UPSTREAM_F64
+_KINDS = ("response", "embedding")
+_TEXT_KIND = 0xFF
+_MODEL_MARK = ":gen:model:"
+# a text field: (length << 1 | is_hex) as one byte below 0xFF, else 0xFF + that as an unsigned short
+_LONG_FIELD = 0xFF
+_MAX_FIELD = 0x7FFF
 
 
 @dataclass(frozen=True)
@@ -39,30 +77,223 @@ class Entry:
         return orjson.loads(self.payload)
 
 
+class _Malformed(ValueError):
+    """Internal: a value that is not a well-formed entry."""
+
+
+def _hex_bytes(text: str) -> bytes | None:
+    """``text`` as raw bytes when it is lower-case hex of even length (it then decodes back exactly)."""
+    if not text or len(text) % 2:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if raw.hex() == text else None
+
+
+def _put_text(out: bytearray, text: str) -> None:
+    raw = _hex_bytes(text)
+    is_hex = raw is not None
+    if raw is None:
+        raw = text.encode("utf-8")
+    _put_bytes(out, raw, is_hex)
+
+
+def _put_bytes(out: bytearray, raw: bytes, is_hex: bool = False) -> None:
+    if len(raw) > _MAX_FIELD:
+        raise ValueError("envelope field too long")
+    marker = (len(raw) << 1) | is_hex
+    if marker < _LONG_FIELD:
+        out.append(marker)
+    else:
+        out.append(_LONG_FIELD)
+        out += _SHORT.pack(marker)
+    out += raw
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _compact_counters(entry: Entry) -> tuple[str, str] | None:
+    """(namespace, model-group hash) when ``entry.counters`` are exactly the counters the engine
+    derives for its model group, tenant and tags, in that order (so the names can be rebuilt)."""
+    counters = entry.counters
+    if not counters or any(type(v) is not int or v < 0 for v in counters.values()):
+        return None
+    first = next(iter(counters))
+    at = first.rfind(_MODEL_MARK)
+    if at < 0:
+        return None
+    namespace, model_hash = first[:at], first[at + len(_MODEL_MARK) :]
+    if list(counters) != _counter_names(namespace, model_hash, entry.tenant, entry.tags):
+        return None
+    return namespace, model_hash
+
+
+def _counter_names(namespace: str, model_hash: str, tenant: str, tags: tuple[str, ...]) -> list[str]:
+    # The same names, in the same order, as policy.tags.counters_for.
+    names = [f"{namespace}{_MODEL_MARK}{model_hash}", tenant_counter(namespace, tenant)]
+    for tag in tags:
+        names.append(tag_counter(namespace, tag))
+        names.append(tenant_tag_counter(namespace, tenant, tag))
+    return names
+
+
+def _exact_f32(value: float) -> bool:
+    # Most durations are whole seconds or short decimals of milliseconds: 4 bytes instead of 8.
+    return math.isnan(value) or (math.isfinite(value) and _F32.unpack(_F32.pack(value))[0] == value)
+
+
 def encode_entry(entry: Entry) -> bytes:
-    header = orjson.dumps(
-        {
-            "c": entry.created_at,
-            "f": entry.fresh_for,
-            "s": entry.stale_for,
-            "t": entry.tenant,
-            "g": entry.counters,
-            "v": entry.model_version,
-            "k": entry.kind,
-            "u": entry.upstream_ms,
-            "tg": list(entry.tags),
-            "x": entry.extra,
-            "crc": zlib.crc32(entry.payload),
-            "n": len(entry.payload),
-        }
+    if len(entry.tags) > 0xFF:
+        raise ValueError("too many tags for one entry")
+    compact = _compact_counters(entry)
+    fresh, stale = float(entry.fresh_for), float(entry.stale_for)
+    upstream = math.nan if entry.upstream_ms is None else float(entry.upstream_ms)
+    flags = (
+        (_COMPACT_COUNTERS if compact else 0)
+        | (_HAS_EXTRA if entry.extra else 0)
+        | (0 if _exact_f32(fresh) else _FRESH_F64)
+        | (0 if _exact_f32(stale) else _STALE_F64)
+        | (0 if _exact_f32(upstream) else _UPSTREAM_F64)
     )
-    return bytes([FORMAT_VERSION]) + len(header).to_bytes(_HEADER_LEN, "big") + header + entry.payload
+    kind = _KINDS.index(entry.kind) if entry.kind in _KINDS else _TEXT_KIND
+    out = bytearray((FORMAT_VERSION,))
+    out += _FIXED.pack(
+        float(entry.created_at), zlib.crc32(entry.payload), len(entry.payload), flags, len(entry.tags), kind
+    )
+    out += _F64.pack(fresh) if flags & _FRESH_F64 else _F32.pack(fresh)
+    out += _F64.pack(stale) if flags & _STALE_F64 else _F32.pack(stale)
+    out += _F64.pack(upstream) if flags & _UPSTREAM_F64 else _F32.pack(upstream)
+    _put_text(out, entry.tenant)
+    _put_text(out, entry.model_version)
+    if kind == _TEXT_KIND:
+        _put_text(out, entry.kind)
+    for tag in entry.tags:
+        _put_text(out, tag)
+    if compact is not None:
+        _put_text(out, compact[0])
+        _put_text(out, compact[1])
+        for value in entry.counters.values():
+            _put_varint(out, value)
+    else:
+        _put_bytes(out, orjson.dumps(entry.counters))
+    if entry.extra:
+        _put_bytes(out, orjson.dumps(entry.extra))
+    out += entry.payload
+    return bytes(out)
+
+
+class _Reader:
+    __slots__ = ("end", "pos", "raw")
+
+    def __init__(self, raw: bytes, pos: int, end: int) -> None:
+        self.raw, self.pos, self.end = raw, pos, end
+
+    def field(self) -> tuple[bytes, bool]:
+        raw, pos = self.raw, self.pos
+        if pos >= self.end:
+            raise _Malformed("truncated")
+        marker = raw[pos]
+        pos += 1
+        if marker == _LONG_FIELD:
+            if pos + 2 > self.end:
+                raise _Malformed("truncated")
+            (marker,) = _SHORT.unpack_from(raw, pos)
+            pos += 2
+        size = marker >> 1
+        if pos + size > self.end:
+            raise _Malformed("truncated")
+        self.pos = pos + size
+        return raw[pos : pos + size], bool(marker & 1)
+
+    def text(self) -> str:
+        value, is_hex = self.field()
+        return value.hex() if is_hex else value.decode("utf-8")
+
+    def varint(self) -> int:
+        value = shift = 0
+        while True:
+            if self.pos >= self.end or shift > 63:
+                raise _Malformed("bad varint")
+            byte = self.raw[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
 
 
 def decode_entry(raw: bytes) -> Entry | None:
     """The entry in ``raw``, or ``None`` when it cannot be trusted."""
+    if not raw:
+        return None
+    if raw[0] == FORMAT_VERSION:
+        return _decode_binary(raw)
+    if raw[0] == LEGACY_JSON_VERSION:
+        return _decode_json(raw)
+    return None
+
+
+def _decode_binary(raw: bytes) -> Entry | None:
     try:
-        if len(raw) < 1 + _HEADER_LEN or raw[0] != FORMAT_VERSION:
+        created, crc, size, flags, tag_count, kind_code = _FIXED.unpack_from(raw, 1)
+        payload_at = len(raw) - size
+        pos = 1 + _FIXED.size
+        if payload_at < pos or flags & ~_KNOWN_FLAGS:
+            return None
+        payload = raw[payload_at:]
+        if zlib.crc32(payload) != crc:
+            return None
+        fresh_format = _F64 if flags & _FRESH_F64 else _F32
+        (fresh,) = fresh_format.unpack_from(raw, pos)
+        pos += fresh_format.size
+        stale_format = _F64 if flags & _STALE_F64 else _F32
+        (stale,) = stale_format.unpack_from(raw, pos)
+        pos += stale_format.size
+        upstream_format = _F64 if flags & _UPSTREAM_F64 else _F32
+        (upstream,) = upstream_format.unpack_from(raw, pos)
+        reader = _Reader(raw, pos + upstream_format.size, payload_at)
+        tenant = reader.text()
+        model_version = reader.text()
+        kind = reader.text() if kind_code == _TEXT_KIND else _KINDS[kind_code]
+        tags = tuple(reader.text() for _ in range(tag_count))
+        counters: dict[str, int]
+        if flags & _COMPACT_COUNTERS:
+            names = _counter_names(reader.text(), reader.text(), tenant, tags)
+            counters = {name: reader.varint() for name in names}
+        else:
+            loaded = orjson.loads(reader.field()[0])
+            counters = {str(k): int(v) for k, v in dict(loaded).items()}
+        extra = dict(orjson.loads(reader.field()[0])) if flags & _HAS_EXTRA else {}
+        if reader.pos != payload_at:
+            return None  # header and payload lengths disagree
+        return Entry(
+            payload=payload,
+            created_at=created,
+            fresh_for=fresh,
+            stale_for=stale,
+            tenant=tenant,
+            counters=counters,
+            model_version=model_version,
+            kind=kind,
+            upstream_ms=None if math.isnan(upstream) else upstream,
+            tags=tags,
+            extra=extra,
+        )
+    except (struct.error, _Malformed, orjson.JSONDecodeError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _decode_json(raw: bytes) -> Entry | None:
+    """Format 1: ``\\x01 | header length (4 bytes, big endian) | header (JSON) | payload``."""
+    try:
+        if len(raw) < 1 + _HEADER_LEN:
             return None
         size = int.from_bytes(raw[1 : 1 + _HEADER_LEN], "big")
         start = 1 + _HEADER_LEN
@@ -88,3 +319,24 @@ def decode_entry(raw: bytes) -> Entry | None:
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def encode_entry_v1(entry: Entry) -> bytes:
+    """Format 1 (JSON header), no longer written; kept so tests and tools can make old entries."""
+    header = orjson.dumps(
+        {
+            "c": entry.created_at,
+            "f": entry.fresh_for,
+            "s": entry.stale_for,
+            "t": entry.tenant,
+            "g": entry.counters,
+            "v": entry.model_version,
+            "k": entry.kind,
+            "u": entry.upstream_ms,
+            "tg": list(entry.tags),
+            "x": entry.extra,
+            "crc": zlib.crc32(entry.payload),
+            "n": len(entry.payload),
+        }
+    )
+    return bytes([LEGACY_JSON_VERSION]) + len(header).to_bytes(_HEADER_LEN, "big") + header + entry.payload

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Scope = Literal["team", "user", "key", "global"]
 EligibilityMode = Literal["deterministic", "force_zero", "first_response", "off"]
@@ -74,12 +74,63 @@ class EmbeddingLayer(_Strict):
     enabled: bool = True
 
 
+class PrefixAffinity(_Strict):
+    """Prefix-affinity routing over the deployments of one model group (consistent hashing with
+    bounded loads, see ``litellm_cache_plugin.prefix.affinity``)."""
+
+    enabled: bool = True
+    # A deployment takes no new request once it holds ceil(load_factor * (in flight + 1) / deployments).
+    load_factor: float = Field(default=1.25, ge=1.0, le=100.0)
+    # ... but a deployment with fewer requests in flight than this is never passed over for load (a
+    # model server runs a few requests at once; splitting them would only evaluate prefixes twice).
+    min_inflight_cap: int = Field(default=4, ge=1, le=100_000)
+    # Characters of the prefix (leading system messages, else the first message) that identify it;
+    # 0 = all of it.
+    prefix_chars: int = Field(default=2048, ge=0)
+    # Seconds a deployment that just failed is passed over (LiteLLM's cooldown needs several failures).
+    failure_cooldown: float = Field(default=10.0, ge=0)
+    # An in-flight request whose end LiteLLM never reported stops counting after this many seconds.
+    inflight_timeout: float = Field(default=600.0, gt=0)
+
+
 class PrefixLayer(_Strict):
+    """Make the model server's own KV prefix cache hit (see ``litellm_cache_plugin.prefix``)."""
+
     enabled: bool = False
+    # System prompts sent verbatim whenever a request's system prompt equals one up to whitespace.
+    canonical_system_prompts: tuple[str, ...] = ()
+    # Other system prompts are sent in folded form (whitespace made stable; what the exact layer keys on).
+    stable_rendering: bool = True
+    affinity: PrefixAffinity = PrefixAffinity()
+    # Record reuse measured from responses (Ollama prompt_eval_count, OpenAI-style cached_tokens).
+    measure: bool = True
+    # Prompt-evaluation throughput used for "time saved" until the server's own durations are seen.
+    prompt_tokens_per_second: float | None = Field(default=None, gt=0)
+
+    @field_validator("canonical_system_prompts")
+    @classmethod
+    def _check_canonical_prompts(cls, prompts: tuple[str, ...]) -> tuple[str, ...]:
+        from litellm_cache_plugin.prefix.canonical import canonical_table
+
+        canonical_table(prompts)  # raises ValueError on empty or ambiguous entries
+        return prompts
 
 
 class EdgeLayer(_Strict):
+    """HTTP caching headers so a shared cache (nginx, a CDN) can serve deterministic answers (see
+    ``litellm_cache_plugin.policy.edge`` and the README section "Edge layer")."""
+
     enabled: bool = False
+    # Mark answers public although the scope is not global: a shared cache then keeps one copy per
+    # Authorization header (``Vary: Authorization``). PII model groups are never public.
+    public: bool = False
+    # Seconds a shared cache may serve an answer without asking the proxy (capped by the entry's
+    # remaining TTL): also the longest it keeps serving an answer after an invalidation.
+    s_maxage: int = Field(default=60, ge=0, le=31_536_000)
+    # Seconds a client's own cache may reuse an answer (``max-age``, capped the same way).
+    max_age: int = Field(default=0, ge=0, le=31_536_000)
+    # ``stale-while-revalidate`` for shared caches: added to the staleness bound after an invalidation.
+    stale_while_revalidate: int = Field(default=0, ge=0, le=31_536_000)
 
 
 class Layers(_Strict):
@@ -138,6 +189,50 @@ class Encryption(_Strict):
     apply_to: Literal["pii", "all"] = "pii"
 
 
+class Prices(_Strict):
+    """What one upstream call of a model group costs, for ``llm_cache.cost_saved``. Without it the cost
+    comes from LiteLLM's cost map (which prices local Ollama models at zero). Per-token prices win;
+    otherwise ``gpu_cost_per_hour`` prices the model server's reported compute time."""
+
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    gpu_cost_per_hour: float | None = Field(default=None, ge=0)
+
+
+class Prometheus(_Strict):
+    """Serve the cache's metrics in the Prometheus text format (OpenTelemetry Prometheus exporter)."""
+
+    enabled: bool = False
+    # Route on the proxy's own HTTP server (each uvicorn worker answers for itself).
+    path: str = Field(default="/v1/cache/metrics", pattern=r"^/[A-Za-z0-9/_.-]{1,128}$")
+    # Like LiteLLM's own /metrics: open by default (counts per model group, no tenant or prompt data).
+    # True: only the proxy admin may scrape (send the master key as a bearer token).
+    require_auth: bool = False
+    # SDK/Router use (no proxy app): also serve it on this loopback port with prometheus_client.
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class Otlp(_Strict):
+    """Export metrics and spans over OTLP/HTTP to a collector (when the application has not set up
+    OpenTelemetry itself)."""
+
+    endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    export_interval: float = Field(default=15, gt=0)
+
+
+class TelemetrySettings(_Strict):
+    """OpenTelemetry metrics and spans. Providers the application configured globally (e.g. LiteLLM's
+    own OpenTelemetry callback, or ``opentelemetry-instrument``) are used as they are; otherwise the
+    plugin builds its own from ``otlp`` and ``prometheus``. Off: no instrument exists at all."""
+
+    enabled: bool = True
+    otlp: Otlp = Otlp()
+    prometheus: Prometheus = Prometheus()
+    # How often backend size/eviction figures are sampled for the gauges (seconds, off the request path).
+    backend_sample_interval: float = Field(default=15, gt=0)
+
+
 class ModelOverride(_Strict):
     """Per model group: any of these replaces the global value for that group."""
 
@@ -150,6 +245,13 @@ class ModelOverride(_Strict):
     layers: Layers | None = None
     # Personal data: per-user scope, short TTL, size cap, no semantic sharing, encrypted at rest.
     pii: bool = False
+    prices: Prices | None = None
+
+    @model_validator(mode="after")
+    def _pii_is_never_public(self) -> ModelOverride:
+        if self.pii and self.layers is not None and self.layers.edge.public:
+            raise ValueError("layers.edge.public cannot be true for a pii model group")
+        return self
 
 
 class PluginSettings(_Strict):
@@ -164,6 +266,7 @@ class PluginSettings(_Strict):
     versions: Versions = Versions()
     pii: Pii = Pii()
     encryption: Encryption = Encryption()
+    telemetry: TelemetrySettings = TelemetrySettings()
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     # Marks non-streamed hits with "cached": true in the JSON body (the OpenAI SDK hides headers).
     body_marker: bool = True

@@ -19,13 +19,15 @@ name                           kind        unit       attributes
 ``llm_cache.gpu_time_saved``   counter     s          layer, model (served results only)
 ``llm_cache.stores``           counter     {entry}    layer, model
 ``llm_cache.stored_bytes``     counter     By         layer, model
-``llm_cache.backend.errors``   counter     {error}    backend (URL scheme only), op
+``llm_cache.backend.errors``   counter     {error}    backend (URL scheme only), op, reason
 ``llm_cache.fail_open``        counter     {request}  layer, model, reason
 ``llm_cache.refreshes``        counter     {refresh}  model, outcome (started/ok/failed)
 ``llm_cache.coalesced``        counter     {request}  model
 ``llm_cache.invalidations``    counter     {call}     ``llm_cache.invalidation.kind``
 ``llm_cache.entries``          obs. gauge  {entry}    backend (callback from the caller)
 ``llm_cache.bytes``            obs. gauge  By         backend (callback from the caller)
+``llm_cache.evictions``        obs. count  {entry}    backend (cumulative, as the backend reports it)
+``llm_cache.expirations``      obs. count  {entry}    backend (cumulative, as the backend reports it)
 =============================  ==========  =========  ============================================
 
 Attribute keys: ``llm_cache.layer``, ``llm_cache.result``, ``llm_cache.reason``, ``gen_ai.request.model``
@@ -78,6 +80,9 @@ PROVIDER = "gen_ai.provider.name"
 TOKEN_TYPE = "gen_ai.token.type"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+LATENCY_SAVED = "llm_cache.latency_saved_ms"
+COST_SAVED = "llm_cache.cost_saved_usd"
+GPU_TIME_SAVED = "llm_cache.gpu_time_saved_s"
 
 # Low-cardinality keys only: each distinct label set is a time series in the backend.
 METRIC_ATTRIBUTES: frozenset[str] = frozenset(
@@ -89,6 +94,9 @@ SPAN_ATTRIBUTES: frozenset[str] = METRIC_ATTRIBUTES | {
     ENTRY_BYTES,
     INPUT_TOKENS,
     OUTPUT_TOKENS,
+    LATENCY_SAVED,
+    COST_SAVED,
+    GPU_TIME_SAVED,
 }
 
 SpanName = Literal["llm_cache.lookup", "llm_cache.store", "llm_cache.refresh", "llm_cache.invalidate"]
@@ -97,7 +105,8 @@ SPAN_NAMES: frozenset[str] = frozenset(
 )
 
 # Results that served a cached answer: only these save upstream latency, tokens, money or GPU time.
-SERVED_RESULTS: frozenset[str] = frozenset({"hit", "stale"})
+# A coalesced request waited for an identical in-flight request and was answered with its result.
+SERVED_RESULTS: frozenset[str] = frozenset({"hit", "stale", "coalesced"})
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 # Long strings are not labels we emit (layer, reason, model group...): a long one is likely content.
@@ -135,6 +144,8 @@ class StoreSize(NamedTuple):
 
     entries: int | None
     bytes: int | None
+    evictions: int | None = None
+    expirations: int | None = None
 
 
 def key_fingerprint(key: str) -> str:
@@ -272,7 +283,8 @@ class CacheSpan:
             self.span.set_attributes(sanitize(attributes))
 
 
-_NO_SPAN = CacheSpan(INVALID_SPAN)
+# A span that records nothing: what callers hold when telemetry is off.
+NO_SPAN = CacheSpan(INVALID_SPAN)
 
 
 # -- the observer ---------------------------------------------------------------------------------
@@ -326,6 +338,12 @@ class CacheTelemetry:
         meter.create_observable_gauge(
             "llm_cache.bytes", [self._observe_bytes], "By", "Bytes held by the backend"
         )
+        meter.create_observable_counter(
+            "llm_cache.evictions", [self._observe_evictions], "{entry}", "Entries evicted by the backend"
+        )
+        meter.create_observable_counter(
+            "llm_cache.expirations", [self._observe_expirations], "{entry}", "Entries expired by the backend"
+        )
         self._attr_cache: dict[tuple[object, ...], dict[str, AttributeValue]] = {}
 
     # -- attributes ------------------------------------------------------------------------------
@@ -356,12 +374,14 @@ class CacheTelemetry:
         gpu_seconds_saved: float | None = None,
         operation: str | None = None,
         provider: str | None = None,
+        count: int = 1,
     ) -> None:
-        """One lookup decision. Savings are counted only for served results (hit, stale)."""
+        """One lookup decision (``count`` identical ones, e.g. embedding items, without savings).
+        Savings are counted only for served results (hit, stale, coalesced)."""
         result = result.lower()
         try:
             self._requests.add(
-                1,
+                count,
                 self._labels(
                     (LAYER, layer),
                     (MODEL, model_group),
@@ -393,18 +413,18 @@ class CacheTelemetry:
         except Exception:  # telemetry must never fail a request
             log.debug("telemetry: record_lookup failed", exc_info=True)
 
-    def record_store(self, layer: str, model_group: str, size_bytes: int) -> None:
+    def record_store(self, layer: str, model_group: str, size_bytes: int, count: int = 1) -> None:
         try:
             labels = self._labels((LAYER, layer), (MODEL, model_group))
-            self._stores.add(1, labels)
+            self._stores.add(count, labels)
             if size_bytes > 0:
                 self._stored_bytes.add(size_bytes, labels)
         except Exception:
             log.debug("telemetry: record_store failed", exc_info=True)
 
-    def record_backend_error(self, backend: str, op: str) -> None:
+    def record_backend_error(self, backend: str, op: str, reason: str | None = None) -> None:
         try:
-            self._backend_errors.add(1, self._labels((BACKEND, backend), (OP, op)))
+            self._backend_errors.add(1, self._labels((BACKEND, backend), (OP, op), (REASON, reason)))
         except Exception:
             log.debug("telemetry: record_backend_error failed", exc_info=True)
 
@@ -472,18 +492,40 @@ class CacheTelemetry:
     def _observe_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(s.bytes, labels) for labels, s in self._sizes() if s.bytes is not None]
 
+    def _observe_evictions(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.evictions, labels) for labels, s in self._sizes() if s.evictions is not None]
+
+    def _observe_expirations(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(s.expirations, labels) for labels, s in self._sizes() if s.expirations is not None
+        ]
+
     # -- spans -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def span(self, name: SpanName, attributes: Mapping[str, Any] | None = None) -> Iterator[CacheSpan]:
-        """A span for one cache decision, child of the current span. Exceptions are recorded on it and
-        re-raised (the caller decides whether to fail open)."""
+    def span(
+        self,
+        name: SpanName,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        parent: Span | None = None,
+        start_time: int | None = None,
+    ) -> Iterator[CacheSpan]:
+        """A span for one cache decision, child of ``parent`` (LiteLLM's request span, when its
+        OpenTelemetry integration is on) or else of the current span. Exceptions are recorded on it and
+        re-raised (the caller decides whether to fail open). ``start_time`` (ns since the epoch): for a
+        decision already taken, e.g. a fast-path hit reported after its response was sent."""
         if name not in SPAN_NAMES:
             raise ValueError(f"unknown cache span name: {name!r}")
         if self._tracing_off:
-            yield _NO_SPAN
+            yield NO_SPAN
             return
+        context = trace.set_span_in_context(parent) if parent is not None else None
         with self._tracer.start_as_current_span(
-            name, kind=SpanKind.INTERNAL, attributes=sanitize(attributes) if attributes else None
+            name,
+            context=context,
+            kind=SpanKind.INTERNAL,
+            start_time=start_time,
+            attributes=sanitize(attributes) if attributes else None,
         ) as span:
             yield CacheSpan(span)

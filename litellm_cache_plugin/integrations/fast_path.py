@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from litellm_cache_plugin.integrations.edge import hit_edge_headers
 from litellm_cache_plugin.policy.controls import (
     parse_cache_control,
     parse_litellm_cache_field,
@@ -85,7 +86,8 @@ from litellm_cache_plugin.policy.controls import (
 from litellm_cache_plugin.policy.keys import OUTPUT_PARAMS, RequestKind
 
 if TYPE_CHECKING:
-    from litellm_cache_plugin.engine import Lookup
+    from litellm_cache_plugin.engine import Lookup, Prefetched
+    from litellm_cache_plugin.envelope import Entry
     from litellm_cache_plugin.integrations.litellm import CachePlugin, RequestContext
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -410,9 +412,12 @@ def hit_headers(
     content_length: int | None = None,
     items: tuple[int, int] | None = None,
     cache_key: str | None = None,
+    edge: Mapping[str, str] | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """Raw ASGI headers of a hit: the hook path's cache headers, plus what a client needs to correlate."""
+    """Raw ASGI headers of a hit: the hook path's cache headers (``edge``: the edge layer's), plus what
+    a client needs to correlate."""
     headers = {name.lower(): value for name, value in response_headers("HIT", layer, age).items()}
+    headers.update((name.lower(), value) for name, value in (edge or {}).items())
     if items is not None:
         headers["x-cache-items"] = f"{items[0]}/{items[1]}"
     if cache_key is not None:
@@ -704,6 +709,10 @@ class _Attempt:
         self.authenticating = False
         self.model_group = "-"
         self.request: Any = None
+        # The probe's read of the entry (with the hinted tenant's counters): the lookup after auth
+        # uses it when the authenticated request has the same key, instead of a second round trip.
+        self.prefetched: Prefetched | None = None
+        self.served: list[Entry] = []  # the entries a hit was built from (counted once it is sent)
 
     def note(self, reason: str) -> None:
         """Count why a request went down the normal pipeline (``GET /v1/cache/stats``, layer fast_path)."""
@@ -742,8 +751,6 @@ class _Attempt:
         if stand_aside:
             raise _Skip("hooks")
         plugin = self.plugin
-        if plugin.settings.layers.edge.enabled:
-            raise _Skip("edge")  # edge headers (ETag, Cache-Control, 304) are the hook path's job
 
         fingerprint = credential_fingerprint(
             self.headers, proxy_server.general_settings.get("litellm_key_header_name")
@@ -786,6 +793,7 @@ class _Attempt:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
         plugin.engine.stats.bump("fast_path", model_group, "hit")
+        plugin.account_served(ctx, self.served, started)
         _log_hit(
             kind=self.kind,
             kwargs={**kwargs, "litellm_call_id": call_id},
@@ -814,7 +822,10 @@ class _Attempt:
             items = embedding_inputs(kwargs.get("input")) or []
             found = await store.get_many([plugin.key_for(ctx, item) for item in items])
             return all(raw is not None for raw in found)
-        return await store.get(plugin.key_for(ctx)) is not None
+        self.prefetched = await plugin.engine.read(
+            plugin.key_for(ctx), tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags
+        )
+        return self.prefetched.raw is not None
 
     async def _authenticate(self) -> Any:
         """LiteLLM's own auth on a Request over this scope (the body replayed to it)."""
@@ -944,12 +955,13 @@ class _Attempt:
         proxy_server: Any,
     ) -> tuple[list[tuple[bytes, bytes]], list[bytes], Any] | None:
         key = self.plugin.key_for(ctx)
-        lookup = await exact_lookup(self.plugin, ctx, key)
+        lookup = await exact_lookup(self.plugin, ctx, key, self.prefetched)
         if lookup.outcome != "HIT" or lookup.entry is None:
             return None  # a miss or a stale entry: the hook path coordinates fetches and refreshes
         stored = orjson.loads(lookup.entry.payload)
         if not isinstance(stored, dict) or not isinstance(stored.get("choices"), list):
             return None
+        self.served = [lookup.entry]
         payload = client_payload(stored, requested_model(request_data))
         stream = request_data.get("stream") is True
         if stream:
@@ -965,6 +977,7 @@ class _Attempt:
                 call_id=call_id,
                 model_group=model_group,
                 cache_key=key,
+                edge=hit_edge_headers(self.plugin, ctx, lookup, stream=True),
             )
             return headers, chunks, stored
         body_obj = {**payload, "cached": True} if self.plugin.settings.body_marker else payload
@@ -977,6 +990,7 @@ class _Attempt:
             model_group=model_group,
             content_length=len(body),
             cache_key=key,
+            edge=hit_edge_headers(self.plugin, ctx, lookup, stream=False),
         )
         return headers, [body], stored
 
@@ -995,9 +1009,11 @@ class _Attempt:
             model_version=ctx.request.model_version,
             controls=ctx.controls,
             tags=ctx.tags,
+            record=False,  # counted when served; a miss is counted by the hook path it falls to
         )
         if any(entry is None for entry in entries):
             return None
+        self.served = [entry for entry in entries if entry is not None]
         items = [orjson.loads(entry.payload) for entry in entries if entry is not None]
         body_obj = embedding_body(items, inputs, model_group, _count_tokens)
         if body_obj is None:
@@ -1013,6 +1029,7 @@ class _Attempt:
             model_group=model_group,
             content_length=len(body),
             items=(len(items), len(items)),
+            edge=hit_edge_headers(plugin, ctx, None, stream=False),
         )
         return headers, [body], body_obj
 
@@ -1049,14 +1066,17 @@ async def deployment_hooks(
         await plugin.async_pre_call_deployment_hook(candidate, call_type)
 
 
-async def exact_lookup(plugin: CachePlugin, ctx: RequestContext, key: str) -> Lookup:
+async def exact_lookup(
+    plugin: CachePlugin, ctx: RequestContext, key: str, prefetched: Prefetched | None = None
+) -> Lookup:
     """The exact-layer entry for ``ctx``, without the coordination of ``lookup_response`` (single-flight
     claims, stale refreshes, semantic search): a request this path does not serve goes down the hook
-    path, which must find no claim of ours waiting for it."""
+    path, which must find no claim of ours waiting for it. ``prefetched``: the probe's read, reused
+    when it is of the same key and counters (same tenant: the key holds it)."""
     peek = getattr(plugin, "peek_response", None)
     if peek is not None:
-        return await peek(ctx)  # type: ignore[no-any-return]
-    return await plugin._exact(ctx, key)
+        return await peek(ctx, prefetched)  # type: ignore[no-any-return]
+    return await plugin._exact(ctx, key, prefetched=prefetched)
 
 
 def same_version(plugin: CachePlugin, kwargs: Mapping[str, Any], info: GroupInfo, model_group: str) -> bool:

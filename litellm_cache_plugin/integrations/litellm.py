@@ -13,12 +13,15 @@ How a request flows through the proxy:
 3. On a miss LiteLLM calls the provider and hands the complete response (streams only once finished)
    back to the carrier, which stores it if it is complete and cacheable.
 4. ``async_post_call_response_headers_hook`` adds ``x-cache``/``x-cache-layer``/``Age`` from the
-   decision recorded for that call id.
+   decision recorded for that call id, and with the edge layer ``Cache-Control``/``ETag``/``Vary``
+   (``integrations/edge.py``, which also answers ``If-None-Match`` with 304).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import hashlib
 import hmac
 import json
@@ -29,7 +32,7 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +42,14 @@ from litellm.caching.caching import Cache
 from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_cache_plugin.crypto import CipherConfigError, PayloadCipher
-from litellm_cache_plugin.engine import CacheEngine, Lookup, SingleFlightSettings
+from litellm_cache_plugin.engine import CacheEngine, Lookup, Prefetched, SingleFlightSettings
+from litellm_cache_plugin.envelope import Entry
+from litellm_cache_plugin.integrations.edge import (
+    edge_facts,
+    hook_edge_headers,
+    install_conditional_responses,
+)
+from litellm_cache_plugin.integrations.prefix import PrefixRouting
 from litellm_cache_plugin.policy.controls import (
     Outcome,
     RequestControls,
@@ -49,6 +59,7 @@ from litellm_cache_plugin.policy.controls import (
     parse_litellm_cache_field,
     response_headers,
 )
+from litellm_cache_plugin.policy.edge import EdgeFacts
 from litellm_cache_plugin.policy.eligibility import judge
 from litellm_cache_plugin.policy.freshness import backend_ttl
 from litellm_cache_plugin.policy.keys import (
@@ -62,8 +73,34 @@ from litellm_cache_plugin.policy.keys import (
     tenant_for,
 )
 from litellm_cache_plugin.policy.tags import TagError, parse_tags
-from litellm_cache_plugin.settings import PluginSettings, SettingsError, load_settings
+from litellm_cache_plugin.savings import (
+    PriceSheet,
+    Savings,
+    embedding_item_facts,
+    savings_of,
+    upstream_facts,
+)
+from litellm_cache_plugin.settings import EffectiveSettings, PluginSettings, SettingsError, load_settings
 from litellm_cache_plugin.store import GuardedStore, open_store
+from litellm_cache_plugin.telemetry import (
+    COST_SAVED,
+    GPU_TIME_SAVED,
+    INPUT_TOKENS,
+    KEY_FINGERPRINT,
+    LATENCY_SAVED,
+    LAYER,
+    MODEL,
+    NO_SPAN,
+    OPERATION,
+    OUTCOME,
+    OUTPUT_TOKENS,
+    PROVIDER,
+    REASON,
+    RESULT,
+    CacheSpan,
+    key_fingerprint,
+)
+from litellm_cache_plugin.telemetry_setup import TelemetryUnavailable, build_telemetry
 from litellm_cache_plugin.versions import OLLAMA_PROVIDERS, OllamaVersions
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -81,6 +118,7 @@ class Decision:
     reason: str = ""
     items: tuple[int, int] | None = None  # embeddings: (cached items, total items)
     similarity: float | None = None  # semantic hits
+    edge: EdgeFacts | None = None  # exact-layer answers that the edge layer may label
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,8 @@ class RequestContext:
     semantic: bool = False
     # The SDK-level kwargs the context was built from (used to re-run the request for a refresh).
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The exact-layer key once computed (``CachePlugin.key_for``): a request asks for it several times.
+    exact_key_memo: list[str] = field(default_factory=list, compare=False, repr=False)
 
 
 class IdentitySigner:
@@ -113,6 +153,9 @@ class IdentitySigner:
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
+        # Tokens already verified (a request's token is checked several times: pre-call, lookup,
+        # write); only exact strings this secret signed are in here, so a hit is as good as a check.
+        self._verified: dict[str, Identity] = {}
 
     def sign(self, identity: Identity) -> str:
         body = json.dumps(
@@ -125,6 +168,9 @@ class IdentitySigner:
     def verify(self, token: object) -> Identity | None:
         if not isinstance(token, str) or "|" not in token:
             return None
+        known = self._verified.get(token)
+        if known is not None:
+            return known
         body, _, mac = token.rpartition("|")
         expected = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(mac, expected):
@@ -133,7 +179,11 @@ class IdentitySigner:
             key, team, user, org = json.loads(body)
         except (ValueError, TypeError):
             return None
-        return Identity(api_key_hash=key, team_id=team, user_id=user, org_id=org)
+        identity = Identity(api_key_hash=key, team_id=team, user_id=user, org_id=org)
+        if len(self._verified) >= 10_000:
+            self._verified.clear()  # bounded; callers are few and come back
+        self._verified[token] = identity
+        return identity
 
 
 def _metadata(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +226,7 @@ class CachePlugin(CustomLogger):
         self.settings = settings
         self.proxy_mode = proxy_mode
         self.signer = IdentitySigner()
+        self._effective: tuple[PluginSettings, dict[str, EffectiveSettings]] = (settings, {})
         try:
             store = open_store(settings.backend, timeout=None)
         except ValueError as error:
@@ -185,12 +236,24 @@ class CachePlugin(CustomLogger):
             cipher = PayloadCipher(settings.encryption.keys) if settings.encryption.keys else None
         except CipherConfigError as error:
             raise SettingsError(f"cache_plugin.{error}") from None
+        try:
+            self.telemetry_runtime = build_telemetry(settings.telemetry, backend=settings.backend)
+        except TelemetryUnavailable as error:
+            raise SettingsError(f"cache_plugin.telemetry: {error}") from None
+        telemetry = self.telemetry_runtime.telemetry if self.telemetry_runtime is not None else None
+        guarded = GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0)
+        if telemetry is not None:
+            scheme = settings.backend.split("://", 1)[0]
+            guarded.on_error = lambda op, kind: telemetry.record_backend_error(scheme, op, kind)
         self.engine = CacheEngine(
-            GuardedStore(store, timeout=settings.backend_timeout_ms / 1000.0),
+            guarded,
             namespace=settings.namespace,
             single_flight=SingleFlightSettings(timeout=settings.single_flight.timeout),
             cipher=cipher,
+            telemetry=telemetry,
         )
+        self._prices: dict[str, PriceSheet | None] = {}
+        self._model_costs: dict[tuple[str, str | None], Mapping[str, Any] | None] = {}
         self.versions = OllamaVersions(
             refresh_interval=settings.versions.refresh_interval, fetch_timeout=settings.versions.fetch_timeout
         )
@@ -204,6 +267,10 @@ class CachePlugin(CustomLogger):
         self._semantic_started: asyncio.Task[None] | None = None
         # exact key -> (semantic scope, text) of a miss, so its stored answer becomes findable by meaning
         self._semantic_pending: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # --- prefix layer (KV-cache reuse): its own CustomLogger, see integrations/prefix.py ---
+        self.prefix: PrefixRouting | None = None
+        if PrefixRouting.wanted(settings):
+            self.prefix = PrefixRouting(settings, owner=self, proxy_mode=proxy_mode)
 
     def _build_semantic(self, settings: PluginSettings) -> Any:
         wanted = [settings.layers.semantic] + [
@@ -232,7 +299,9 @@ class CachePlugin(CustomLogger):
             self._semantic_started = asyncio.ensure_future(self.semantic.start())
         await asyncio.shield(self._semantic_started)
 
-    async def _semantic_lookup(self, ctx: RequestContext, key: str) -> Lookup | None:
+    async def _semantic_lookup(
+        self, ctx: RequestContext, key: str, started: float, notes: dict[str, Any]
+    ) -> Lookup | None:
         """A paraphrase of a cached prompt in the same scope: the exact entry it points to, re-checked
         (tenant, counters, version, freshness) by the engine before it is served."""
         from litellm_cache_plugin.semantic import semantic_scope
@@ -243,22 +312,23 @@ class CachePlugin(CustomLogger):
         self._semantic_pending[key] = scoped
         while len(self._semantic_pending) > 20_000:
             self._semantic_pending.popitem(last=False)
-        model_group = ctx.request.model_group
         try:
             await self._semantic_ready()
             match = await self.semantic.lookup(scoped[0], scoped[1])
         except Exception:
             log.exception("semantic lookup failed open")
+            self._account(ctx, "semantic", Lookup("MISS", "error"), started)
             return None
         if match is None:
-            self.engine.stats.bump("semantic", model_group, "miss")
+            self._account(ctx, "semantic", Lookup("MISS", "no_match"), started)
             return None
         found = await self._exact(ctx, match.entry_key, record=False)
         if found.entry is None:
             self.semantic.forget(scoped[0], match.entry_key)
-            self.engine.stats.bump("semantic", model_group, "miss")
+            self._account(ctx, "semantic", Lookup("MISS", found.reason), started)
             return None
-        self.engine.stats.bump("semantic", model_group, "hit")
+        notes.update(self._account(ctx, "semantic", found, started))
+        notes[LAYER] = "semantic"
         self.record(
             ctx.call_id,
             Decision(
@@ -290,6 +360,9 @@ class CachePlugin(CustomLogger):
         litellm.cache = self.carrier
         if self not in litellm.callbacks:
             litellm.callbacks.append(self)
+        # --- prefix layer: canonical system prompts, affinity routing, measured reuse ---
+        if self.prefix is not None and self.prefix not in litellm.callbacks:
+            litellm.callbacks.append(self.prefix)
 
     # -- decisions (per call id, read by the header hook) ------------------------------------------
 
@@ -339,7 +412,7 @@ class CachePlugin(CustomLogger):
             return None
         metadata = _metadata(kwargs)
         model_group = str(metadata.get("model_group") or kwargs.get("model") or "")
-        effective = self.settings.for_model(model_group)
+        effective = self.effective(model_group)
         provider = _provider(kwargs)
         request = CacheRequest(
             kind=kind,
@@ -407,66 +480,241 @@ class CachePlugin(CustomLogger):
             return self.versions.current(api_base, model) or "unknown"
         return "0"
 
+    def effective(self, model_group: str | None) -> EffectiveSettings:
+        """``settings.for_model``, memoized per model group (settings are frozen; a replaced settings
+        object starts a new memo)."""
+        settings, memo = self._effective
+        if settings is not self.settings:
+            settings, memo = self.settings, {}
+            self._effective = (settings, memo)
+        name = model_group or ""
+        found = memo.get(name)
+        if found is None:
+            if len(memo) >= 1024:
+                memo.clear()  # SDK callers may name any model: stay bounded
+            found = memo[name] = settings.for_model(model_group)
+        return found
+
     def key_for(self, ctx: RequestContext, item: Any = None) -> str:
         request = ctx.request
-        if request.kind == "embedding":
-            return embedding_key(
-                self.settings.namespace,
-                model_group=request.model_group,
-                model_version=request.model_version,
-                item=item,
-                params=request.params,
-                provider=request.provider,
-                tenant=ctx.tenant,
-            )
-        return exact_key(self.settings.namespace, request, ctx.tenant)
+        if request.kind != "embedding":
+            if ctx.exact_key_memo:
+                return ctx.exact_key_memo[0]
+            key = exact_key(self.settings.namespace, request, ctx.tenant)
+            ctx.exact_key_memo.append(key)
+            return key
+        return embedding_key(
+            self.settings.namespace,
+            model_group=request.model_group,
+            model_version=request.model_version,
+            item=item,
+            params=request.params,
+            provider=request.provider,
+            tenant=ctx.tenant,
+        )
 
     async def lookup_response(self, ctx: RequestContext) -> Lookup:
         """Look a chat/text request up in the exact layer and record the decision for its call id.
 
-        Shared by the carrier (hook path) and any path that serves hits itself.
+        Shared by the carrier (hook path) and any path that serves hits itself. One
+        ``llm_cache.lookup`` span per request (child of LiteLLM's request span when there is one).
         """
+        started = time.perf_counter()
+        telemetry = self.engine.telemetry
+        if telemetry is None:
+            return await self._lookup_response(ctx, started, {})
+        self._start_sampler()
+        group = ctx.request.model_group
+        opening = {LAYER: "exact", MODEL: group, OPERATION: ctx.request.kind, PROVIDER: ctx.request.provider}
+        with telemetry.span("llm_cache.lookup", opening, parent=_parent_span(ctx.source)) as span:
+            notes: dict[str, Any] = {}
+            lookup = await self._lookup_response(ctx, started, notes)
+            span.set_attributes({**notes, RESULT: lookup.outcome.lower(), REASON: lookup.reason})
+            return lookup
+
+    async def _lookup_response(self, ctx: RequestContext, started: float, notes: dict[str, Any]) -> Lookup:
+        """The decision, counted once per layer consulted (``notes``: attributes for the span)."""
+        group = ctx.request.model_group
         if not ctx.cacheable:
-            self.engine.stats.bump("exact", ctx.request.model_group, "bypass")
+            self.engine.account("exact", group, "bypass", ctx.reason, operation=ctx.request.kind)
             self.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
             return Lookup("BYPASS", ctx.reason)
         key = self.key_for(ctx)
+        notes[KEY_FINGERPRINT] = key_fingerprint(key)
         lookup = await self._exact(ctx, key)
         self._remember_counters(key, lookup.counters)
         if lookup.outcome == "MISS" and ctx.semantic and self.semantic is not None:
-            semantic_hit = await self._semantic_lookup(ctx, key)
+            semantic_hit = await self._semantic_lookup(ctx, key, started, notes)
             if semantic_hit is not None:
+                self._account(ctx, "exact", lookup, started)
                 return semantic_hit
+        result: str | None = None
         if (
             lookup.outcome == "MISS"
             and lookup.reason != "backend_error"
             and self.settings.single_flight.enabled
         ):
-            role = await self.engine.claim(key, poll=lambda: self._peek(ctx, key), call_id=ctx.call_id)
+            role = await self.engine.claim(
+                key, poll=lambda: self._peek(ctx, key), call_id=ctx.call_id, model_group=group
+            )
             if role.leader and ctx.call_id:
                 self._leading[ctx.call_id] = key
                 while len(self._leading) > 20_000:
                     self._leading.popitem(last=False)
             if not role.leader and role.entry is not None:
-                self.engine.stats.bump("exact", ctx.request.model_group, "coalesced_hit")
                 age = max(0, int(self.engine.clock() - role.entry.created_at))
                 lookup = Lookup("HIT", "coalesced", entry=role.entry, age=age, counters=lookup.counters)
+                result = "coalesced"
+        notes.update(self._account(ctx, "exact", lookup, started, result=result))
+        edge = edge_facts(self, ctx, lookup)
         if lookup.entry is None:
-            self.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason))
+            self.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason, edge=edge))
         else:
-            self.record(ctx.call_id, Decision(lookup.outcome, "exact", lookup.age, lookup.reason))
+            self.record(ctx.call_id, Decision(lookup.outcome, "exact", lookup.age, lookup.reason, edge=edge))
         if lookup.outcome == "STALE":
             self.engine.spawn(self._refresh(ctx, key))
         return lookup
 
-    async def peek_response(self, ctx: RequestContext) -> Lookup:
+    def _account(
+        self, ctx: RequestContext, layer: str, lookup: Lookup, started: float, *, result: str | None = None
+    ) -> dict[str, Any]:
+        """Count this request's final result in ``layer`` (stats and telemetry, same numbers); returns
+        the savings as span attributes."""
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        savings = self.savings(ctx, lookup.entry, elapsed_ms) if lookup.entry is not None else None
+        self.engine.account(
+            layer,
+            ctx.request.model_group,
+            result or lookup.outcome.lower(),
+            lookup.reason,
+            savings=savings,
+            lookup_ms=elapsed_ms,
+            operation=ctx.request.kind,
+            provider=ctx.request.provider,
+        )
+        return _saving_attributes(savings)
+
+    def savings(self, ctx: RequestContext, entry: Entry, hit_ms: float | None) -> Savings:
+        """What serving ``entry`` to this request saved (see :mod:`litellm_cache_plugin.savings`)."""
+        model = ctx.source.get("model")
+        return savings_of(
+            entry.extra,
+            entry.upstream_ms,
+            hit_ms,
+            self._price_sheet(ctx.request.model_group),
+            self._model_cost(model, ctx.request.provider) if isinstance(model, str) else None,
+        )
+
+    def _price_sheet(self, model_group: str) -> PriceSheet | None:
+        if model_group not in self._prices:
+            override = self.settings.models.get(model_group)
+            prices = override.prices if override is not None else None
+            self._prices[model_group] = (
+                PriceSheet(
+                    prices.input_cost_per_token, prices.output_cost_per_token, prices.gpu_cost_per_hour
+                )
+                if prices is not None
+                else None
+            )
+        return self._prices[model_group]
+
+    def _model_cost(self, model: str, provider: str | None) -> Mapping[str, Any] | None:
+        """LiteLLM's cost-map entry of a deployment model (memoized: the map is large)."""
+        slot = (model, provider)
+        if slot not in self._model_costs:
+            found = None
+            bare = model.split("/", 1)[-1]
+            for name in (model, f"{provider}/{bare}", bare):
+                candidate = litellm.model_cost.get(name)
+                if isinstance(candidate, Mapping) and "input_cost_per_token" in candidate:
+                    found = candidate
+                    break
+            if len(self._model_costs) > 4096:
+                self._model_costs.clear()
+            self._model_costs[slot] = found
+        return self._model_costs[slot]
+
+    @contextlib.contextmanager
+    def store_span(self, ctx: RequestContext, key: str) -> Iterator[CacheSpan]:
+        """The ``llm_cache.store`` span of one write (a no-op object when telemetry is off)."""
+        telemetry = self.engine.telemetry
+        if telemetry is None:
+            yield NO_SPAN
+            return
+        attributes = {
+            LAYER: "embedding" if ctx.request.kind == "embedding" else "exact",
+            MODEL: ctx.request.model_group,
+            OPERATION: ctx.request.kind,
+            KEY_FINGERPRINT: key_fingerprint(key),
+        }
+        with telemetry.span("llm_cache.store", attributes, parent=_parent_span(ctx.source)) as span:
+            yield span
+
+    def account_served(self, ctx: RequestContext, entries: list[Entry], started: float) -> None:
+        """Count hits served outside ``lookup_response`` (the fast path), with their span.
+        ``started``: when the request arrived (``time.time()``)."""
+        hit_ms = max(0.0, (time.time() - started) * 1000)
+        group, kind, provider = ctx.request.model_group, ctx.request.kind, ctx.request.provider
+        notes: dict[str, Any] = {}
+        if kind == "embedding":
+            of = self.embedding_savings(ctx)
+            for entry in entries:
+                self.engine.account(
+                    "embedding", group, "hit", "fresh", savings=of(entry), lookup_ms=hit_ms,
+                    operation=kind, provider=provider,
+                )  # fmt: skip
+        elif entries:
+            savings = self.savings(ctx, entries[0], hit_ms)
+            self.engine.account(
+                "exact", group, "hit", "fresh", savings=savings, lookup_ms=hit_ms,
+                operation=kind, provider=provider,
+            )  # fmt: skip
+            notes = _saving_attributes(savings)
+        telemetry = self.engine.telemetry
+        if telemetry is not None:
+            layer = "embedding" if kind == "embedding" else "exact"
+            attributes = {LAYER: layer, MODEL: group, OPERATION: kind, RESULT: "hit", REASON: "fast_path"}
+            if layer == "exact":
+                attributes[KEY_FINGERPRINT] = key_fingerprint(self.key_for(ctx))
+            with telemetry.span("llm_cache.lookup", {**attributes, **notes}, start_time=int(started * 1e9)):
+                pass
+
+    def embedding_savings(self, ctx: RequestContext) -> Callable[[Entry], Savings]:
+        """Savings of one cached embedding item: its prompt tokens, priced like a call."""
+        model = ctx.source.get("model")
+        prices = self._price_sheet(ctx.request.model_group)
+        model_cost = self._model_cost(model, ctx.request.provider) if isinstance(model, str) else None
+
+        def of(entry: Entry) -> Savings:
+            try:
+                tokens = orjson.loads(entry.payload).get("prompt_tokens")
+            except (orjson.JSONDecodeError, AttributeError):
+                tokens = None
+            return savings_of(embedding_item_facts(tokens), None, None, prices, model_cost)
+
+        return of
+
+    def _start_sampler(self) -> None:
+        runtime = self.telemetry_runtime
+        if runtime is not None and runtime._sampler is None:
+            runtime.ensure_sampler(self.engine.backend_stats)
+
+    async def peek_response(self, ctx: RequestContext, prefetched: Prefetched | None = None) -> Lookup:
         """The exact-layer entry for ``ctx`` with no coordination (no single-flight claim, no stale
-        refresh, no semantic search, no decision recorded): for paths that may hand the request on."""
+        refresh, no semantic search, no decision recorded): for paths that may hand the request on.
+        ``prefetched``: an earlier read of this request's entry (see ``CacheEngine.read``)."""
         if not ctx.cacheable:
             return Lookup("BYPASS", ctx.reason)
-        return await self._exact(ctx, self.key_for(ctx))
+        return await self._exact(ctx, self.key_for(ctx), prefetched=prefetched)
 
-    async def _exact(self, ctx: RequestContext, key: str, *, record: bool = True) -> Lookup:
+    async def _exact(
+        self,
+        ctx: RequestContext,
+        key: str,
+        *,
+        record: bool = True,
+        prefetched: Prefetched | None = None,
+    ) -> Lookup:
         """The exact-layer entry at ``key``, checked against this request's tenant, version, tags
         and controls (``record=False``: without counting it in the statistics)."""
         return await self.engine.lookup(
@@ -477,6 +725,7 @@ class CachePlugin(CustomLogger):
             controls=ctx.controls,
             tags=ctx.tags,
             record=record,
+            prefetched=prefetched,
         )
 
     async def _peek(self, ctx: RequestContext, key: str) -> Any:
@@ -492,18 +741,37 @@ class CachePlugin(CustomLogger):
         owner = await self.engine.try_refresh_lock(key, lock_ttl)
         if owner is None:
             return
+        telemetry = self.engine.telemetry
         self.engine.stats.bump("exact", model_group, "refresh_started")
+        if telemetry is not None:
+            telemetry.record_refresh(model_group, "started")
         call = refresh_call(ctx.source)
         function = litellm.acompletion if ctx.request.kind == "chat" else litellm.atext_completion
-        try:
-            await asyncio.wait_for(function(**call), timeout=self.settings.single_flight.timeout)
-        except Exception as error:
-            self.engine.stats.bump("exact", model_group, "refresh_failed")
-            log.warning(
-                "stale-while-revalidate refresh failed for %s (stale entry kept): %s", model_group, error
+        span_context = (
+            telemetry.span(
+                "llm_cache.refresh",
+                {MODEL: model_group, KEY_FINGERPRINT: key_fingerprint(key)},
+                parent=_parent_span(ctx.source),
             )
-            return
+            if telemetry is not None
+            else contextlib.nullcontext(NO_SPAN)
+        )
+        with span_context as span:
+            try:
+                await asyncio.wait_for(function(**call), timeout=self.settings.single_flight.timeout)
+            except Exception as error:
+                self.engine.stats.bump("exact", model_group, "refresh_failed")
+                if telemetry is not None:
+                    telemetry.record_refresh(model_group, "failed")
+                span.set(OUTCOME, "failed")
+                log.warning(
+                    "stale-while-revalidate refresh failed for %s (stale entry kept): %s", model_group, error
+                )
+                return
+            span.set(OUTCOME, "ok")
         self.engine.stats.bump("exact", model_group, "refresh_ok")
+        if telemetry is not None:
+            telemetry.record_refresh(model_group, "ok")
         await self.engine.release_refresh_lock(key, owner)
 
     # -- proxy hooks (each defined on this class: the proxy skips inherited hooks) -----------------
@@ -580,12 +848,13 @@ class CachePlugin(CustomLogger):
         # Not popped: the proxy may call this hook more than once per request; the map is bounded.
         decision = self.decision_for(data.get("litellm_call_id"), pop=False)
         if decision is None:
-            return {"x-cache": "BYPASS"}
+            return {"x-cache": "BYPASS", **hook_edge_headers(self, data, None, response)}
         headers = response_headers(decision.outcome, decision.layer, decision.age)
         if decision.similarity is not None:
             headers["x-cache-similarity"] = f"{decision.similarity:.4f}"
         if decision.items is not None:
             headers["x-cache-items"] = f"{decision.items[0]}/{decision.items[1]}"
+        headers.update(hook_edge_headers(self, data, decision, response))
         return headers
 
     def release_flight(self, call_id: object) -> None:
@@ -628,6 +897,28 @@ class CachePlugin(CustomLogger):
                 self.release_flight(request_data.get("litellm_call_id"))
 
 
+def _parent_span(kwargs: Mapping[str, Any]) -> Any:
+    """LiteLLM's span for this request (set when its OpenTelemetry integration is on), if any."""
+    metadata = _metadata(kwargs)
+    for source in (kwargs, metadata):
+        span = source.get("litellm_parent_otel_span")
+        if span is not None and hasattr(span, "get_span_context"):
+            return span
+    return None
+
+
+def _saving_attributes(savings: Savings | None) -> dict[str, Any]:
+    if savings is None:
+        return {}
+    return {
+        LATENCY_SAVED: savings.latency_ms,
+        COST_SAVED: savings.cost_usd,
+        GPU_TIME_SAVED: savings.gpu_seconds,
+        INPUT_TOKENS: savings.input_tokens,
+        OUTPUT_TOKENS: savings.output_tokens,
+    }
+
+
 def _str_or_none(value: object) -> str | None:
     if value is None:
         return None
@@ -659,6 +950,9 @@ class CarrierCache(Cache):
     def get_cache_key(self, **kwargs: Any) -> str:
         ctx = self.plugin.context(kwargs)
         if ctx is None or not ctx.cacheable:
+            if ctx is not None and ctx.request.kind == "embedding":
+                # Chat bypasses are counted by lookup_response; embedding items never get that far.
+                self.plugin.engine.account("embedding", ctx.request.model_group, "bypass", ctx.reason)
             return _BYPASS_KEY_PREFIX + uuid.uuid4().hex
         if ctx.request.kind == "embedding":
             key = self.plugin.key_for(ctx, kwargs.get("input"))
@@ -734,27 +1028,33 @@ class CarrierCache(Cache):
             plugin.engine.stats.bump("exact", ctx.request.model_group, "not_stored_incomplete")
             plugin.engine.finish(key, None)
             return
+        facts: dict[str, Any] = {}
         if isinstance(body, dict):
             body.pop("cached", None)
             hidden = body.pop("_hidden_params", None)
-            upstream_ms = _upstream_ms(hidden)
+            upstream_ms = _upstream_ms(hidden) or _api_call_ms(kwargs)
             payload = orjson.dumps(body)
+            if plugin.engine.telemetry is not None or plugin.proxy_mode:
+                facts = upstream_facts(body, _original_response(kwargs), ctx.request.provider)
         else:
             upstream_ms = None
-        entry = await plugin.engine.store_entry(
-            key,
-            payload,
-            tenant=ctx.tenant,
-            model_group=ctx.request.model_group,
-            model_version=ctx.request.model_version,
-            ttl=ctx.ttl,
-            stale_for=ctx.stale_for,
-            upstream_ms=upstream_ms,
-            counters=plugin._counters.pop(key, None),
-            tags=ctx.tags,
-            max_bytes=ctx.max_entry_bytes,
-            encrypt=ctx.encrypt,
-        )
+        with plugin.store_span(ctx, key) as span:
+            entry = await plugin.engine.store_entry(
+                key,
+                payload,
+                tenant=ctx.tenant,
+                model_group=ctx.request.model_group,
+                model_version=ctx.request.model_version,
+                ttl=ctx.ttl,
+                stale_for=ctx.stale_for,
+                upstream_ms=upstream_ms,
+                counters=plugin._counters.pop(key, None),
+                tags=ctx.tags,
+                max_bytes=ctx.max_entry_bytes,
+                encrypt=ctx.encrypt,
+                extra=facts,
+            )
+            span.set(OUTCOME, "stored" if entry is not None else "skipped")
         plugin.engine.finish(key, entry)
         if ctx.call_id:
             plugin._leading.pop(ctx.call_id, None)
@@ -845,6 +1145,7 @@ class EmbeddingItems:
                     model_version=ctx.request.model_version,
                     controls=ctx.controls,
                     tags=ctx.tags,
+                    savings_for=self.plugin.embedding_savings(ctx),
                 )
             except Exception:
                 log.exception("embedding lookup failed open")
@@ -945,6 +1246,25 @@ def _complete_response(body: Any, finish_reasons: tuple[str, ...]) -> bool:
     return True
 
 
+def _original_response(kwargs: Mapping[str, Any]) -> Any:
+    """The provider's raw response as LiteLLM logged it (Ollama's carries its durations)."""
+    logging_obj = kwargs.get("litellm_logging_obj")
+    details = getattr(logging_obj, "model_call_details", None)
+    return details.get("original_response") if isinstance(details, dict) else None
+
+
+def _api_call_ms(kwargs: Mapping[str, Any]) -> float | None:
+    """Milliseconds since LiteLLM handed this call to the provider: the write is started the moment
+    the response is back (LiteLLM sets ``_response_ms`` only after it has queued the write)."""
+    logging_obj = kwargs.get("litellm_logging_obj")
+    details = getattr(logging_obj, "model_call_details", None)
+    started = details.get("api_call_start_time") if isinstance(details, dict) else None
+    if not isinstance(started, datetime.datetime):
+        return None
+    elapsed = (datetime.datetime.now() - started).total_seconds() * 1000  # naive local, like LiteLLM
+    return elapsed if elapsed >= 0 else None
+
+
 def _upstream_ms(hidden: Any) -> float | None:
     if isinstance(hidden, dict):
         value = hidden.get("_response_ms")
@@ -987,6 +1307,8 @@ def create_proxy_plugin() -> CachePlugin:
         from litellm_cache_plugin.integrations.fast_path import install_fast_path
 
         install_fast_path(plugin)
+    # After the fast path: the 304 wrapper then sits around it (edge layer only).
+    install_conditional_responses(plugin)
     _plugin = plugin
     log.info("litellm_cache_plugin ready: backend=%s scope=%s", _redact(settings.backend), settings.scope)
     return plugin

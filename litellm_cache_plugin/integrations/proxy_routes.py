@@ -5,6 +5,9 @@
   invalidates it for its own entries only (team, user and key scopes of its identity).
 - ``GET /v1/cache/stats``: per-layer, per-model counters of this worker plus backend stats.
 - ``POST /v1/cache/versions/refresh``: re-read model digests from Ollama servers now.
+- ``GET /v1/cache/metrics`` (``telemetry.prometheus``): the OpenTelemetry metrics in the Prometheus
+  text format; open like LiteLLM's own ``/metrics`` unless ``require_auth`` (aggregates per model
+  group only: no prompt, key or tenant appears in a label).
 
 Both require the proxy-admin role, checked with the proxy's own authentication dependency. Neither
 can read an entry. Stats are per worker process (each uvicorn worker loads its own plugin copy).
@@ -111,6 +114,20 @@ def register(plugin: CachePlugin) -> None:
         ("/v1/cache/tags/{tag}", invalidate_tag, "DELETE"),
         ("/v1/cache/{model:path}", invalidate_model, "DELETE"),
     ]
+    runtime = plugin.telemetry_runtime
+    prometheus = plugin.settings.telemetry.prometheus
+    if runtime is not None and prometheus.enabled:
+        from fastapi import Response
+
+        async def scrape() -> Response:
+            body, content_type = runtime.prometheus_text()
+            return Response(content=body, media_type=content_type)
+
+        async def scrape_as_admin(auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> Response:  # noqa: B008
+            require_admin(auth)
+            return await scrape()
+
+        added.insert(0, (prometheus.path, scrape_as_admin if prometheus.require_auth else scrape, "GET"))
     for path, endpoint, method in added:
         app.add_api_route(path, endpoint, methods=[method], tags=["cache plugin"])
     routes = app.router.routes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from litellm_cache_plugin.policy.normalize import (
@@ -105,9 +106,10 @@ class Tenant:
     scope: Literal["team", "user", "key", "global", "anonymous"]
     ident: str
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Stable, non-reversible id used in keys, envelopes and generation counters."""
+        """Stable, non-reversible id used in keys, envelopes and generation counters (computed once:
+        a request needs it for its key, its counters and the envelope check)."""
         return hashlib.sha256(f"{self.scope}\x00{self.ident}".encode()).hexdigest()[:32]
 
 

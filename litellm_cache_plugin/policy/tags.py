@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
@@ -28,7 +29,9 @@ class TagError(ValueError):
     """A tag that cannot be accepted; the message says which and why."""
 
 
+@lru_cache(maxsize=4096)
 def _h(text: str) -> str:
+    # Memoized: every lookup derives its model group's (and tags') counter names again.
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 

@@ -539,6 +539,9 @@ class OllamaSimulator:
         self.requests = _empty_requests()
         self.prompt_tokens = 0
         self.prompt_tokens_reused = 0
+        # Prompt-evaluation time spent, and the time the reused prefix tokens would have taken.
+        self.prompt_eval_seconds = 0.0
+        self.prompt_eval_seconds_saved = 0.0
         self.last_calls: deque[dict[str, Any]] = deque(maxlen=_LAST_CALLS_MAX)
         self.failure: _Failure | None = None
 
@@ -714,6 +717,8 @@ class OllamaSimulator:
             summary["prompt_eval_count"] = prompt_eval_count
             summary["eval_count"] = answer.eval_count
             prompt_seconds = prompt_eval_count / cfg.prompt_tokens_per_second
+            self.prompt_eval_seconds += prompt_seconds
+            self.prompt_eval_seconds_saved += (len(prompt) - prompt_eval_count) / cfg.prompt_tokens_per_second
             eval_seconds = answer.eval_count / cfg.tokens_per_second
 
             await asyncio.sleep(cfg.latency_ms / 1000)
@@ -741,6 +746,8 @@ class OllamaSimulator:
                     eval_duration=_ns(eval_seconds),
                 )
                 body.update(extra_final)
+                # What this answer reported, so that tests can sum the compute a cache saved.
+                summary["total_duration"] = body["total_duration"]
                 return body
 
             if not stream:
@@ -1175,6 +1182,8 @@ class OllamaSimulator:
             "requests": dict(self.requests),
             "prompt_tokens": self.prompt_tokens,
             "prompt_tokens_reused": self.prompt_tokens_reused,
+            "prompt_eval_seconds": round(self.prompt_eval_seconds, 6),
+            "prompt_eval_seconds_saved": round(self.prompt_eval_seconds_saved, 6),
             "last_calls": [dict(call) for call in self.last_calls],
         }
 
@@ -1182,6 +1191,8 @@ class OllamaSimulator:
         self.requests = _empty_requests()
         self.prompt_tokens = 0
         self.prompt_tokens_reused = 0
+        self.prompt_eval_seconds = 0.0
+        self.prompt_eval_seconds_saved = 0.0
         self.last_calls.clear()
         self.failure = None
         for runtime in self.models.values():

@@ -10,6 +10,7 @@ seconds have passed, then a single probe call decides whether to close it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sys
 import time
@@ -131,6 +132,9 @@ class GuardedStore:
         self.failures = 0  # every failed call, timeouts included
         self.timeouts = 0
         self.short_circuits = 0
+        # Told about every failed or refused call: (operation, "timeout" | "error" | "circuit_open").
+        # Runs on the request path: must be cheap and must not raise (telemetry counters).
+        self.on_error: Callable[[str, str], None] | None = None
 
     @property
     def inner(self) -> Store:
@@ -148,6 +152,7 @@ class GuardedStore:
         # un-awaited behind.
         if not self.breaker.allow():
             self.short_circuits += 1
+            self._report(fn.__name__, "circuit_open")
             raise CircuitOpenError("circuit open")
         return await self._run(fn.__name__, lambda: fn(*args, **kwargs), record=True)
 
@@ -162,12 +167,15 @@ class GuardedStore:
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self.timeouts += 1
             self._failed(record)
+            self._report(op, "timeout")
             raise StoreError(f"{self.name} store: {op} timed out after {self.timeout:g}s") from exc
         except StoreError:
             self._failed(record)
+            self._report(op, "error")
             raise
         except Exception as exc:
             self._failed(record)
+            self._report(op, "error")
             raise StoreError(f"{self.name} store: {op} failed: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             # Cancelled (or interpreter exit): says nothing about the backend's health.
@@ -177,6 +185,12 @@ class GuardedStore:
         if record:
             self.breaker.on_success()
         return result
+
+    def _report(self, op: str, kind: str) -> None:
+        if self.on_error is not None:
+            # An observer must never turn a fail-open into a failure.
+            with contextlib.suppress(Exception):
+                self.on_error(op, kind)
 
     def _failed(self, record: bool) -> None:
         self.failures += 1
