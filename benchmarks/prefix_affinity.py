@@ -31,6 +31,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
+from litellm.router import Router
 
 import litellm_cache_plugin
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
@@ -55,7 +56,7 @@ def questions(topic: str, count: int) -> list[str]:
     ]
 
 
-def workload(prompts: int, per_prompt: int, seed: int = 7) -> list[list[dict[str, str]]]:
+def workload(prompts: int, per_prompt: int, seed: int = 7) -> list[list[Any]]:
     requests = [
         [{"role": "system", "content": system_prompt(topic)}, {"role": "user", "content": question}]
         for topic in TOPICS[:prompts]
@@ -121,7 +122,7 @@ async def run_once(
     *,
     instances: int,
     slots: int,
-    requests: list[list[dict[str, str]]],
+    requests: list[list[Any]],
     concurrency: int,
     affinity_settings: dict[str, Any] | None = None,
 ) -> RunResult:
@@ -131,7 +132,7 @@ async def run_once(
     servers = [SimulatorThread(config).start() for _ in range(instances)]
     saved = _callback_state()
     try:
-        router = litellm.Router(model_list=model_list(servers), num_retries=2)
+        router = Router(model_list=model_list(servers), num_retries=2)
         plugin = litellm_cache_plugin.attach(
             {
                 "layers": {
@@ -145,14 +146,19 @@ async def run_once(
         )
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(messages: list[dict[str, str]]) -> None:
+        async def one(messages: list[Any]) -> None:
             async with gate:
                 await router.acompletion(model=MODEL_GROUP, messages=messages, temperature=0)
 
         started = time.perf_counter()
         await asyncio.gather(*(one(messages) for messages in requests))
         wall = time.perf_counter() - started
-        await asyncio.sleep(0.3)  # success callbacks run in background tasks
+        # The plugin measures reuse in LiteLLM's success callbacks, which run in background tasks.
+        for _ in range(100):
+            row = plugin.engine.stats.snapshot().get("prefix", {}).get(MODEL_GROUP, {})
+            if row.get("hit", 0) + row.get("miss", 0) >= len(requests):
+                break
+            await asyncio.sleep(0.05)
         stats = [server.simulator.stats() for server in servers]
         return RunResult(
             mode=mode,

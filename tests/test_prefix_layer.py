@@ -40,7 +40,9 @@ def system(text: str, user: str = "hello") -> list[dict[str, Any]]:
 
 def test_whitespace_variant_becomes_the_configured_bytes() -> None:
     prompts = CanonicalPrompts([SUPPORT])
-    variant = "  You are the ACME   support assistant.  \r\nAnswer briefly.\r\n\r\n\r\n\r\nNever guess order numbers. "
+    variant = (
+        " You are the ACME  support assistant.  \r\nAnswer briefly.\r\n\r\n\r\n\r\nNever guess order numbers."
+    )
     rewritten = canonicalize_messages(system(variant), prompts)
     assert rewritten is not None
     assert rewritten[0]["content"] == SUPPORT

@@ -143,7 +143,10 @@ async def test_failing_deployment_is_passed_over(
     ids = [f"sim-{i}" for i in range(len(servers))]
     home_id = rendezvous_order(str(affinity_key([{"role": "system", "content": prompt}], 2048)), ids)[0]
     home = servers[ids.index(home_id)]
-    httpx.post(f"{home.url}/_sim/fail", json={"count": 100, "status": 500}, timeout=5).raise_for_status()
+    failing = await asyncio.to_thread(
+        httpx.post, f"{home.url}/_sim/fail", json={"count": 100, "status": 500}, timeout=5
+    )
+    failing.raise_for_status()
     for i in range(6):
         messages = [{"role": "system", "content": prompt}, {"role": "user", "content": f"where is {i}?"}]
         answer = await router.acompletion(model=MODEL_GROUP, messages=messages, temperature=0)
@@ -176,7 +179,7 @@ async def test_equivalent_system_prompts_leave_byte_identical(
     variants = [
         canonical,
         "You are the ACME billing assistant.  \r\nAnswer in one sentence.\r\n",
-        "  You are the  ACME billing assistant.\n\n\n\nAnswer in one sentence.",
+        "  You are the  ACME billing assistant. \nAnswer in one sentence.  ",
     ]
     for variant in variants[:2]:
         messages = [{"role": "system", "content": variant}, {"role": "user", "content": "refund?"}]

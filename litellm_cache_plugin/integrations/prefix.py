@@ -221,13 +221,12 @@ class PrefixRouting(CustomLogger):
         if not isinstance(token, str):
             token = uuid.uuid4().hex
             metadata[ROUTE_FIELD] = token
+        # A retry arrives here with the same token: the deployment failure hook has already ended its
+        # failed attempt and noted the deployment in ``_tried``. Were the attempt still counted (a report
+        # that never came, or an application passing one metadata dict to concurrent calls), its count
+        # ends here; it is not taken for a failure.
+        self.inflight.finish(token)
         tried = self._tried.get(token, set())
-        previous = self.inflight.finish(token)
-        if previous is not None:
-            # Routed again while the last attempt still counts: that attempt failed (a retry).
-            self.failures.mark(previous)
-            tried = tried | {previous}
-            self._remember_tried(token, tried)
         ids = [str(_deployment_id(d)) for d in candidates]
         affinity = layer.affinity
         chosen = choose_deployment(
@@ -292,7 +291,8 @@ class PrefixRouting(CustomLogger):
         try:
             token, deployment = _route_of(params)
             if token is not None and deployment is not None:
-                self.inflight.finish(token, deployment)
+                if self.inflight.finish(token, deployment) is not None:
+                    self._tried.pop(token, None)
                 self.failures.clear(deployment)
         except Exception:
             log.exception("prefix bookkeeping failed (ignored)")
