@@ -92,6 +92,7 @@ async def main_async(rounds: int, lookups: int) -> None:
     tracer_provider.add_span_processor(BatchSpanProcessor(spans, max_queue_size=100_000))
     cases = {
         "off": None,
+        "on, nothing configured (default)": CacheTelemetry(),
         "on, no-op providers": CacheTelemetry(NoOpMeterProvider(), NoOpTracerProvider()),
         "on, SDK (reader + batch spans)": CacheTelemetry(
             MeterProvider(metric_readers=[InMemoryMetricReader()]), tracer_provider

@@ -56,7 +56,14 @@ from typing import Any, Literal, NamedTuple
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.trace import INVALID_SPAN, NoOpTracerProvider, Span, SpanKind, TracerProvider
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    TracerProvider,
+)
 from opentelemetry.util.types import AttributeValue
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -298,12 +305,21 @@ class CacheTelemetry:
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(INSTRUMENTATION_NAME)
+        chosen_meter_provider = meter_provider or metrics.get_meter_provider()
+        meter = chosen_meter_provider.get_meter(INSTRUMENTATION_NAME)
+        # Until an application sets a global meter provider, the API's proxy provider is returned and
+        # its instruments drop every measurement: skip the work of taking them (identity check).
+        self._unset_global_meter = (
+            chosen_meter_provider if type(chosen_meter_provider).__name__ == "_ProxyMeterProvider" else None
+        )
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME)
         # An explicit no-op provider can never start recording: skip the context switch of a span.
         # (The global proxy provider may get an SDK later, so it always goes through the API.)
         self._tracing_off = isinstance(tracer_provider, NoOpTracerProvider)
+        # The API's global proxy records nothing until an application sets a real provider; checking
+        # for that per span is cheaper than starting a non-recording span (~8 us on the request path).
+        self._follows_global = isinstance(tracer_provider, ProxyTracerProvider)
         self._requests = meter.create_counter("llm_cache.requests", "{request}", "Cache lookups by result")
         self._lookup_duration = meter.create_histogram(
             "llm_cache.lookup.duration",
@@ -378,6 +394,8 @@ class CacheTelemetry:
     ) -> None:
         """One lookup decision (``count`` identical ones, e.g. embedding items, without savings).
         Savings are counted only for served results (hit, stale, coalesced)."""
+        if self._unset_global_meter is not None and metrics.get_meter_provider() is self._unset_global_meter:
+            return
         result = result.lower()
         try:
             self._requests.add(
@@ -502,6 +520,12 @@ class CacheTelemetry:
 
     # -- spans -----------------------------------------------------------------------------------
 
+    def tracing(self) -> bool:
+        """Would a span started now be recorded? (False: skip building its attributes.)"""
+        if self._tracing_off:
+            return False
+        return not (self._follows_global and isinstance(trace.get_tracer_provider(), ProxyTracerProvider))
+
     @contextlib.contextmanager
     def span(
         self,
@@ -517,7 +541,7 @@ class CacheTelemetry:
         decision already taken, e.g. a fast-path hit reported after its response was sent."""
         if name not in SPAN_NAMES:
             raise ValueError(f"unknown cache span name: {name!r}")
-        if self._tracing_off:
+        if not self.tracing():
             yield NO_SPAN
             return
         context = trace.set_span_in_context(parent) if parent is not None else None

@@ -64,7 +64,9 @@ Known differences from the normal pipeline
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import inspect
 import logging
 import re
 import time
@@ -825,7 +827,10 @@ class _Attempt:
         self.prefetched = await plugin.engine.read(
             plugin.key_for(ctx), tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags
         )
-        return self.prefetched.raw is not None
+        if self.prefetched.raw is None:
+            plugin.remember_miss(self.prefetched)  # the hook path's lookup then needs no round trip
+            return False
+        return True
 
     async def _authenticate(self) -> Any:
         """LiteLLM's own auth on a Request over this scope (the body replayed to it)."""
@@ -1232,11 +1237,92 @@ async def _log_hit_now(
         # entries for it quickly, while the prefixed name takes a slow path for Ollama on every call.
         logged_response = {**response, "model": model} if isinstance(response, dict) and model else response
         result = _response_object(kind, logged_response, litellm)
-        await logging_obj.async_success_handler(
-            result=result, start_time=start_dt, end_time=end_dt, cache_hit=True
-        )
+        _install_model_cost_memo()
+        logging_hit = _LOGGING_HIT.set(True)
+        try:
+            await logging_obj.async_success_handler(
+                result=result, start_time=start_dt, end_time=end_dt, cache_hit=True
+            )
+        finally:
+            _LOGGING_HIT.reset(logging_hit)
     except Exception:
         log.warning("fast path hit not logged", exc_info=True)
+
+
+# True while this module logs a hit (and in tasks that logging starts): see _install_model_cost_memo.
+_LOGGING_HIT: contextvars.ContextVar[bool] = contextvars.ContextVar("lcp_logging_hit", default=False)
+_MODEL_COST_INFO: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MEMO_MARK = "_lcp_hit_memo"
+
+
+def _install_model_cost_memo() -> None:
+    """Memoize LiteLLM's model cost-map lookup for the standard logging payload of the hits logged here.
+
+    Every payload LiteLLM builds looks the model up (``StandardLoggingPayloadSetup.
+    get_model_cost_information``); for an Ollama deployment that builds a set of all ~4,500 cost-map
+    names and, for a model not in the map, asks the server (``/api/show``, synchronously): ~0.4 ms, a
+    ninth of a fast-path hit's CPU. For one (model, provider, API base, response model) the answer
+    does not change between hits. The memo answers only while a hit is being logged here (a context
+    variable); every other call goes to LiteLLM's function unchanged. Installed once, idempotent."""
+    try:
+        from litellm.litellm_core_utils.litellm_logging import StandardLoggingPayloadSetup
+    except ImportError:
+        return
+    current = StandardLoggingPayloadSetup.__dict__.get("get_model_cost_information")
+    original = current.__func__ if isinstance(current, staticmethod) else None
+    if original is None or getattr(original, _MEMO_MARK, False):
+        return
+    try:
+        signature = inspect.signature(original)
+    except (TypeError, ValueError):
+        return
+    if "init_response_obj" not in signature.parameters:
+        return  # another LiteLLM: leave it alone
+
+    def get_model_cost_information(*args: Any, **kwargs: Any) -> Any:
+        if not _LOGGING_HIT.get():
+            return original(*args, **kwargs)
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+            key = _cost_info_key(arguments)
+            hash(key)
+        except TypeError:
+            return original(*args, **kwargs)
+        if key in _MODEL_COST_INFO:
+            _MODEL_COST_INFO.move_to_end(key)
+            info = _MODEL_COST_INFO[key]
+        else:
+            info = original(*args, **kwargs)
+            _MODEL_COST_INFO[key] = info
+            while len(_MODEL_COST_INFO) > 1024:
+                _MODEL_COST_INFO.popitem(last=False)
+        # A copy per payload: callbacks may edit the payload they are given.
+        if isinstance(info, dict):
+            value = info.get("model_map_value")
+            return {**info, "model_map_value": dict(value) if isinstance(value, dict) else value}
+        return info
+
+    setattr(get_model_cost_information, _MEMO_MARK, True)
+    StandardLoggingPayloadSetup.get_model_cost_information = staticmethod(  # type: ignore[method-assign]
+        get_model_cost_information
+    )
+
+
+def _cost_info_key(arguments: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Everything the cost-map lookup depends on: the arguments, and of the response its model names
+    (LiteLLM picks the name to look up from them)."""
+    response = arguments.get("init_response_obj")
+    hidden = getattr(response, "_hidden_params", None)
+    hidden = hidden if isinstance(hidden, dict) else {}
+    model = response.get("model") if isinstance(response, dict) else getattr(response, "model", None)
+    facts = (
+        type(response).__name__,
+        model,
+        hidden.get("provider_response_model"),
+        hidden.get("model"),
+        hidden.get("region_name"),
+    )
+    return (*((k, v) for k, v in arguments.items() if k != "init_response_obj"), facts)
 
 
 _SAVED_COSTS: OrderedDict[tuple[str, ...], float | None] = OrderedDict()

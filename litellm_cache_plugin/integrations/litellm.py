@@ -261,6 +261,9 @@ class CachePlugin(CustomLogger):
         self._counters: OrderedDict[str, Mapping[str, int] | None] = OrderedDict()
         # call id -> key of the single flight this request leads (released when it ends without a write)
         self._leading: OrderedDict[str, str] = OrderedDict()
+        # key -> (when, read) of reads that found no entry, made moments ago for a request that is on
+        # its way to lookup_response (the fast path's probe, before it handed the request on).
+        self._recent_misses: OrderedDict[str, tuple[float, Prefetched]] = OrderedDict()
         self.embedding_items = EmbeddingItems(self)
         self.carrier = CarrierCache(self)
         self.semantic = self._build_semantic(settings)
@@ -300,7 +303,7 @@ class CachePlugin(CustomLogger):
         await asyncio.shield(self._semantic_started)
 
     async def _semantic_lookup(
-        self, ctx: RequestContext, key: str, started: float, notes: dict[str, Any]
+        self, ctx: RequestContext, key: str, started: float, notes: dict[str, Any] | None
     ) -> Lookup | None:
         """A paraphrase of a cached prompt in the same scope: the exact entry it points to, re-checked
         (tenant, counters, version, freshness) by the engine before it is served."""
@@ -327,8 +330,10 @@ class CachePlugin(CustomLogger):
             self.semantic.forget(scoped[0], match.entry_key)
             self._account(ctx, "semantic", Lookup("MISS", found.reason), started)
             return None
-        notes.update(self._account(ctx, "semantic", found, started))
-        notes[LAYER] = "semantic"
+        attributes = self._account(ctx, "semantic", found, started)
+        if notes is not None:
+            notes.update(attributes)
+            notes[LAYER] = "semantic"
         self.record(
             ctx.call_id,
             Decision(
@@ -379,6 +384,23 @@ class CachePlugin(CustomLogger):
         if pop:
             return self._decisions.pop(call_id, None)
         return self._decisions.get(call_id)
+
+    def remember_miss(self, read: Prefetched) -> None:
+        """Offer a read that found nothing to the next lookup of its key, for half a second, so the
+        request that made it does not read again. Only absence is kept: nothing can be served from an
+        older read, and its counters, recorded by the write, can only make that entry die sooner."""
+        if read.raw is not None:
+            return
+        self._recent_misses[read.key] = (time.monotonic(), read)
+        self._recent_misses.move_to_end(read.key)
+        while len(self._recent_misses) > 10_000:
+            self._recent_misses.popitem(last=False)
+
+    def _recent_miss(self, key: str) -> Prefetched | None:
+        found = self._recent_misses.pop(key, None) if self._recent_misses else None
+        if found is None or time.monotonic() - found[0] > 0.5:
+            return None
+        return found[1]
 
     def _remember_counters(self, key: str, counters: Mapping[str, int] | None) -> None:
         """Counters read when a request started; its write records them (an invalidation during the
@@ -521,9 +543,10 @@ class CachePlugin(CustomLogger):
         """
         started = time.perf_counter()
         telemetry = self.engine.telemetry
-        if telemetry is None:
-            return await self._lookup_response(ctx, started, {})
-        self._start_sampler()
+        if telemetry is not None:
+            self._start_sampler()
+        if telemetry is None or not telemetry.tracing():
+            return await self._lookup_response(ctx, started, None)
         group = ctx.request.model_group
         opening = {LAYER: "exact", MODEL: group, OPERATION: ctx.request.kind, PROVIDER: ctx.request.provider}
         with telemetry.span("llm_cache.lookup", opening, parent=_parent_span(ctx.source)) as span:
@@ -532,16 +555,20 @@ class CachePlugin(CustomLogger):
             span.set_attributes({**notes, RESULT: lookup.outcome.lower(), REASON: lookup.reason})
             return lookup
 
-    async def _lookup_response(self, ctx: RequestContext, started: float, notes: dict[str, Any]) -> Lookup:
-        """The decision, counted once per layer consulted (``notes``: attributes for the span)."""
+    async def _lookup_response(
+        self, ctx: RequestContext, started: float, notes: dict[str, Any] | None
+    ) -> Lookup:
+        """The decision, counted once per layer consulted (``notes``: attributes for the span, None
+        when no span records them)."""
         group = ctx.request.model_group
         if not ctx.cacheable:
             self.engine.account("exact", group, "bypass", ctx.reason, operation=ctx.request.kind)
             self.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
             return Lookup("BYPASS", ctx.reason)
         key = self.key_for(ctx)
-        notes[KEY_FINGERPRINT] = key_fingerprint(key)
-        lookup = await self._exact(ctx, key)
+        if notes is not None:
+            notes[KEY_FINGERPRINT] = key_fingerprint(key)
+        lookup = await self._exact(ctx, key, prefetched=self._recent_miss(key))
         self._remember_counters(key, lookup.counters)
         if lookup.outcome == "MISS" and ctx.semantic and self.semantic is not None:
             semantic_hit = await self._semantic_lookup(ctx, key, started, notes)
@@ -565,7 +592,9 @@ class CachePlugin(CustomLogger):
                 age = max(0, int(self.engine.clock() - role.entry.created_at))
                 lookup = Lookup("HIT", "coalesced", entry=role.entry, age=age, counters=lookup.counters)
                 result = "coalesced"
-        notes.update(self._account(ctx, "exact", lookup, started, result=result))
+        attributes = self._account(ctx, "exact", lookup, started, result=result)
+        if notes is not None:
+            notes.update(attributes)
         edge = edge_facts(self, ctx, lookup)
         if lookup.entry is None:
             self.record(ctx.call_id, Decision(lookup.outcome, reason=lookup.reason, edge=edge))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from litellm_cache_plugin.policy.normalize import (
@@ -110,7 +110,13 @@ class Tenant:
     def fingerprint(self) -> str:
         """Stable, non-reversible id used in keys, envelopes and generation counters (computed once:
         a request needs it for its key, its counters and the envelope check)."""
-        return hashlib.sha256(f"{self.scope}\x00{self.ident}".encode()).hexdigest()[:32]
+        return _fingerprint(self.scope, self.ident)
+
+
+@lru_cache(maxsize=4096)
+def _fingerprint(scope: str, ident: str) -> str:
+    # Memoized across requests too: the same few tenants come back all the time.
+    return hashlib.sha256(f"{scope}\x00{ident}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
