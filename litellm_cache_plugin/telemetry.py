@@ -51,6 +51,7 @@ import hashlib
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -135,6 +136,8 @@ _MS_BUCKETS = (
     30000.0,
     60000.0,
 )
+# Seconds between checks whether an application has set a global OpenTelemetry provider.
+_GLOBAL_RECHECK = 1.0
 # Attribute dicts are few and reused: cache them rather than rebuild and re-check per call.
 _ATTR_CACHE_LIMIT = 4096
 
@@ -320,6 +323,11 @@ class CacheTelemetry:
         # The API's global proxy records nothing until an application sets a real provider; checking
         # for that per span is cheaper than starting a non-recording span (~8 us on the request path).
         self._follows_global = isinstance(tracer_provider, ProxyTracerProvider)
+        # get_*_provider() reads os.environ while nothing is set (~2.5 us each): ask at most every
+        # _GLOBAL_RECHECK seconds. A provider, once set, stays set, so a "set" answer is final.
+        self._globals_checked_at = -math.inf
+        self._meter_unset = self._unset_global_meter is not None
+        self._tracer_unset = self._follows_global
         self._requests = meter.create_counter("llm_cache.requests", "{request}", "Cache lookups by result")
         self._lookup_duration = meter.create_histogram(
             "llm_cache.lookup.duration",
@@ -394,7 +402,7 @@ class CacheTelemetry:
     ) -> None:
         """One lookup decision (``count`` identical ones, e.g. embedding items, without savings).
         Savings are counted only for served results (hit, stale, coalesced)."""
-        if self._unset_global_meter is not None and metrics.get_meter_provider() is self._unset_global_meter:
+        if self._meter_unset and self._globals_unset()[0]:
             return
         result = result.lower()
         try:
@@ -524,7 +532,18 @@ class CacheTelemetry:
         """Would a span started now be recorded? (False: skip building its attributes.)"""
         if self._tracing_off:
             return False
-        return not (self._follows_global and isinstance(trace.get_tracer_provider(), ProxyTracerProvider))
+        return not (self._tracer_unset and self._globals_unset()[1])
+
+    def _globals_unset(self) -> tuple[bool, bool]:
+        """(meter, tracer): is the global provider we follow still the API's do-nothing proxy?"""
+        now = time.monotonic()
+        if now - self._globals_checked_at >= _GLOBAL_RECHECK:
+            self._globals_checked_at = now
+            if self._meter_unset:
+                self._meter_unset = metrics.get_meter_provider() is self._unset_global_meter
+            if self._tracer_unset:
+                self._tracer_unset = isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+        return self._meter_unset, self._tracer_unset
 
     @contextlib.contextmanager
     def span(

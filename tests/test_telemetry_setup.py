@@ -142,3 +142,42 @@ def test_grafana_dashboard_queries_only_series_we_export() -> None:
         for name in re.findall(r"\b((?:llm_cache|gen_ai)_[A-Za-z_]+)", expression):
             is_metric = re.search(rf"^{name}[{{ ]", exported, re.M) is not None
             assert is_metric or f"{name}=" in exported, f"{name} is neither a metric nor a label we export"
+
+
+PICKED_UP_LATER = """
+import litellm_cache_plugin.telemetry as t
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+t._GLOBAL_RECHECK = 0.0
+telemetry = t.CacheTelemetry()  # nothing configured yet: nothing is taken, no span is started
+telemetry.record_lookup("exact", "m", "hit")
+assert not telemetry.tracing()
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+trace.set_tracer_provider(TracerProvider())
+telemetry.record_lookup("exact", "m", "hit")
+assert telemetry.tracing()
+points = [
+    p.value
+    for rm in reader.get_metrics_data().resource_metrics
+    for sm in rm.scope_metrics
+    for m in sm.metrics
+    if m.name == "llm_cache.requests"
+    for p in m.data.data_points
+]
+assert points == [1], points
+print("ok")
+"""
+
+
+def test_a_provider_set_after_the_plugin_started_is_used() -> None:
+    """The application (or LiteLLM's otel callback) may set the global providers after the plugin was
+    built: from then on measurements and spans are taken (in a fresh interpreter: globals are set once)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PICKED_UP_LATER], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
