@@ -106,6 +106,8 @@ from litellm_cache_plugin.versions import OLLAMA_PROVIDERS, OllamaVersions
 log = logging.getLogger("litellm_cache_plugin")
 
 IDENTITY_FIELD = "lcp_identity"
+# Metadata flag of the plugin's own stale-while-revalidate calls (not counted as client lookups).
+REFRESH_FIELD = "lcp_refresh"
 _BYPASS_KEY_PREFIX = "lcp-bypass:"
 _CACHED_CALL_TYPES = ["acompletion", "atext_completion", "aembedding"]
 
@@ -562,7 +564,8 @@ class CachePlugin(CustomLogger):
         when no span records them)."""
         group = ctx.request.model_group
         if not ctx.cacheable:
-            self.engine.account("exact", group, "bypass", ctx.reason, operation=ctx.request.kind)
+            if _metadata(ctx.source).get(REFRESH_FIELD) is not True:
+                self.engine.account("exact", group, "bypass", ctx.reason, operation=ctx.request.kind)
             self.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
             return Lookup("BYPASS", ctx.reason)
         key = self.key_for(ctx)
@@ -611,6 +614,8 @@ class CachePlugin(CustomLogger):
         the savings as span attributes."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         savings = self.savings(ctx, lookup.entry, elapsed_ms) if lookup.entry is not None else None
+        if _metadata(ctx.source).get(REFRESH_FIELD) is True:
+            return {}  # our own stale-while-revalidate call, not a client's request: counted as a refresh
         self.engine.account(
             layer,
             ctx.request.model_group,
@@ -1252,6 +1257,7 @@ def refresh_call(source: Mapping[str, Any]) -> dict[str, Any]:
     }
     kept = (IDENTITY_FIELD, "model_group", "model_info", "cache_tags")
     metadata = {k: v for k, v in _metadata(source).items() if k in kept}
+    metadata[REFRESH_FIELD] = True
     call.update(metadata=metadata, cache={"no-cache": True}, caching=True, stream=False)
     return call
 
