@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litellm_cache_plugin.crypto import PayloadCipher
-from litellm_cache_plugin.envelope import Entry, decode_entry, encode_entry
+from litellm_cache_plugin.envelope import (
+    HARD_MAX_PAYLOAD,
+    Entry,
+    compress_payload,
+    decode_entry,
+    decompress_payload,
+    encode_entry,
+)
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
 from litellm_cache_plugin.policy.keys import Tenant
@@ -164,9 +171,15 @@ class CacheEngine:
         single_flight: SingleFlightSettings | None = None,
         cipher: PayloadCipher | None = None,
         telemetry: CacheTelemetry | None = None,
+        compress_min_bytes: int | None = None,
+        max_payload_bytes: int = HARD_MAX_PAYLOAD,
     ) -> None:
         self.store = store
         self.cipher = cipher
+        # Payloads of at least this many bytes are stored zstd-compressed (None/0: never); none is
+        # ever inflated past max_payload_bytes (no larger payload is stored, so more means tampering).
+        self.compress_min_bytes = compress_min_bytes
+        self.max_payload_bytes = max_payload_bytes
         # None: telemetry off (no instrument exists, nothing is recorded).
         self.telemetry = telemetry
         self.namespace = namespace
@@ -276,6 +289,13 @@ class CacheEngine:
                 stats.bump(layer, model_group, "decrypt_failed")
                 return miss("undecryptable")
             entry = dataclasses.replace(entry, payload=plaintext)
+        if entry.compressed:
+            plain = decompress_payload(entry.payload, self.max_payload_bytes)
+            if plain is None:  # a bad frame or a decompression bomb: a miss, never an error
+                stats.bump(layer, model_group, "corrupt")
+                self._spawn(self._delete_quietly(key))
+                return miss("undecodable")
+            entry = dataclasses.replace(entry, payload=plain, compressed=False)
         if entry.model_version != model_version:
             return miss("model_version_changed")
         now = self.clock()
@@ -424,12 +444,15 @@ class CacheEngine:
         if max_bytes is not None and len(payload) > max_bytes:
             self.stats.bump(layer, model_group, "too_large")
             return None
-        stored_payload, extra = payload, dict(extra or {})
-        if encrypt:
-            if self.cipher is None:
-                self.stats.bump(layer, model_group, "not_stored_no_key")
-                return None
-            extra["enc"], stored_payload = self.cipher.encrypt(payload, _associated(key, tenant.fingerprint))
+        extra = dict(extra or {})
+        if encrypt and self.cipher is None:
+            self.stats.bump(layer, model_group, "not_stored_no_key")
+            return None
+        packed = compress_payload(payload, self.compress_min_bytes, self.max_payload_bytes)
+        stored_payload = payload if packed is None else packed
+        if encrypt and self.cipher is not None:  # compressed first: ciphertext does not compress
+            associated = _associated(key, tenant.fingerprint)
+            extra["enc"], stored_payload = self.cipher.encrypt(stored_payload, associated)
         try:
             recorded = (
                 dict(counters)
@@ -448,6 +471,7 @@ class CacheEngine:
                 upstream_ms=upstream_ms,
                 tags=tuple(tags),
                 extra=extra,
+                compressed=packed is not None,
             )
             encoded = encode_entry(entry)
             await self.store.set(key, encoded, backend_ttl(ttl, stale_for))
@@ -458,7 +482,7 @@ class CacheEngine:
         self.stats.bump(layer, model_group, "store")
         if self.telemetry is not None:
             self.telemetry.record_store(layer, model_group, len(encoded))
-        return dataclasses.replace(entry, payload=payload)
+        return dataclasses.replace(entry, payload=payload, compressed=False)
 
     async def store_many(
         self,
@@ -483,10 +507,12 @@ class CacheEngine:
                 else await self._counters_now(model_group, tenant, tags)
             )
             now = self.clock()
-            sealed = [
-                (key, payload, self._seal(key, payload, tenant) if encrypt else None)
-                for key, payload in items
-            ]
+            sealed = []
+            for key, payload in items:
+                packed = compress_payload(payload, self.compress_min_bytes, self.max_payload_bytes)
+                stored = payload if packed is None else packed  # compressed before it is encrypted
+                seal = self._seal(key, stored, tenant) if encrypt else None
+                sealed.append((key, stored, packed is not None, seal))
             encoded = [
                 (
                     key,
@@ -502,10 +528,11 @@ class CacheEngine:
                             kind="embedding",
                             tags=tuple(tags),
                             extra={"enc": seal[0]} if seal else {},
+                            compressed=zipped,
                         )
                     ),
                 )
-                for key, payload, seal in sealed
+                for key, payload, zipped, seal in sealed
             ]
             await self.store.set_many(encoded, backend_ttl(ttl, 0.0))
         except StoreError as error:

@@ -1,6 +1,9 @@
-"""Envelope format 3 (binary header, compact counters) and reading format 1 (JSON header)."""
+"""Envelope format 3 (binary header, compact counters, compressed payloads) and reading format 1."""
 
 from __future__ import annotations
+
+import dataclasses
+import random
 
 import pytest
 from hypothesis import given
@@ -11,7 +14,9 @@ from litellm_cache_plugin.envelope import (
     FORMAT_VERSION,
     LEGACY_JSON_VERSION,
     Entry,
+    compress_payload,
     decode_entry,
+    decompress_payload,
     encode_entry,
     encode_entry_v1,
 )
@@ -118,3 +123,135 @@ def test_every_corruption_or_truncation_is_a_miss() -> None:
 @given(st.binary(max_size=300))
 def test_garbage_in_format_3_never_raises(tail: bytes) -> None:
     decode_entry(bytes([FORMAT_VERSION]) + tail)
+
+
+# -- compressed payloads (flag 0x20) ------------------------------------------------------------------
+
+LONG_ANSWER = b'{"choices":[{"message":{"content":"' + b"the runbook explains each step " * 800 + b'"}}]}'
+
+
+def test_compressed_entries_round_trip_and_old_readers_reject_the_flag() -> None:
+    packed = compress_payload(LONG_ANSWER, 16 * 1024)
+    assert packed is not None and len(packed) < len(LONG_ANSWER) // 10
+    entry = engine_entry(payload=packed, compressed=True)
+    raw = encode_entry(entry)
+    decoded = decode_entry(raw)
+    assert decoded == entry and decoded is not None and decoded.compressed
+    assert decompress_payload(decoded.payload) == LONG_ANSWER
+    # Uncompressed entries are unchanged (no flag), so entries written before still decode as they were.
+    assert decode_entry(encode_entry(engine_entry())) == engine_entry()
+    # A flag nobody knows stays a miss.
+    unknown = bytearray(raw)
+    unknown[1 + 8 + 4 + 4] |= 0x40
+    assert decode_entry(bytes(unknown)) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "threshold", "compressed"),
+    [
+        (LONG_ANSWER, 16 * 1024, True),
+        (LONG_ANSWER, len(LONG_ANSWER), True),
+        (LONG_ANSWER, len(LONG_ANSWER) + 1, False),  # below the threshold
+        (LONG_ANSWER, 0, False),  # off
+        (LONG_ANSWER, None, False),
+        (random.Random(1).randbytes(20_000), 1024, False),  # saves too little: stored as is
+    ],
+)
+def test_compression_threshold(payload: bytes, threshold: int | None, compressed: bool) -> None:
+    assert (compress_payload(payload, threshold) is not None) is compressed
+    # Never compressed past what could be read back.
+    assert compress_payload(payload, 1, max_bytes=len(payload) - 1) is None
+
+
+def test_corrupt_or_oversized_compressed_payloads_are_none() -> None:
+    import zstandard
+
+    packed = compress_payload(LONG_ANSWER, 1)
+    assert packed is not None
+    assert decompress_payload(packed, max_bytes=len(LONG_ANSWER)) == LONG_ANSWER
+    # A bomb: the frame declares more than the cap (or nothing at all: streamed frames).
+    assert decompress_payload(packed, max_bytes=len(LONG_ANSWER) - 1) is None
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (65 * 1024 * 1024))
+    assert len(bomb) < 10_000 and decompress_payload(bomb) is None
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(LONG_ANSWER)
+    assert decompress_payload(unsized) is None
+    for bad in (b"", b"\x00" * 10, packed[:-3], packed[:20], b"{not zstd}"):
+        assert decompress_payload(bad) is None
+    for position in range(0, len(packed), 7):
+        flipped = bytearray(packed)
+        flipped[position] ^= 0x5A
+        result = decompress_payload(bytes(flipped), max_bytes=len(LONG_ANSWER))
+        assert result is None or len(result) == len(LONG_ANSWER)
+
+
+async def test_engine_compresses_large_payloads_and_serves_them_plain() -> None:
+    store = MemoryStore()
+    engine = CacheEngine(store, namespace="lcp", compress_min_bytes=16 * 1024, max_payload_bytes=1 << 20)
+    tenant = Tenant("team", "a")
+    small = b'{"choices":[]}'
+    for key, payload in (("big", LONG_ANSWER), ("small", small)):
+        stored = await engine.store_entry(
+            key, payload, tenant=tenant, model_group="llama", model_version="1", ttl=60
+        )
+        assert stored is not None and stored.payload == payload and not stored.compressed
+    raw_big, raw_small = await store.get("big"), await store.get("small")
+    assert raw_big is not None and raw_small is not None
+    assert len(raw_big) < len(LONG_ANSWER) // 10
+    big, small_entry = decode_entry(raw_big), decode_entry(raw_small)
+    assert big is not None and big.compressed and small_entry is not None and not small_entry.compressed
+    for key, payload in (("big", LONG_ANSWER), ("small", small)):
+        found = await engine.lookup(
+            key, tenant=tenant, model_group="llama", model_version="1", controls=RequestControls()
+        )
+        assert found.outcome == "HIT" and found.entry is not None
+        assert found.entry.payload == payload and not found.entry.compressed
+    # An engine with compression off still reads compressed entries (a setting change keeps the cache).
+    reader = CacheEngine(store, namespace="lcp")
+    found = await reader.lookup(
+        "big", tenant=tenant, model_group="llama", model_version="1", controls=RequestControls()
+    )
+    assert found.entry is not None and found.entry.payload == LONG_ANSWER
+    # A compressed payload that does not inflate (valid checksum, bad frame) is a miss, never an error.
+    entry = decode_entry(raw_big)
+    assert entry is not None
+    bad = dataclasses.replace(entry, payload=b"\x28\xb5\x2f\xfd garbage")
+    await store.set("big", encode_entry(bad), 60)
+    found = await engine.lookup(
+        "big", tenant=tenant, model_group="llama", model_version="1", controls=RequestControls()
+    )
+    assert (found.outcome, found.reason) == ("MISS", "undecodable")
+
+
+async def test_engine_compresses_embedding_items_above_the_threshold() -> None:
+    store = MemoryStore()
+    engine = CacheEngine(store, namespace="lcp", compress_min_bytes=16 * 1024)
+    tenant = Tenant("team", "a")
+    items = [("a", LONG_ANSWER), ("b", b'{"embedding":[0.5]}')]
+    await engine.store_many(items, tenant=tenant, model_group="emb", model_version="1", ttl=60)
+    flags = [decode_entry(await store.get(key) or b"") for key, _ in items]
+    assert [entry.compressed for entry in flags if entry is not None] == [True, False]
+    found, _ = await engine.lookup_many(
+        ["a", "b"], tenant=tenant, model_group="emb", model_version="1", controls=RequestControls()
+    )
+    assert [entry.payload if entry else None for entry in found] == [payload for _, payload in items]
+
+
+async def test_encrypted_entries_are_compressed_before_encryption() -> None:
+    import base64
+
+    from litellm_cache_plugin.crypto import PayloadCipher
+
+    cipher = PayloadCipher([base64.b64encode(bytes(range(32))).decode()])
+    store = MemoryStore()
+    engine = CacheEngine(store, namespace="lcp", cipher=cipher, compress_min_bytes=16 * 1024)
+    tenant = Tenant("user", "u")
+    await engine.store_entry(
+        "k", LONG_ANSWER, tenant=tenant, model_group="m", model_version="1", ttl=60, encrypt=True
+    )
+    entry = decode_entry(await store.get("k") or b"")
+    assert entry is not None and entry.compressed and "enc" in entry.extra
+    assert len(entry.payload) < len(LONG_ANSWER) // 10  # ciphertext of the compressed bytes
+    found = await engine.lookup(
+        "k", tenant=tenant, model_group="m", model_version="1", controls=RequestControls()
+    )
+    assert found.outcome == "HIT" and found.entry is not None and found.entry.payload == LONG_ANSWER

@@ -253,6 +253,8 @@ class CachePlugin(CustomLogger):
             single_flight=SingleFlightSettings(timeout=settings.single_flight.timeout),
             cipher=cipher,
             telemetry=telemetry,
+            compress_min_bytes=settings.compress_min_bytes,
+            max_payload_bytes=settings.max_entry_bytes,
         )
         self._prices: dict[str, PriceSheet | None] = {}
         self._model_costs: dict[tuple[str, str | None], Mapping[str, Any] | None] = {}
