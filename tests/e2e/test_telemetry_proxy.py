@@ -49,7 +49,8 @@ def otel_proxies(
             "backend": "memory://",
             "ttl": 600,
             "fast_path": {"enabled": fast_path},
-            "telemetry": {"prometheus": {"enabled": True}},
+            # The hook-path proxy's scrape endpoint requires the admin key, the other one is open.
+            "telemetry": {"prometheus": {"enabled": True, "require_auth": not fast_path}},
             "models": {
                 "llama3.2": {
                     "prices": {"input_cost_per_token": INPUT_PRICE, "output_cost_per_token": OUTPUT_PRICE}
@@ -250,6 +251,15 @@ def test_invalidation_is_counted_and_traced(otel_proxies: dict[str, ProxyProcess
     assert any(s["name"] == "llm_cache.invalidate" for s in dump["spans"])
 
 
+def test_prometheus_endpoint_can_require_the_admin_key(otel_proxies: dict[str, ProxyProcess]) -> None:
+    proxy = otel_proxies["hooks"]
+    url = f"{proxy.url}/v1/cache/metrics"
+    assert httpx.get(url, headers={"Authorization": f"Bearer {TEAM_A}"}, timeout=10).status_code == 403
+    assert httpx.get(url, headers={"Authorization": "Bearer sk-bogus-0000"}, timeout=10).status_code == 401
+    admin = httpx.get(url, headers=_admin(proxy), timeout=10)
+    assert admin.status_code == 200 and "llm_cache_requests_total" in admin.text
+
+
 def test_prometheus_endpoint_has_the_per_layer_series(
     otel_proxies: dict[str, ProxyProcess], workloads: dict[str, dict[str, Any]]
 ) -> None:
@@ -296,7 +306,7 @@ def test_no_prompt_or_tenant_in_any_attribute_or_label(
             if p["name"].startswith("llm_cache.")
             for v in p["attributes"].values()
         ]
-        texts.append(httpx.get(f"{proxy.url}/v1/cache/metrics", timeout=10).text)
+        texts.append(httpx.get(f"{proxy.url}/v1/cache/metrics", headers=_admin(proxy), timeout=10).text)
         for text in texts:
             for secret in forbidden:
                 assert secret not in text, f"{secret!r} leaked into telemetry of {name}: {text[:200]!r}"
