@@ -15,6 +15,7 @@ are shared by the built-in backends and usable by third-party ones.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import math
 import re
@@ -249,6 +250,20 @@ def flag(value: object) -> bool:
         if lowered in _FALSE:
             return False
     raise ValueError("a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+async def take_slot(slots: asyncio.Semaphore, timeout: float | None) -> bool:
+    """Take one of a connection pool's slots: at once when one is free (no timer armed: that costs
+    more than the command on loopback), else waiting at most ``timeout`` seconds (None: as long as it
+    takes). False: none was freed in time."""
+    if not slots.locked():
+        await slots.acquire()
+        return True
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 def one_of(*choices: str) -> OptionParser:

@@ -70,6 +70,7 @@ from litellm_cache_plugin.store import (
     parse_options,
     positive_float,
     positive_int,
+    take_slot,
     text,
     url_options,
 )
@@ -378,15 +379,8 @@ class MemcachedClient:
             return result
 
     async def _take_slot(self) -> None:
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.pool_timeout)
-        except asyncio.TimeoutError:
-            raise MemcachedError(
-                f"memcached {self.address}: no free connection within {self.pool_timeout} s"
-            ) from None
+        if not await take_slot(self._slots, self.pool_timeout):
+            raise MemcachedError(f"memcached {self.address}: no free connection within {self.pool_timeout} s")
 
     async def _connection(self) -> tuple[_Connection, bool]:
         if self._idle:

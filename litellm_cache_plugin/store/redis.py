@@ -35,6 +35,7 @@ from litellm_cache_plugin.store import (
     parse_options,
     positive_float,
     positive_int,
+    take_slot,
     text,
     url_options,
 )
@@ -54,7 +55,7 @@ _RELEASE_SHA = hashlib.sha1(_RELEASE_LUA.encode()).hexdigest()
 
 _DB_PATH = re.compile(r"^(/\d*)?$")
 
-_COMMON_OPTIONS = {
+COMMON_OPTIONS = {
     "prefix": text,
     "max_connections": positive_int,
     "socket_timeout": positive_float,
@@ -105,13 +106,8 @@ class WaitingConnectionPool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         slots = self._slots
-        if slots.locked():
-            try:
-                await asyncio.wait_for(slots.acquire(), self.timeout)
-            except asyncio.TimeoutError:
-                raise RedisConnectionError("No connection available.") from None
-        else:
-            await slots.acquire()  # returns at once: a slot is free
+        if not await take_slot(slots, self.timeout):
+            raise RedisConnectionError("No connection available.")
         take = aioredis.ConnectionPool.get_connection
         try:
             connection = await take(self, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -184,7 +180,7 @@ class RedisStore:
             raise ValueError(
                 f"the path of a {scheme}:// URL must be a database number like /3, not {parts.path!r}"
             )
-        spec = {**_COMMON_OPTIONS, **_SSL_OPTIONS} if scheme == "rediss" else _COMMON_OPTIONS
+        spec = {**COMMON_OPTIONS, **_SSL_OPTIONS} if scheme == "rediss" else COMMON_OPTIONS
         opts = parse_options(scheme, {**query, **options}, spec)
         prefix = opts.pop("prefix", "")
         socket_timeout = opts.pop("socket_timeout", DEFAULT_SOCKET_TIMEOUT)

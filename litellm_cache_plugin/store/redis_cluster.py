@@ -44,17 +44,15 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from litellm_cache_plugin.store import (
-    non_negative_float,
-    non_negative_int,
     parse_options,
     positive_float,
-    positive_int,
-    text,
+    take_slot,
     url_options,
 )
 from litellm_cache_plugin.store.base import StoreError, StoreStats
 from litellm_cache_plugin.store.memcached import parse_hosts
 from litellm_cache_plugin.store.redis import (
+    COMMON_OPTIONS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_RETRIES,
@@ -72,16 +70,8 @@ S = TypeVar("S", bound=RedisStore)
 
 DEFAULT_PORT = 6379
 
-_OPTIONS = {
-    "prefix": text,
-    "max_connections": positive_int,
-    "socket_timeout": positive_float,
-    "socket_connect_timeout": positive_float,
-    "pool_timeout": positive_float,
-    "health_check_interval": non_negative_float,
-    "retries": non_negative_int,
-    "client_name": text,
-}
+# The same URL options as a single Redis server, without the TLS ones.
+_OPTIONS = COMMON_OPTIONS
 
 
 def _cluster_call(
@@ -139,13 +129,8 @@ class RedisClusterStore(RedisStore):
         self._closed = False
 
     async def _take_slot(self) -> None:
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.pool_timeout)
-        except asyncio.TimeoutError:
-            raise StoreError(f"redis cluster: no free connection within {self.pool_timeout} s") from None
+        if not await take_slot(self._slots, self.pool_timeout):
+            raise StoreError(f"redis cluster: no free connection within {self.pool_timeout} s")
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisClusterStore:
