@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from litellm_cache_plugin.integrations.asgi import ASGIApp, Message, Receive, Scope, Send
 from litellm_cache_plugin.policy.controls import Outcome
 from litellm_cache_plugin.policy.edge import (
     EdgeFacts,
@@ -39,11 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litellm_cache_plugin")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _IN_USE_ATTR = "_lcp_edge_in_use"
 _INSTALLED_ATTR = "_lcp_conditional_installed"

@@ -72,13 +72,14 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from litellm_cache_plugin.integrations.asgi import ASGIApp, Message, Receive, Scope, Send
 from litellm_cache_plugin.integrations.edge import hit_edge_headers
 from litellm_cache_plugin.policy.controls import (
     parse_cache_control,
@@ -94,11 +95,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litellm_cache_plugin")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ROUTES: Final[Mapping[str, RequestKind]] = {
     "/v1/chat/completions": "chat",
