@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import httpx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
+from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -239,18 +238,16 @@ def main() -> int:
     simulator.start()
     cases = build_cases(simulator.url, run_id, workdir)
     try:
-        for proxy in cases.values():
-            proxy.start()
-        with ThreadPoolExecutor(len(cases)) as pool:
-            list(pool.map(lambda p: p.wait_ready(timeout=240), cases.values()))
-        print(f"proxies ready ({workdir}); {args.clients} clients x {args.seconds:.0f}s per case", flush=True)
-        results = [asyncio.run(drive_hits(proxy, args.seconds, args.clients)) for proxy in cases.values()]
-        fast_misses, hook_misses = asyncio.run(
-            drive_misses(cases["b-plugin-memory-fast"], cases["c-plugin-memory-hooks"], args.misses)
-        )
+        with running(cases.values(), timeout=240):
+            print(
+                f"proxies ready ({workdir}); {args.clients} clients x {args.seconds:.0f}s per case",
+                flush=True,
+            )
+            results = [asyncio.run(drive_hits(proxy, args.seconds, args.clients)) for proxy in cases.values()]
+            fast_misses, hook_misses = asyncio.run(
+                drive_misses(cases["b-plugin-memory-fast"], cases["c-plugin-memory-hooks"], args.misses)
+            )
     finally:
-        for proxy in cases.values():
-            proxy.stop()
         simulator.stop()
         cleanup_redis(run_id)
 

@@ -15,6 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,22 @@ class ProxyProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running(processes: Iterable[ProxyProcess], *, timeout: float = 180.0) -> Iterator[None]:
+    """Start every proxy, wait until all of them answer (in parallel: each spends 10-20 s importing
+    LiteLLM), and stop them all on exit, whatever happened."""
+    proxies = list(processes)
+    try:
+        for proxy in proxies:
+            proxy.start()
+        with ThreadPoolExecutor(max(1, len(proxies))) as pool:
+            list(pool.map(lambda proxy: proxy.wait_ready(timeout=timeout), proxies))
+        yield
+    finally:
+        for proxy in proxies:
+            proxy.stop()
 
 
 # A custom_auth module for tests and the demo: fixed keys map to fixed identities, so tenant isolation

@@ -9,13 +9,12 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
+from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -42,21 +41,17 @@ def proxies(
         "memory": {"backend": "memory://", "ttl": 600},
         "redis": {"backend": _with_prefix(redis_url, prefix), "ttl": 600},
     }
-    started: dict[str, ProxyProcess] = {}
-    for name, section in plugins.items():
-        started[name] = ProxyProcess(
+    started = {
+        name: ProxyProcess(
             proxy_config(simulator.url, section),
             base / name,
             extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
             name=f"proxy-{name}",
-        ).start()
-    try:
-        with ThreadPoolExecutor(len(started)) as pool:
-            list(pool.map(lambda p: p.wait_ready(timeout=180), started.values()))
+        )
+        for name, section in plugins.items()
+    }
+    with running(started.values(), timeout=180):
         yield started
-    finally:
-        for process in started.values():
-            process.stop()
 
 
 def _with_prefix(redis_url: str, prefix: str) -> str:

@@ -21,14 +21,13 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import ProxyProcess, proxy_config
+from litellm_cache_plugin.runner import ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorThread
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -185,15 +184,8 @@ def fp_proxies(
             simulator, base, "off", {"backend": "memory://", "ttl": 600, "fast_path": {"enabled": False}}
         ),
     }
-    for process in started.values():
-        process.start()
-    try:
-        with ThreadPoolExecutor(len(started)) as pool:
-            list(pool.map(lambda p: p.wait_ready(timeout=240), started.values()))
+    with running(started.values(), timeout=240):
         yield started
-    finally:
-        for process in started.values():
-            process.stop()
 
 
 class FastClient:

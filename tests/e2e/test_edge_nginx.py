@@ -17,7 +17,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
+from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorThread
 from tests.e2e.conftest import TEAM_A, TEAM_A_2, TEAM_B, unique
 from tests.e2e.nginx_support import NginxProcess, nginx_binary
@@ -142,23 +141,20 @@ def edges(simulator: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) 
             base / name,
             extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
             name=f"proxy-edge-{name}",
-        ).start()
+        )
         for name, fast_path in (("fast", True), ("hooks", False))
     }
     started: dict[str, Edge] = {}
-    try:
-        with ThreadPoolExecutor(len(proxies)) as pool:
-            list(pool.map(lambda p: p.wait_ready(timeout=180), proxies.values()))
-        for name, proxy in proxies.items():
-            nginx = NginxProcess(base / f"nginx-{name}", proxy.port).start()
-            started[name] = Edge(name, proxy, nginx, simulator)
-        yield started
-    finally:
-        for edge in started.values():
-            edge.close()
-            edge.nginx.stop()
-        for proxy in proxies.values():
-            proxy.stop()
+    with running(proxies.values(), timeout=180):
+        try:
+            for name, proxy in proxies.items():
+                nginx = NginxProcess(base / f"nginx-{name}", proxy.port).start()
+                started[name] = Edge(name, proxy, nginx, simulator)
+            yield started
+        finally:
+            for edge in started.values():
+                edge.close()
+                edge.nginx.stop()
 
 
 @pytest.fixture(params=["fast", "hooks"])

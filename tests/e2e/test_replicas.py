@@ -7,14 +7,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, strong_master_key
+from litellm_cache_plugin.runner import (
+    DEMO_AUTH_MODULE,
+    ProxyProcess,
+    proxy_config,
+    running,
+    strong_master_key,
+)
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 from tests.e2e.conftest import TEAM_A, TEAM_B, _with_prefix, chat_body, unique
 
@@ -60,15 +65,8 @@ def replicas(
         )
         for i in range(2)
     ]
-    for process in processes:
-        process.start()
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda p: p.wait_ready(180), processes))
+    with running(processes, timeout=180):
         yield [p.url for p in processes]
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def sim_calls(sim: SimulatorThread) -> int:

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from litellm_cache_plugin.policy.keys import Identity, tenant_for
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
+from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 from tests.e2e.conftest import TEAM_A, TEAM_B
 from tests.e2e.otel_probe_module import OTEL_PROBE_MODULE
@@ -68,14 +67,9 @@ def otel_proxies(
             Path(base) / name,
             extra_files={"demo_auth.py": DEMO_AUTH_MODULE, "otel_probe.py": OTEL_PROBE_MODULE},
             name=f"otel-{name}",
-        ).start()
-    try:
-        with ThreadPoolExecutor(len(started)) as pool:
-            list(pool.map(lambda p: p.wait_ready(timeout=180), started.values()))
+        )
+    with running(started.values(), timeout=180):
         yield started
-    finally:
-        for process in started.values():
-            process.stop()
 
 
 def _admin(proxy: ProxyProcess) -> dict[str, str]:
