@@ -22,7 +22,6 @@ import random
 import statistics
 import struct
 import time
-import uuid
 import warnings
 import zlib
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import orjson
+
+from benchmarks.run import FILLER, chat_completion_skeleton
 
 try:
     import msgpack
@@ -77,35 +78,14 @@ def _corpus() -> list[str]:
     return list(dict.fromkeys(paragraphs))
 
 
-_FILLER = (
-    "the service reads its settings at start and the runbook explains each step with a short "
-    "example so that the on-call engineer can follow it without prior context while the page "
-    "names point to the wiki sections that cover the details"
-)
-
-
 def chat_payload(rng: random.Random, target: int, corpus: list[str] | None) -> dict[str, Any]:
     """A chat completion as LiteLLM returns it (the shape of ``benchmarks.run.realistic_payload``),
     content from ``corpus`` paragraphs (or, with None, run.py's filler words) up to ``target`` bytes."""
-    body: dict[str, Any] = {
-        "id": f"chatcmpl-{uuid.UUID(int=rng.getrandbits(128))}",
-        "created": 1763800000 + rng.randint(0, 10**6),
-        "model": "ollama_chat/llama3.2",
-        "object": "chat.completion",
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "finish_reason": "stop",
-                "index": 0,
-                "message": {"content": "", "role": "assistant", "tool_calls": None, "function_call": None},
-            }
-        ],
-        "usage": {"completion_tokens": 0, "prompt_tokens": 96, "total_tokens": 0},
-    }
+    body = chat_completion_skeleton(rng, "ollama_chat/llama3.2")
     skeleton = len(orjson.dumps(body))
     parts: list[str] = []
     length = 0
-    words = _FILLER.split()
+    words = FILLER.split()
     start = rng.randrange(len(corpus)) if corpus else 0
     while skeleton + length < target:
         if corpus:

@@ -638,21 +638,19 @@ async def profile_case(
 # --------------------------------------------------------------------------- micro-benchmarks
 
 
-_FILLER = (
+FILLER = (
     "the service reads its settings at start and the runbook explains each step with a short "
     "example so that the on-call engineer can follow it without prior context while the page "
     "names point to the wiki sections that cover the details"
 )
 
 
-def realistic_payload(rng: random.Random, size_range: tuple[int, int] = (1024, 2048)) -> bytes:
-    """A chat completion as LiteLLM returns it, 1-2 KB of JSON."""
-    target = rng.randint(*size_range)
-    words = _FILLER.split()
-    body: dict[str, Any] = {
+def chat_completion_skeleton(rng: random.Random, model: str) -> dict[str, Any]:
+    """A chat completion as LiteLLM returns it, with empty content and usage to fill in."""
+    return {
         "id": f"chatcmpl-{uuid.UUID(int=rng.getrandbits(128))}",
         "created": 1763800000 + rng.randint(0, 10**6),
-        "model": f"ollama_chat/{SIM_MODEL}",
+        "model": model,
         "object": "chat.completion",
         "system_fingerprint": None,
         "choices": [
@@ -664,6 +662,13 @@ def realistic_payload(rng: random.Random, size_range: tuple[int, int] = (1024, 2
         ],
         "usage": {"completion_tokens": 0, "prompt_tokens": 96, "total_tokens": 0},
     }
+
+
+def realistic_payload(rng: random.Random, size_range: tuple[int, int] = (1024, 2048)) -> bytes:
+    """A chat completion as LiteLLM returns it, 1-2 KB of JSON."""
+    target = rng.randint(*size_range)
+    words = FILLER.split()
+    body = chat_completion_skeleton(rng, f"ollama_chat/{SIM_MODEL}")
     skeleton = len(orjson.dumps(body))
     content: list[str] = []
     length = 0
