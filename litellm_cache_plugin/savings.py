@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from litellm_cache_plugin.settings import Prices
 from litellm_cache_plugin.telemetry import cost_saved, gpu_seconds_from_ollama
 
 # Keys inside an entry's ``extra`` (short: they are stored with every entry).
@@ -39,15 +40,6 @@ class Savings:
     output_tokens: int | None = None
     cost_usd: float | None = None
     gpu_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class PriceSheet:
-    """Per model group prices from settings (``models.<group>.prices``)."""
-
-    input_cost_per_token: float | None = None
-    output_cost_per_token: float | None = None
-    gpu_cost_per_hour: float | None = None
 
 
 def _count(value: Any) -> int | None:
@@ -91,7 +83,7 @@ def savings_of(
     extra: Mapping[str, Any],
     upstream_ms: float | None,
     hit_ms: float | None,
-    prices: PriceSheet | None = None,
+    prices: Prices | None = None,
     model_cost: Mapping[str, Any] | None = None,
 ) -> Savings:
     """What serving an entry saved. ``hit_ms``: how long the hit took (subtracted from the recorded
@@ -119,7 +111,7 @@ def _cost(
     prompt: int | None,
     completion: int | None,
     gpu_seconds: float | None,
-    prices: PriceSheet | None,
+    prices: Prices | None,
     model_cost: Mapping[str, Any] | None,
 ) -> float | None:
     if prices is not None:

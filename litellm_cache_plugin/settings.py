@@ -316,6 +316,7 @@ class PluginSettings(_Strict):
                 max_entry_bytes=min(self.max_entry_bytes, self.pii.max_entry_bytes),
                 encrypt=bool(self.encryption.keys),
                 pii=True,
+                prices=override.prices,
             )
         return EffectiveSettings(
             scope=override.scope or self.scope,
@@ -330,6 +331,7 @@ class PluginSettings(_Strict):
             layers=override.layers or self.layers,
             max_entry_bytes=self.max_entry_bytes,
             encrypt=self.encryption.apply_to == "all" and bool(self.encryption.keys),
+            prices=override.prices,
         )
 
 
@@ -345,6 +347,7 @@ class EffectiveSettings(BaseModel):
     max_entry_bytes: int
     encrypt: bool = False
     pii: bool = False
+    prices: Prices | None = None
 
 
 def _describe(error: ValidationError) -> str:

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from litellm_cache_plugin.savings import (
     GPU_SECONDS,
     TOKENS,
-    PriceSheet,
     embedding_item_facts,
     savings_of,
     upstream_facts,
 )
+from litellm_cache_plugin.settings import Prices
 
 OLLAMA_RAW = orjson.dumps(
     {"done": True, "total_duration": 1_234_567_890, "prompt_eval_count": 12, "eval_count": 30}
@@ -54,9 +54,9 @@ def test_savings_subtract_the_hits_own_latency_and_never_go_negative() -> None:
 
 def test_cost_prefers_settings_prices_then_gpu_price_then_litellms_cost_map() -> None:
     extra = {TOKENS: [100, 50], GPU_SECONDS: 36.0}
-    per_token = PriceSheet(input_cost_per_token=1e-6, output_cost_per_token=3e-6, gpu_cost_per_hour=99.0)
+    per_token = Prices(input_cost_per_token=1e-6, output_cost_per_token=3e-6, gpu_cost_per_hour=99.0)
     assert savings_of(extra, None, None, per_token).cost_usd == pytest.approx(100e-6 + 150e-6)
-    gpu = PriceSheet(gpu_cost_per_hour=2.0)
+    gpu = Prices(gpu_cost_per_hour=2.0)
     assert savings_of(extra, None, None, gpu).cost_usd == pytest.approx(0.02)
     cost_map = {"input_cost_per_token": 2e-6, "output_cost_per_token": 4e-6}
     assert savings_of(extra, None, None, None, cost_map).cost_usd == pytest.approx(400e-6)
@@ -77,7 +77,12 @@ def test_embedding_items_save_their_prompt_tokens() -> None:
     completion=st.integers(min_value=0, max_value=10**7),
 )
 def test_savings_are_never_negative(upstream: float, hit: float, prompt: int, completion: int) -> None:
-    saved = savings_of({TOKENS: [prompt, completion]}, upstream, hit, PriceSheet(1e-6, 1e-6))
+    saved = savings_of(
+        {TOKENS: [prompt, completion]},
+        upstream,
+        hit,
+        Prices(input_cost_per_token=1e-6, output_cost_per_token=1e-6),
+    )
     assert saved.latency_ms is not None and saved.latency_ms >= 0
     assert saved.cost_usd is not None and saved.cost_usd >= 0
     assert saved.latency_ms <= upstream

@@ -74,7 +74,6 @@ from litellm_cache_plugin.policy.keys import (
 )
 from litellm_cache_plugin.policy.tags import TagError, parse_tags
 from litellm_cache_plugin.savings import (
-    PriceSheet,
     Savings,
     embedding_item_facts,
     savings_of,
@@ -256,7 +255,6 @@ class CachePlugin(CustomLogger):
             compress_min_bytes=settings.compress_min_bytes,
             max_payload_bytes=settings.max_entry_bytes,
         )
-        self._prices: dict[str, PriceSheet | None] = {}
         self._model_costs: dict[tuple[str, str | None], Mapping[str, Any] | None] = {}
         self.versions = OllamaVersions(
             refresh_interval=settings.versions.refresh_interval, fetch_timeout=settings.versions.fetch_timeout
@@ -637,22 +635,9 @@ class CachePlugin(CustomLogger):
             entry.extra,
             entry.upstream_ms,
             hit_ms,
-            self._price_sheet(ctx.request.model_group),
+            self.effective(ctx.request.model_group).prices,
             self._model_cost(model, ctx.request.provider) if isinstance(model, str) else None,
         )
-
-    def _price_sheet(self, model_group: str) -> PriceSheet | None:
-        if model_group not in self._prices:
-            override = self.settings.models.get(model_group)
-            prices = override.prices if override is not None else None
-            self._prices[model_group] = (
-                PriceSheet(
-                    prices.input_cost_per_token, prices.output_cost_per_token, prices.gpu_cost_per_hour
-                )
-                if prices is not None
-                else None
-            )
-        return self._prices[model_group]
 
     def _model_cost(self, model: str, provider: str | None) -> Mapping[str, Any] | None:
         """LiteLLM's cost-map entry of a deployment model (memoized: the map is large)."""
@@ -718,7 +703,7 @@ class CachePlugin(CustomLogger):
     def embedding_savings(self, ctx: RequestContext) -> Callable[[Entry], Savings]:
         """Savings of one cached embedding item: its prompt tokens, priced like a call."""
         model = ctx.source.get("model")
-        prices = self._price_sheet(ctx.request.model_group)
+        prices = self.effective(ctx.request.model_group).prices
         model_cost = self._model_cost(model, ctx.request.provider) if isinstance(model, str) else None
 
         def of(entry: Entry) -> Savings:
