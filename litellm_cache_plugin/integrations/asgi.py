@@ -1,12 +1,59 @@
-"""ASGI types shared by the handlers the plugin installs in the proxy app (fast path, 304 wrapper)."""
+"""ASGI types and installation shared by the handlers the plugin puts in the proxy app (the fast path,
+the edge layer's 304 wrapper)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+log = logging.getLogger("litellm_cache_plugin")
+
+# Builds the handler to install around ``app``; the flag says whether it sits inside Starlette's
+# ExceptionMiddleware (then exceptions it raises are rendered by the proxy's own handlers).
+Wrapper = Callable[[ASGIApp, bool], ASGIApp]
+
+
+def install_in_proxy_app(marker: str, name: str, wrap: Wrapper) -> Literal["installed", "deferred"] | None:
+    """Put ``wrap(...)`` just inside the LiteLLM proxy app's ExceptionMiddleware (else around the whole
+    stack), once per app (``marker`` is set on it). Before Starlette has built the stack (it does on
+    the first ASGI call) the builder is wrapped instead. None: no proxy app, or already installed."""
+    try:
+        from litellm.proxy.proxy_server import app
+    except ImportError:
+        return None
+    if getattr(app, marker, False):
+        return None
+    setattr(app, marker, True)
+    if app.middleware_stack is not None:
+        app.middleware_stack = _wrap_inside_exceptions(app.middleware_stack, name, wrap)
+        return "installed"
+    build = app.build_middleware_stack
+
+    def build_with_wrapper() -> Any:
+        return _wrap_inside_exceptions(build(), name, wrap)
+
+    app.build_middleware_stack = build_with_wrapper  # type: ignore[method-assign]
+    return "deferred"
+
+
+def _wrap_inside_exceptions(stack: Any, name: str, wrap: Wrapper) -> Any:
+    from starlette.middleware.exceptions import ExceptionMiddleware
+
+    node = stack
+    for _ in range(64):  # a middleware chain is short; never loop forever on a cycle
+        if node is None:
+            break
+        if isinstance(node, ExceptionMiddleware):
+            node.app = wrap(node.app, True)
+            return stack
+        node = getattr(node, "app", None)
+    log.warning("litellm_cache_plugin %s: no ExceptionMiddleware found, wrapping the whole app", name)
+    return wrap(stack, False)

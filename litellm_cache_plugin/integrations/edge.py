@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from litellm_cache_plugin.integrations.asgi import ASGIApp, Message, Receive, Scope, Send
+from litellm_cache_plugin.integrations.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    install_in_proxy_app,
+)
 from litellm_cache_plugin.policy.controls import Outcome
 from litellm_cache_plugin.policy.edge import (
     EdgeFacts,
@@ -180,38 +187,9 @@ def install_conditional_responses(plugin: CachePlugin) -> None:
     path when that is installed first). No-op outside a proxy, without the edge layer, or twice."""
     if not in_use(plugin) or not getattr(plugin, "proxy_mode", False):
         return
-    try:
-        from litellm.proxy.proxy_server import app
-    except ImportError:
-        return
-    if getattr(app, _INSTALLED_ATTR, False):
-        return
-    setattr(app, _INSTALLED_ATTR, True)
-    if app.middleware_stack is not None:
-        app.middleware_stack = _insert(app.middleware_stack, plugin)
-        return
-    build = app.build_middleware_stack
-
-    def build_with_conditional_responses() -> Any:
-        return _insert(build(), plugin)
-
-    # Starlette builds the stack on the first ASGI call; wrap the builder so the result includes us.
-    app.build_middleware_stack = build_with_conditional_responses  # type: ignore[method-assign]
-
-
-def _insert(stack: Any, plugin: CachePlugin) -> Any:
-    from starlette.middleware.exceptions import ExceptionMiddleware
-
-    node = stack
-    for _ in range(64):  # a middleware chain is short; never loop forever on a cycle
-        if node is None:
-            break
-        if isinstance(node, ExceptionMiddleware):
-            node.app = ConditionalResponses(node.app, plugin)
-            return stack
-        node = getattr(node, "app", None)
-    log.warning("litellm_cache_plugin edge layer: no ExceptionMiddleware found, wrapping the whole app")
-    return ConditionalResponses(stack, plugin)
+    install_in_proxy_app(
+        _INSTALLED_ATTR, "edge layer", lambda app, _inside: ConditionalResponses(app, plugin)
+    )
 
 
 __all__ = [

@@ -79,7 +79,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from litellm_cache_plugin.integrations.asgi import ASGIApp, Message, Receive, Scope, Send
+from litellm_cache_plugin.integrations.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    install_in_proxy_app,
+)
 from litellm_cache_plugin.integrations.edge import hit_edge_headers
 from litellm_cache_plugin.policy.controls import (
     parse_cache_control,
@@ -1384,41 +1391,15 @@ def install_fast_path(plugin: CachePlugin) -> None:
     or already installed). Safe before the stack is built: it is then inserted when Starlette builds it."""
     if not plugin.settings.fast_path.enabled or not getattr(plugin, "proxy_mode", False):
         return
-    try:
-        from litellm.proxy.proxy_server import app
-    except ImportError:
-        return
-    if getattr(app, _INSTALLED_ATTR, False):
-        return
-    setattr(app, _INSTALLED_ATTR, True)
-    if app.middleware_stack is not None:
-        app.middleware_stack = _insert(app.middleware_stack, plugin)
+    state = install_in_proxy_app(
+        _INSTALLED_ATTR,
+        "fast path",
+        lambda app, inside: FastPathApp(app, plugin, renders_refusals=inside),
+    )
+    if state == "installed":
         log.info("litellm_cache_plugin fast path installed")
-        return
-    build = app.build_middleware_stack
-
-    def build_with_fast_path() -> Any:
-        return _insert(build(), plugin)
-
-    # Starlette builds the stack on the first ASGI call; wrap the builder so the result includes us.
-    app.build_middleware_stack = build_with_fast_path  # type: ignore[method-assign]
-    log.info("litellm_cache_plugin fast path will be installed when the app starts")
-
-
-def _insert(stack: Any, plugin: CachePlugin) -> Any:
-    """Put the fast path just inside ExceptionMiddleware (else around the whole stack)."""
-    from starlette.middleware.exceptions import ExceptionMiddleware
-
-    node = stack
-    for _ in range(64):  # a middleware chain is short; never loop forever on a cycle
-        if node is None:
-            break
-        if isinstance(node, ExceptionMiddleware):
-            node.app = FastPathApp(node.app, plugin, renders_refusals=True)
-            return stack
-        node = getattr(node, "app", None)
-    log.warning("litellm_cache_plugin fast path: no ExceptionMiddleware found, wrapping the whole app")
-    return FastPathApp(stack, plugin, renders_refusals=False)
+    elif state == "deferred":
+        log.info("litellm_cache_plugin fast path will be installed when the app starts")
 
 
 __all__ = ["FastPathApp", "install_fast_path"]
