@@ -20,11 +20,14 @@ from typing import Any
 from litellm_cache_plugin.crypto import PayloadCipher
 from litellm_cache_plugin.envelope import (
     HARD_MAX_PAYLOAD,
+    Corrupt,
+    Decoded,
     Entry,
+    UnknownFormat,
     compress_payload,
-    decode_entry,
     decompress_payload,
     encode_entry,
+    read_entry,
 )
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
@@ -225,17 +228,17 @@ class CacheEngine:
             else:
                 raw, values = await self.store.get_with_counters(key, counter_keys)
             current = dict(zip(counter_keys, values, strict=True))
-            entry = decode_entry(raw) if raw is not None else None
-            if entry is not None:
+            decoded = read_entry(raw) if raw is not None else None
+            if isinstance(decoded, Entry):
                 # An entry may carry tags this request did not send: read those counters too.
-                missing = [k for k in entry.counters if k not in current]
+                missing = [k for k in decoded.counters if k not in current]
                 if missing:
                     current.update(zip(missing, await self.store.get_counters(missing), strict=True))
         except StoreError as error:
             self._failed_open(layer, model_group, error)
             return Lookup("MISS", "backend_error")
         return self._judge(
-            raw, entry, key, tenant, model_group, model_version, controls, current, layer, record
+            decoded, key, tenant, model_group, model_version, controls, current, layer, record
         )
 
     async def read(
@@ -249,8 +252,7 @@ class CacheEngine:
 
     def _judge(
         self,
-        raw: bytes | None,
-        entry: Entry | None,
+        decoded: Decoded | None,
         key: str,
         tenant: Tenant,
         model_group: str,
@@ -265,12 +267,18 @@ class CacheEngine:
         def miss(reason: str) -> Lookup:
             return Lookup("MISS", reason, counters=current)
 
-        if raw is None:
+        # What the bytes are was decided by envelope.read_entry; here it is only acted on.
+        if decoded is None:
             return miss("absent")
-        if entry is None:
+        if isinstance(decoded, UnknownFormat):
+            # A newer replica's entry (rolling upgrade): not ours to serve, nor to delete.
+            stats.bump(layer, model_group, "unknown_format")
+            return miss("unknown_format")
+        if isinstance(decoded, Corrupt):
             stats.bump(layer, model_group, "corrupt")
             self._spawn(self._delete_quietly(key))
             return miss("undecodable")
+        entry: Entry = decoded
         # Defence in depth: the tenant is already in the key; an entry of another tenant can only appear
         # here through a hash collision or a bug, and is never served.
         if entry.tenant != tenant.fingerprint or entry.kind != layer_kind(layer):
@@ -384,8 +392,10 @@ class CacheEngine:
             if record:
                 self.account(layer, model_group, "bypass", "no_cache", count=len(keys))
             return [None] * len(keys), current
-        entries = [decode_entry(raw) if raw is not None else None for raw in raws]
-        missing = sorted({k for e in entries if e is not None for k in e.counters if k not in current})
+        entries = [read_entry(raw) if raw is not None else None for raw in raws]
+        missing = sorted(
+            {k for e in entries if isinstance(e, Entry) for k in e.counters if k not in current}
+        )
         if missing:
             try:
                 current.update(zip(missing, await self.store.get_counters(missing), strict=True))
@@ -396,9 +406,9 @@ class CacheEngine:
                 return [None] * len(keys), None
         found: list[Entry | None] = []
         misses: Counter[str] = Counter()
-        for key, raw, entry in zip(keys, raws, entries, strict=True):
+        for key, decoded in zip(keys, entries, strict=True):
             result = self._judge(
-                raw, entry, key, tenant, model_group, model_version, controls, current, layer, record
+                decoded, key, tenant, model_group, model_version, controls, current, layer, record
             )
             hit = result.entry if result.outcome == "HIT" else None
             found.append(hit)

@@ -30,8 +30,20 @@ zlib decodes 2-4x slower than zstd for a smaller gain. Below the threshold (the 
 compresses before encrypting and decompresses after decrypting (``Entry.compressed``); decompression
 is bounded (the frame must declare its size, at most ``max_entry_bytes``) and any failure is a miss.
 
-Anything that fails to decode — an unknown format version, a bad checksum, a truncated value, a header
-of the wrong shape — is a miss, never an error.
+Reading an entry never raises; :func:`read_entry` says what the bytes are, as a tagged result:
+
+- an :class:`Entry`;
+- :class:`UnknownFormat`: written by a newer version of this package — a format number above
+  ``FORMAT_VERSION``, or format 3 with a flag or an entry kind code this code does not know. During
+  a rolling upgrade old and new replicas share one backend: the old ones must neither serve nor
+  delete what the new ones write. It is a miss left alone (the engine counts it as
+  ``unknown_format``). An old replica that misses goes upstream and stores its own answer under the
+  same key, in its own format; the new replicas read that format too, so the key keeps serving both
+  until the old replicas are gone. A writer that changes the layout in a way older readers would
+  misread must take a new format number (or a new flag).
+- :class:`Corrupt`: bytes of a format this code reads (1 or 3) that do not decode — a bad checksum,
+  a truncated value, a header of the wrong shape — or a format number no version ever wrote (0, 2).
+  A miss; the engine deletes it.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import zstandard
@@ -99,6 +111,32 @@ class Entry:
 
     def payload_json(self) -> Any:
         return orjson.loads(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownFormat:
+    """Bytes written by a newer writer (see the module docstring): a miss to leave alone."""
+
+    version: int
+    # What this code does not know: "format" (the format number), "flags" or "kind".
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Corrupt:
+    """Bytes that no writer could have produced as they are: a miss, safe to delete."""
+
+    detail: str
+
+
+# What a value in a backend is: read_entry's tagged result.
+Decoded: TypeAlias = Entry | UnknownFormat | Corrupt
+
+_EMPTY = Corrupt("empty value")
+_NEVER_WRITTEN = Corrupt("a format number no version writes")
+_MALFORMED = Corrupt("malformed header")
+_BAD_CHECKSUM = Corrupt("payload checksum mismatch")
+_LENGTHS = Corrupt("header and payload lengths disagree")
 
 
 class _Malformed(ValueError):
@@ -254,27 +292,41 @@ class _Reader:
             shift += 7
 
 
-def decode_entry(raw: bytes) -> Entry | None:
-    """The entry in ``raw``, or ``None`` when it cannot be trusted."""
+def read_entry(raw: bytes) -> Decoded:
+    """What ``raw`` is: an :class:`Entry`, :class:`UnknownFormat` (a newer writer's: leave it alone) or
+    :class:`Corrupt` (undecodable: safe to delete). Never raises."""
     if not raw:
-        return None
-    if raw[0] == FORMAT_VERSION:
+        return _EMPTY
+    version = raw[0]
+    if version == FORMAT_VERSION:
         return _decode_binary(raw)
-    if raw[0] == LEGACY_JSON_VERSION:
+    if version == LEGACY_JSON_VERSION:
         return _decode_json(raw)
-    return None
+    if version > FORMAT_VERSION:
+        return UnknownFormat(version, "format")
+    return _NEVER_WRITTEN
 
 
-def _decode_binary(raw: bytes) -> Entry | None:
+def decode_entry(raw: bytes) -> Entry | None:
+    """The entry in ``raw``, or ``None`` when it cannot be served (see :func:`read_entry` for why)."""
+    decoded = read_entry(raw)
+    return decoded if isinstance(decoded, Entry) else None
+
+
+def _decode_binary(raw: bytes) -> Decoded:
     try:
         created, crc, size, flags, tag_count, kind_code = _FIXED.unpack_from(raw, 1)
+        if flags & ~_KNOWN_FLAGS:
+            return UnknownFormat(FORMAT_VERSION, "flags")
+        if kind_code >= len(_KINDS) and kind_code != _TEXT_KIND:
+            return UnknownFormat(FORMAT_VERSION, "kind")
         payload_at = len(raw) - size
         pos = 1 + _FIXED.size
-        if payload_at < pos or flags & ~_KNOWN_FLAGS:
-            return None
+        if payload_at < pos:
+            return _LENGTHS
         payload = raw[payload_at:]
         if zlib.crc32(payload) != crc:
-            return None
+            return _BAD_CHECKSUM
         fresh_format = _F64 if flags & _FRESH_F64 else _F32
         (fresh,) = fresh_format.unpack_from(raw, pos)
         pos += fresh_format.size
@@ -297,7 +349,7 @@ def _decode_binary(raw: bytes) -> Entry | None:
             counters = {str(k): int(v) for k, v in dict(loaded).items()}
         extra = dict(orjson.loads(reader.field()[0])) if flags & _HAS_EXTRA else {}
         if reader.pos != payload_at:
-            return None  # header and payload lengths disagree
+            return _LENGTHS
         return Entry(
             payload=payload,
             created_at=created,
@@ -313,22 +365,22 @@ def _decode_binary(raw: bytes) -> Entry | None:
             compressed=bool(flags & _ZSTD),
         )
     except (struct.error, _Malformed, orjson.JSONDecodeError, IndexError, TypeError, ValueError):
-        return None
+        return _MALFORMED
 
 
-def _decode_json(raw: bytes) -> Entry | None:
+def _decode_json(raw: bytes) -> Decoded:
     """Format 1: ``\\x01 | header length (4 bytes, big endian) | header (JSON) | payload``."""
     try:
         if len(raw) < 1 + _HEADER_LEN:
-            return None
+            return _MALFORMED
         size = int.from_bytes(raw[1 : 1 + _HEADER_LEN], "big")
         start = 1 + _HEADER_LEN
         header = orjson.loads(raw[start : start + size])
         payload = raw[start + size :]
         if not isinstance(header, dict) or header.get("n") != len(payload):
-            return None
+            return _LENGTHS
         if header.get("crc") != zlib.crc32(payload):
-            return None
+            return _BAD_CHECKSUM
         upstream = header.get("u")
         return Entry(
             payload=payload,
@@ -344,7 +396,7 @@ def _decode_json(raw: bytes) -> Entry | None:
             extra=dict(header.get("x") or {}),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        return None
+        return _MALFORMED
 
 
 def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:

@@ -13,12 +13,15 @@ from litellm_cache_plugin.engine import CacheEngine
 from litellm_cache_plugin.envelope import (
     FORMAT_VERSION,
     LEGACY_JSON_VERSION,
+    Corrupt,
     Entry,
+    UnknownFormat,
     compress_payload,
     decode_entry,
     decompress_payload,
     encode_entry,
     encode_entry_v1,
+    read_entry,
 )
 from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import Tenant
@@ -255,3 +258,49 @@ async def test_encrypted_entries_are_compressed_before_encryption() -> None:
         "k", tenant=tenant, model_group="m", model_version="1", controls=RequestControls()
     )
     assert found.outcome == "HIT" and found.entry is not None and found.entry.payload == LONG_ANSWER
+
+
+# -- what the bytes are: read_entry's tagged result -----------------------------------------------------
+
+
+def future_format_entry(entry: Entry) -> bytes:
+    """An entry as a newer writer would store it: the next format number, then its own header (here
+    a JSON one with fields this code has never seen) and the payload."""
+    header = b'{"created":1763800000.5,"ttl":3600,"columns":["tenant","model","vector"],"v":4}'
+    return bytes([FORMAT_VERSION + 1]) + len(header).to_bytes(2, "big") + header + entry.payload
+
+
+def test_read_entry_tells_a_newer_writer_from_corruption() -> None:
+    entry = engine_entry(("docs",), extra={"enc": "k"})
+    raw = encode_entry(entry)
+    assert read_entry(raw) == entry
+    assert read_entry(encode_entry_v1(entry)) == entry
+    # Newer writers: a higher format number, whatever follows; a flag or an entry kind of format 3
+    # that this code does not know.
+    for version in (FORMAT_VERSION + 1, 0x80, 0xFF):
+        assert read_entry(bytes([version]) + raw[1:]) == UnknownFormat(version, "format")
+        assert read_entry(bytes([version])) == UnknownFormat(version, "format")
+    assert read_entry(future_format_entry(entry)) == UnknownFormat(FORMAT_VERSION + 1, "format")
+    flagged = bytearray(raw)
+    flagged[1 + 8 + 4 + 4] |= 0x40
+    assert read_entry(bytes(flagged)) == UnknownFormat(FORMAT_VERSION, "flags")
+    kinded = bytearray(raw)
+    kinded[1 + 8 + 4 + 4 + 2] = 7
+    assert read_entry(bytes(kinded)) == UnknownFormat(FORMAT_VERSION, "kind")
+    # Corrupt: undecodable bytes of a format this code reads, or a format number nobody writes.
+    damaged = bytearray(raw)
+    damaged[-1] ^= 0x01
+    for bad in (b"", raw[:-1], raw[:5], bytes(damaged), b"\x00" + raw[1:], b"\x02" + raw[1:]):
+        assert isinstance(read_entry(bad), Corrupt), bad[:8]
+    v1 = encode_entry_v1(entry)
+    for bad in (v1[:-1], v1[:3], v1[:9] + b"#" + v1[10:]):
+        assert isinstance(read_entry(bad), Corrupt)
+
+
+@given(st.binary(max_size=300))
+def test_read_entry_never_raises_and_agrees_with_decode_entry(raw: bytes) -> None:
+    decoded = read_entry(raw)
+    assert isinstance(decoded, (Entry, UnknownFormat, Corrupt))
+    assert decode_entry(raw) == (decoded if isinstance(decoded, Entry) else None)
+    if raw and raw[0] > FORMAT_VERSION:
+        assert decoded == UnknownFormat(raw[0], "format")
