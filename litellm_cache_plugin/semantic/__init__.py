@@ -5,9 +5,13 @@ built-in embedder needs the ``[semantic]`` extra (numpy, onnxruntime, tokenizers
 packages) and raises :class:`SemanticUnavailable` with the install hint otherwise.
 
 - :func:`semantic_scope` — pure: ``(scope id, text)`` of a request, or ``None`` when not eligible.
-- :class:`SemanticIndex` — ``lookup``/``add``/``forget`` over a ``Store`` (shared by replicas).
+- :class:`SemanticIndex` — ``lookup``/``add``/``forget`` over a ``Store`` (shared by replicas);
+  ``resolve`` returns a :class:`SemanticLookup`: the match, or why there is none (a guard refusal
+  carries its rule and the differing tokens, :class:`SemanticRefusal`).
 - :func:`build_embedder` — the embedder named by the settings.
-- ``guard`` — the near-miss check; ``calibrate`` and ``bench`` — the measured quality.
+- ``guard`` — the near-miss check (pure; ``guard.check`` returns a ``guard.Refusal``);
+  ``calibrate`` — pick a threshold on your own labelled pairs. The quality benchmark lives in
+  ``benchmarks/semantic/`` (not in the runtime package).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from litellm_cache_plugin.semantic.embedder import (
     SemanticUnavailable,
     require_semantic_extra,
 )
-from litellm_cache_plugin.semantic.layer import SemanticIndex, SemanticMatch, semantic_scope
+from litellm_cache_plugin.semantic.layer import (
+    SemanticIndex,
+    SemanticLookup,
+    SemanticMatch,
+    SemanticRefusal,
+    semantic_scope,
+)
 from litellm_cache_plugin.settings import SemanticLayer
 
 __all__ = [
@@ -31,7 +41,9 @@ __all__ = [
     "Embedder",
     "OnnxMiniLMEmbedder",
     "SemanticIndex",
+    "SemanticLookup",
     "SemanticMatch",
+    "SemanticRefusal",
     "SemanticUnavailable",
     "build_embedder",
     "require_semantic_extra",

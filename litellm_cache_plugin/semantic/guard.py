@@ -37,11 +37,21 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-__all__ = ["PromptFeatures", "explain", "features", "near_miss"]
+__all__ = [
+    "RULES",
+    "PromptFeatures",
+    "Refusal",
+    "all_refusals",
+    "check",
+    "explain",
+    "explain_refusal",
+    "features",
+    "near_miss",
+]
 
 
 def _wordset(text: str) -> frozenset[str]:
@@ -602,27 +612,31 @@ def features(text: str) -> PromptFeatures:
     )
 
 
-def _entities_differ(a: PromptFeatures, b: PromptFeatures) -> bool:
-    # An entity must appear as a word in the other prompt, whatever its case there.
-    return any(e not in b.words for e in a.entities) or any(e not in a.words for e in b.entities)
+def _missing_entities(a: PromptFeatures, b: PromptFeatures) -> tuple[str, ...]:
+    """Entities of ``a`` that do not appear as a word in ``b``, whatever its case there."""
+    return tuple(dict.fromkeys(e for e in a.entities if e not in b.words))
 
 
-def _prefix_negated(a: PromptFeatures, b: PromptFeatures) -> bool:
-    """A word of ``b`` is a word of ``a`` with a negating prefix: safe/unsafe, members/non-members."""
-    for word in b.words - a.words:
+def _prefix_negated(a: PromptFeatures, b: PromptFeatures) -> tuple[str, str] | None:
+    """A word of ``b`` is a word of ``a`` with a negating prefix: safe/unsafe, members/non-members.
+    Returns (the word of ``a``, the prefixed word of ``b``)."""
+    for word in sorted(b.words - a.words):
         for prefix in _NEG_PREFIXES:
             if word.startswith(prefix) and len(word) - len(prefix) >= 4 and word[len(prefix) :] in a.words:
-                return True
-    return False
+                return word[len(prefix) :], word
+    return None
 
 
-def _axes_differ(a: PromptFeatures, b: PromptFeatures) -> bool:
+def _axes_differ(a: PromptFeatures, b: PromptFeatures) -> tuple[int, frozenset[int], frozenset[int]] | None:
+    """The first axis both prompts use with different poles: (axis, poles of ``a``, poles of ``b``)."""
     axes_a = {axis for axis, _ in a.axes}
     axes_b = {axis for axis, _ in b.axes}
-    for axis in axes_a & axes_b:
-        if {pole for ax, pole in a.axes if ax == axis} != {pole for ax, pole in b.axes if ax == axis}:
-            return True
-    return False
+    for axis in sorted(axes_a & axes_b):
+        poles_a = frozenset(pole for ax, pole in a.axes if ax == axis)
+        poles_b = frozenset(pole for ax, pole in b.axes if ax == axis)
+        if poles_a != poles_b:
+            return axis, poles_a, poles_b
+    return None
 
 
 def _edit_distance_at_most(x: str, y: str, limit: int) -> bool:
@@ -663,11 +677,14 @@ def _is_typo(x: str, y: str) -> bool:
     return False
 
 
-def _changed_blocks(a: PromptFeatures, b: PromptFeatures) -> tuple[list[tuple[int, int]], int]:
-    """The changed runs of content words as (words removed, words added), and how many are shared.
-    Typos count as the same word."""
+Block = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _changed_blocks(a: PromptFeatures, b: PromptFeatures) -> tuple[list[Block], int]:
+    """The changed runs of content words as (surface words removed, surface words added), and how
+    many content words are shared. Typos count as the same word."""
     matcher = SequenceMatcher(None, a.content, b.content, autojunk=False)
-    blocks: list[tuple[int, int]] = []
+    blocks: list[Block] = []
     shared = 0
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
@@ -683,12 +700,14 @@ def _changed_blocks(a: PromptFeatures, b: PromptFeatures) -> tuple[list[tuple[in
                 removed.remove(i)
                 added.remove(j)
                 shared += 1
+        words_removed = tuple(a.surface[i] for i in removed)
+        words_added = tuple(b.surface[j] for j in added)
         if removed and added:
-            blocks.append((len(removed), len(added)))
+            blocks.append((words_removed, words_added))
         elif removed and _modifies(a, removed[-1]):
-            blocks.append((len(removed), 0))
+            blocks.append((words_removed, ()))
         elif added and _modifies(b, added[-1]):
-            blocks.append((0, len(added)))
+            blocks.append(((), words_added))
     return blocks, shared
 
 
@@ -699,19 +718,21 @@ def _modifies(prompt: PromptFeatures, index: int) -> bool:
     return index + 1 < len(prompt.positions) and prompt.positions[index + 1] == prompt.positions[index] + 1
 
 
-def _swapped(a: PromptFeatures, b: PromptFeatures) -> bool:
-    """The same sentence with one short run of content words replaced, added or removed."""
+def _swapped(a: PromptFeatures, b: PromptFeatures) -> list[Block] | None:
+    """The same sentence with one short run of content words replaced, added or removed: the changed
+    runs, or ``None``."""
     if Counter(a.content) == Counter(b.content):
-        return False  # reordered, not changed
+        return None  # reordered, not changed
     blocks, shared = _changed_blocks(a, b)
     if not blocks:
-        return False
-    changed = sum(removed + added for removed, added in blocks)
+        return None
+    sizes = [(len(removed), len(added)) for removed, added in blocks]
+    changed = sum(removed + added for removed, added in sizes)
     # Rewordings change many words in several places; they are left to the similarity threshold and
     # the slot checks.
-    if len(blocks) == 1 and ((shared >= 2 and max(blocks[0]) <= 3) or (shared >= 1 and max(blocks[0]) <= 2)):
-        return True
-    return shared >= 2 and changed <= max(2, shared // 2)
+    if len(blocks) == 1 and ((shared >= 2 and max(sizes[0]) <= 3) or (shared >= 1 and max(sizes[0]) <= 2)):
+        return blocks
+    return blocks if shared >= 2 and changed <= max(2, shared // 2) else None
 
 
 def _roles(sequence: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -727,48 +748,184 @@ def _roles(sequence: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(roles.items()))
 
 
-def _order_differs(a: PromptFeatures, b: PromptFeatures) -> bool:
+def _order_differs(a: PromptFeatures, b: PromptFeatures) -> tuple[str, str, str] | None:
     """The same words in other roles: from savings to current / from current to savings, km to miles
-    / miles to km. Only words both prompts use count, so a reworded paraphrase is not an order change."""
+    / miles to km. Only words both prompts use count, so a reworded paraphrase is not an order change.
+    Returns (role, word of ``a``, word of ``b``)."""
     roles_b = dict(b.roles)
     for role, word in a.roles:
         other = roles_b.get(role)
         if other is not None and other != word and other in a.words and word in b.words:
-            return True
-    return False
+            return role, word, other
+    return None
 
 
-def near_miss(a: PromptFeatures, b: PromptFeatures, *, swap_rule: bool = True) -> str | None:
-    """The first slot on which ``a`` and ``b`` differ (the reason to refuse), or ``None``."""
-    if a.numbers != b.numbers:
-        return "number"
-    if a.times != b.times:
-        return "time"
-    if a.units != b.units:
-        return "unit"
-    if a.quoted != b.quoted:
-        return "quoted"
-    if a.code != b.code:
-        return "code"
-    if a.formats != b.formats:
-        return "format"
-    if _entities_differ(a, b):
-        return "entity"
-    if a.negations != b.negations or _prefix_negated(a, b) or _prefix_negated(b, a):
-        return "negation"
-    if _axes_differ(a, b):
-        return "antonym"
+# --- refusals -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the guard refuses a pair: the ``rule`` that fired and the tokens it compared.
+
+    ``cached`` / ``asked``: the tokens of each prompt that differ (normalized: lower case, numbers
+    as values, units and formats by their canonical name). ``rule`` is one of :data:`RULES` and is
+    safe as a metric label; the tokens are prompt text: keep them out of labels and spans.
+    """
+
+    rule: str
+    cached: tuple[str, ...] = ()
+    asked: tuple[str, ...] = ()
+
+    @property
+    def detail(self) -> str:
+        """``"cached 'lyon' / asked 'lille'"``: what differs, for logs and tools."""
+
+        def side(tokens: tuple[str, ...]) -> str:
+            return ", ".join(repr(t) for t in tokens) if tokens else "-"
+
+        return f"cached {side(self.cached)} / asked {side(self.asked)}"
+
+
+def _diff(
+    a: frozenset[str] | tuple[str, ...], b: frozenset[str] | tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What only ``a`` has and what only ``b`` has (multisets for tuples), sorted."""
+    ca, cb = Counter(a), Counter(b)
+    return tuple(sorted((ca - cb).elements())), tuple(sorted((cb - ca).elements()))
+
+
+def _rule_number(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("number", *_diff(a.numbers, b.numbers)) if a.numbers != b.numbers else None
+
+
+def _rule_time(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("time", *_diff(a.times, b.times)) if a.times != b.times else None
+
+
+def _rule_unit(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("unit", *_diff(a.units, b.units)) if a.units != b.units else None
+
+
+def _rule_quoted(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("quoted", *_diff(a.quoted, b.quoted)) if a.quoted != b.quoted else None
+
+
+def _rule_code(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("code", *_diff(a.code, b.code)) if a.code != b.code else None
+
+
+def _rule_format(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("format", *_diff(a.formats, b.formats)) if a.formats != b.formats else None
+
+
+def _rule_entity(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    only_a, only_b = _missing_entities(a, b), _missing_entities(b, a)
+    return Refusal("entity", only_a, only_b) if only_a or only_b else None
+
+
+def _rule_negation(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    if a.negations != b.negations:
+        return Refusal("negation", (f"{a.negations} negations",), (f"{b.negations} negations",))
+    twin = _prefix_negated(a, b)
+    if twin is not None:
+        return Refusal("negation", (twin[0],), (twin[1],))
+    twin = _prefix_negated(b, a)
+    if twin is not None:
+        return Refusal("negation", (twin[1],), (twin[0],))
+    return None
+
+
+def _rule_antonym(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    found = _axes_differ(a, b)
+    if found is None:
+        return None
+    axis, poles_a, poles_b = found
+    poles = _ANTONYM_AXES[axis]
+    return Refusal(
+        "antonym",
+        tuple(poles[p].split()[0] for p in sorted(poles_a)),
+        tuple(poles[p].split()[0] for p in sorted(poles_b)),
+    )
+
+
+def _rule_person(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
     # Only "me" vs "someone else"; "you" is too often the business being asked ("are you open?").
     persons_a, persons_b = a.persons - {"2"}, b.persons - {"2"}
     if persons_a and persons_b and persons_a != persons_b:
-        return "person"
-    if _order_differs(a, b):
-        return "order"
-    if swap_rule and _swapped(a, b):
-        return "swap"
+        names = {"1": "first person", "3": "third person"}
+        return Refusal(
+            "person", tuple(names[p] for p in sorted(persons_a)), tuple(names[p] for p in sorted(persons_b))
+        )
     return None
+
+
+def _rule_order(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    found = _order_differs(a, b)
+    if found is None:
+        return None
+    role, word_a, word_b = found
+    return Refusal("order", (f"{role} {word_a}",), (f"{role} {word_b}",))
+
+
+def _rule_swap(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    blocks = _swapped(a, b)
+    if blocks is None:
+        return None
+    return Refusal(
+        "swap",
+        tuple(" ".join(removed) for removed, _ in blocks if removed),
+        tuple(" ".join(added) for _, added in blocks if added),
+    )
+
+
+_Rule = Callable[[PromptFeatures, PromptFeatures], "Refusal | None"]
+
+# In the order they are checked; the first that fires is the reason.
+_RULES: tuple[tuple[str, _Rule], ...] = (
+    ("number", _rule_number),
+    ("time", _rule_time),
+    ("unit", _rule_unit),
+    ("quoted", _rule_quoted),
+    ("code", _rule_code),
+    ("format", _rule_format),
+    ("entity", _rule_entity),
+    ("negation", _rule_negation),
+    ("antonym", _rule_antonym),
+    ("person", _rule_person),
+    ("order", _rule_order),
+    ("swap", _rule_swap),
+)
+RULES: tuple[str, ...] = tuple(name for name, _ in _RULES)
+
+
+def check(a: PromptFeatures, b: PromptFeatures, *, swap_rule: bool = True) -> Refusal | None:
+    """The first rule on which ``a`` (cached) and ``b`` (asked) differ, with its tokens, or ``None``."""
+    for name, rule in _RULES:
+        if name == "swap" and not swap_rule:
+            continue
+        refusal = rule(a, b)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def all_refusals(a: PromptFeatures, b: PromptFeatures, *, swap_rule: bool = True) -> tuple[Refusal, ...]:
+    """Every rule that fires on the pair, in rule order (for benchmarks: what each rule protects)."""
+    found = (rule(a, b) for name, rule in _RULES if swap_rule or name != "swap")
+    return tuple(refusal for refusal in found if refusal is not None)
+
+
+def near_miss(a: PromptFeatures, b: PromptFeatures, *, swap_rule: bool = True) -> str | None:
+    """The first slot on which ``a`` and ``b`` differ (the rule of :func:`check`), or ``None``."""
+    refusal = check(a, b, swap_rule=swap_rule)
+    return None if refusal is None else refusal.rule
 
 
 def explain(a: str, b: str) -> str | None:
     """Convenience for tools and tests: :func:`near_miss` on two raw prompts."""
     return near_miss(features(a), features(b))
+
+
+def explain_refusal(a: str, b: str) -> Refusal | None:
+    """:func:`check` on two raw prompts: the rule and the differing tokens, or ``None``."""
+    return check(features(a), features(b))

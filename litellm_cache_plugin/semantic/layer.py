@@ -3,7 +3,9 @@
 Flow for a chat request (the glue does this; nothing here knows LiteLLM):
 
 1. ``scoped = semantic_scope(request, tenant)``; ``None`` means not eligible.
-2. Exact lookup misses -> ``match = await index.lookup(scope, text, now=now)``.
+2. Exact lookup misses -> ``match = await index.lookup(scope, text, now=now)`` (or
+   ``result = await index.resolve(...)``, which also says why nothing was served: see
+   :class:`SemanticLookup`; a guard refusal carries its rule and tokens).
 3. ``match`` names an exact-layer key: fetch that entry through the engine (which checks tenant,
    generation, model version and freshness). If the engine misses, call ``index.forget(...)``.
 4. After an upstream answer is stored under the exact key: ``await index.add(scope, text, key, ttl=...)``.
@@ -32,19 +34,26 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from litellm_cache_plugin.policy.keys import CacheRequest, Tenant, request_material
 from litellm_cache_plugin.policy.normalize import canonical_json, canonical_value, fold_text
 from litellm_cache_plugin.semantic.embedder import Embedder, require_semantic_extra
-from litellm_cache_plugin.semantic.guard import PromptFeatures, features, near_miss
+from litellm_cache_plugin.semantic.guard import PromptFeatures, Refusal, check, features
 from litellm_cache_plugin.settings import SemanticLayer
 from litellm_cache_plugin.store.base import Store, StoreError
 
 if TYPE_CHECKING:
     from litellm_cache_plugin.semantic.index import Record, Vector, VectorIndex
 
-__all__ = ["SCOPE_SCHEMA", "SemanticIndex", "SemanticMatch", "semantic_scope"]
+__all__ = [
+    "SCOPE_SCHEMA",
+    "SemanticIndex",
+    "SemanticLookup",
+    "SemanticMatch",
+    "SemanticRefusal",
+    "semantic_scope",
+]
 
 log = logging.getLogger("litellm_cache_plugin.semantic")
 
@@ -128,6 +137,59 @@ class SemanticMatch:
     scope: str
 
 
+@dataclass(frozen=True)
+class SemanticRefusal:
+    """A cached prompt above the threshold that the near-miss guard refused to serve.
+
+    ``rule`` (``"number"``, ``"entity"``, ``"negation"``...; one of ``guard.RULES``) is the reason, fit
+    for a metric label. ``detail`` names the differing tokens ("cached '3' / asked '5'"): prompt text,
+    so for logs and tools only, never for labels or spans."""
+
+    rule: str
+    detail: str
+    similarity: float
+    prompt: str
+    entry_key: str
+    scope: str
+
+    @classmethod
+    def of(
+        cls, refusal: Refusal, similarity: float, prompt: str, entry_key: str, scope: str
+    ) -> SemanticRefusal:
+        return cls(refusal.rule, refusal.detail, similarity, prompt, entry_key, scope)
+
+
+LookupOutcome = Literal["hit", "refused", "miss", "too_long", "error"]
+
+
+@dataclass(frozen=True)
+class SemanticLookup:
+    """Everything one lookup decided (:meth:`SemanticIndex.resolve`).
+
+    - ``outcome == "hit"``: ``match`` is set (candidates above it may have been refused first).
+    - ``"refused"``: at least one cached prompt was above the threshold and the guard refused every
+      one; ``refusals`` lists them best first and ``reason`` is the rule that refused the best one.
+    - ``"miss"``: nothing above the threshold; ``"too_long"``: the prompt is over ``max_chars``;
+      ``"error"``: the embedder or the store failed (the lookup failed open).
+    """
+
+    outcome: LookupOutcome
+    match: SemanticMatch | None = None
+    refusals: tuple[SemanticRefusal, ...] = ()
+
+    @property
+    def reason(self) -> str | None:
+        """The rule that refused the best candidate, when the outcome is ``"refused"``."""
+        if self.outcome != "refused" or not self.refusals:
+            return None
+        return self.refusals[0].rule
+
+
+_MISS = SemanticLookup("miss")
+_TOO_LONG = SemanticLookup("too_long")
+_ERROR = SemanticLookup("error")
+
+
 @dataclass
 class _SyncState:
     seen_upto: int = 0  # every sequence number <= this has been loaded (or given up)
@@ -197,13 +259,24 @@ class SemanticIndex:
     ) -> SemanticMatch | None:
         """The best cached prompt of ``scope`` that may answer ``text``, or ``None``.
 
-        ``min_generation``: records written under an older model generation are skipped.
+        ``min_generation``: records written under an older model generation are skipped. Same as
+        ``(await resolve(...)).match``; :meth:`resolve` also says why nothing was served.
+        """
+        return (await self.resolve(scope, text, now=now, min_generation=min_generation)).match
+
+    async def resolve(
+        self, scope: str, text: str, *, now: float | None = None, min_generation: int = 0
+    ) -> SemanticLookup:
+        """Look ``text`` up in ``scope``: a match, or why there is none (see :class:`SemanticLookup`).
+
+        Counts ``lookup`` and one of ``hit``, ``refused`` (plus ``guard_<rule>`` per refused
+        candidate), ``miss``, ``too_long`` or ``error`` in :attr:`stats`.
         """
         now = self.clock() if now is None else now
         self.stats["lookup"] += 1
         if len(text) > self.settings.max_chars:
             self.stats["too_long"] += 1
-            return None
+            return _TOO_LONG
         skey = self._skey(scope)
         # Embedding (a thread) and the store round trip run at the same time.
         embedded, synced = await asyncio.gather(
@@ -215,7 +288,7 @@ class SemanticIndex:
                     raise outcome  # cancellation and the like are not ours to swallow
                 self.stats["error"] += 1
                 log.warning("semantic lookup failed open: %r", outcome)
-                return None
+                return _ERROR
         query: Vector = embedded  # type: ignore[assignment]
         self._index.ensure_scope(skey, len(query))
         try:
@@ -230,22 +303,36 @@ class SemanticIndex:
         except ValueError as error:  # a vector of the wrong size: another model under the same id
             self.stats["error"] += 1
             log.warning("semantic search failed open: %s", error)
-            return None
+            return _ERROR
         if not candidates:
             self.stats["miss"] += 1
-            return None
+            return _MISS
         mine = self._prompt_features(text) if self.settings.guard else None
+        refusals: list[SemanticRefusal] = []
         for candidate in candidates:
             if mine is not None:
-                reason = near_miss(candidate.features, mine)
-                if reason is not None:
-                    self.stats[f"guard_{reason}"] += 1
+                refusal = check(candidate.features, mine)
+                if refusal is not None:
+                    self.stats[f"guard_{refusal.rule}"] += 1
+                    refusals.append(
+                        SemanticRefusal.of(
+                            refusal, candidate.similarity, candidate.text, candidate.entry_key, scope
+                        )
+                    )
+                    log.debug(
+                        "semantic candidate refused (%s, similarity %.3f): %s",
+                        refusal.rule,
+                        candidate.similarity,
+                        refusal.detail,
+                    )
                     continue
             self._index.touch(skey, candidate.entry_key)
             self.stats["hit"] += 1
-            return SemanticMatch(candidate.entry_key, candidate.similarity, candidate.text, scope)
-        self.stats["miss"] += 1
-        return None
+            match = SemanticMatch(candidate.entry_key, candidate.similarity, candidate.text, scope)
+            return SemanticLookup("hit", match, tuple(refusals))
+        self.stats["refused"] += 1
+        self.stats["miss"] += 1  # still a miss for whoever counts misses
+        return SemanticLookup("refused", None, tuple(refusals))
 
     async def add(
         self,
