@@ -43,9 +43,9 @@ class ExactLayer(_Strict):
 class SemanticLayer(_Strict):
     """Serve a cached answer to a paraphrase (see ``litellm_cache_plugin.semantic``).
 
-    Needs the ``[semantic]`` extra for the built-in embedder. Defaults are calibrated with
-    ``python -m litellm_cache_plugin.semantic.bench``; re-calibrate on your own labelled pairs with
-    ``python -m litellm_cache_plugin.semantic.calibrate``.
+    Needs the ``[semantic]`` extra for the built-in embedder. Defaults are measured with
+    ``python benchmarks/semantic/run.py`` (a source checkout); re-calibrate on your own labelled pairs
+    with ``python -m litellm_cache_plugin.semantic.calibrate``.
     """
 
     enabled: bool = False
