@@ -77,7 +77,8 @@ def test_credential_fingerprint_covers_every_credential_header() -> None:
 
 def test_header_bypasses() -> None:
     assert fp.header_bypasses({"cache-control": "no-cache"})
-    assert fp.header_bypasses({"cache-control": "max-age=0, no-store"})
+    assert fp.header_bypasses({"cache-control": "max-age=0, no-cache"})
+    assert not fp.header_bypasses({"cache-control": "no-store"})  # no-store may be served, stores nothing
     assert not fp.header_bypasses({"cache-control": "max-age=60"})
     assert not fp.header_bypasses({})
 
@@ -99,13 +100,15 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperat
         ({**CHAT, "messages": []}, "chat", "messages"),
         ({**CHAT, "messages": "hi"}, "chat", "messages"),
         ({**CHAT, "cache": {"no-cache": True}}, "chat", "no_cache"),
-        ({**CHAT, "cache": {"no-store": True}}, "chat", "no_cache"),
+        ({**CHAT, "cache": {"no-store": True}}, "chat", None),
+        ({**CHAT, "cache": {"no-store": True, "no-cache": True}}, "chat", "no_cache"),
         ({"model": "m", "prompt": "hi"}, "text", None),
         ({"model": "m", "prompt": ["a", "b"]}, "text", None),
         ({"model": "m", "prompt": [1, 2]}, "text", "prompt"),
         ({"model": "m", "input": "a"}, "embedding", None),
         ({"model": "m", "input": ["a", "b"], "encoding_format": "float"}, "embedding", None),
-        ({"model": "m", "input": ["a"], "encoding_format": "base64"}, "embedding", "encoding_format"),
+        ({"model": "m", "input": ["a"], "encoding_format": "base64"}, "embedding", None),
+        ({"model": "m", "input": ["a"], "encoding_format": "int8"}, "embedding", "encoding_format"),
         ({"model": "m", "input": [[1, 2]]}, "embedding", "input"),
         ({"model": "m", "input": []}, "embedding", "input"),
         ({"model": "m", "input": "a", "stream": True}, "embedding", "stream"),

@@ -86,7 +86,9 @@ def test_freshness_is_monotonic(created: float, fresh: float, stale: float, dt: 
 
 def test_cache_control_header() -> None:
     assert parse_cache_control("no-cache") == RequestControls(no_cache=True)
-    assert parse_cache_control("No-Store") == RequestControls(no_cache=True, no_store=True)
+    # LiteLLM's meanings (and RFC 9111 §5.2.1.5): a request's no-store forbids storing, not serving
+    assert parse_cache_control("No-Store") == RequestControls(no_store=True)
+    assert parse_cache_control("no-store, no-cache") == RequestControls(no_cache=True, no_store=True)
     assert parse_cache_control("max-age=30, foo") == RequestControls(max_age=30)
     assert parse_cache_control("max-age=banana") == RequestControls()
     assert parse_cache_control(None) == RequestControls()
@@ -94,6 +96,9 @@ def test_cache_control_header() -> None:
 
 def test_litellm_cache_field() -> None:
     assert parse_litellm_cache_field({"no-cache": True}) == RequestControls(no_cache=True)
+    assert parse_litellm_cache_field({"no-store": True}) == RequestControls(no_store=True)
+    both = {"no-store": True, "no-cache": True}
+    assert parse_litellm_cache_field(both) == RequestControls(no_cache=True, no_store=True)
     assert parse_litellm_cache_field({"ttl": 60, "s-maxage": 10}) == RequestControls(ttl=60, max_age=10)
     assert parse_litellm_cache_field({"ttl": "x"}) == RequestControls()
     assert parse_litellm_cache_field("nonsense") == RequestControls()

@@ -88,6 +88,12 @@ from litellm_cache_plugin.integrations.asgi import (
     install_in_proxy_app,
 )
 from litellm_cache_plugin.integrations.edge import hit_edge_headers
+from litellm_cache_plugin.payloads import (
+    answer_encoding,
+    canonical_response,
+    encode_vector,
+    requested_encoding,
+)
 from litellm_cache_plugin.policy.controls import (
     parse_cache_control,
     parse_litellm_cache_field,
@@ -237,8 +243,8 @@ def check_body(data: Any, kind: RequestKind) -> str | None:
             return "stream"
         if embedding_inputs(data.get("input")) is None:
             return "input"
-        if data.get("encoding_format") not in (None, "float"):
-            return "encoding_format"  # the stored vectors are floats; other encodings are not ours to make
+        if requested_encoding(data.get("encoding_format")) is None:
+            return "encoding_format"  # neither float nor base64: LiteLLM's (or the provider's) to answer
     if parse_litellm_cache_field(data.get("cache")).no_cache:
         return "no_cache"
     return None
@@ -966,7 +972,7 @@ class _Attempt:
         lookup = await exact_lookup(self.plugin, ctx, key, self.prefetched)
         if lookup.outcome != "HIT" or lookup.entry is None:
             return None  # a miss or a stale entry: the hook path coordinates fetches and refreshes
-        stored = orjson.loads(lookup.entry.payload)
+        stored = canonical_response(self.kind, orjson.loads(lookup.entry.payload))
         if not isinstance(stored, dict) or not isinstance(stored.get("choices"), list):
             return None
         self.served = [lookup.entry]
@@ -1023,6 +1029,10 @@ class _Attempt:
             return None
         self.served = [entry for entry in entries if entry is not None]
         items = [orjson.loads(entry.payload) for entry in entries if entry is not None]
+        requested = requested_encoding(kwargs.get("encoding_format")) or "float"
+        encoding = answer_encoding(requested, ctx.request.provider)
+        if encoding != "float":
+            items = [{**item, "embedding": encode_vector(item.get("embedding"), encoding)} for item in items]
         body_obj = embedding_body(items, inputs, model_group, _count_tokens)
         if body_obj is None:
             return None

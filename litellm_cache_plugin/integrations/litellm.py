@@ -50,6 +50,14 @@ from litellm_cache_plugin.integrations.edge import (
     install_conditional_responses,
 )
 from litellm_cache_plugin.integrations.prefix import PrefixRouting
+from litellm_cache_plugin.payloads import (
+    answer_encoding,
+    canonical_response,
+    encode_vector,
+    requested_encoding,
+    response_for_reader,
+    stored_vector,
+)
 from litellm_cache_plugin.policy.controls import (
     Outcome,
     RequestControls,
@@ -582,6 +590,7 @@ class CachePlugin(CustomLogger):
         if (
             lookup.outcome == "MISS"
             and lookup.reason != "backend_error"
+            and not ctx.controls.no_store  # its answer is never stored: nobody may wait for it
             and self.settings.single_flight.enabled
         ):
             role = await self.engine.claim(
@@ -907,15 +916,50 @@ class CachePlugin(CustomLogger):
     ) -> AsyncGenerator[Any, None]:
         # A stream that is cut off or abandoned by its client stores nothing: release its waiters.
         finished = False
+        as_text = _text_completion_request(request_data)
         try:
             async for chunk in response:
                 choices = getattr(chunk, "choices", None) or []
                 if any(getattr(choice, "finish_reason", None) for choice in choices):
                     finished = True
-                yield chunk
+                yield _as_text_chunk(chunk, request_data) if as_text else chunk
         finally:
             if not finished:
                 self.release_flight(request_data.get("litellm_call_id"))
+
+
+def _text_completion_request(request_data: Mapping[str, Any]) -> bool:
+    return "prompt" in request_data and "messages" not in request_data
+
+
+def _as_text_chunk(chunk: Any, request_data: Mapping[str, Any]) -> Any:
+    """A chat chunk of a streamed ``/v1/completions`` answer as the text chunk a miss sends.
+
+    LiteLLM replays a cached text completion through its chat replay and returns the chat chunks
+    as they are (its ``atext_completion`` hands a cache hit back before its text stream wrapper),
+    so the client would see ``choices[].delta`` and no ``text``. Chunks already in the text shape
+    (every miss) pass unchanged."""
+    if getattr(chunk, "object", None) != "chat.completion.chunk":
+        return chunk
+    from litellm import TextCompletionResponse
+    from litellm.utils import TextCompletionStreamWrapper
+
+    if not getattr(chunk, "choices", None):  # the usage chunk of ``stream_options.include_usage``
+        return TextCompletionResponse(
+            id=chunk.id, object="text_completion", created=chunk.created, model=chunk.model,
+            choices=[], usage=getattr(chunk, "usage", None),
+        )  # fmt: skip
+    options = request_data.get("stream_options")
+    converter = TextCompletionStreamWrapper(
+        completion_stream=None,
+        model=chunk.model,
+        stream_options=options if isinstance(options, dict) else None,
+    )
+    text_chunk = converter.convert_to_text_completion_object(chunk)
+    for choice in text_chunk.choices:
+        if choice.text is None:
+            choice.text = ""  # the OpenAI shape: ``text`` is always a string
+    return text_chunk
 
 
 def _parent_span(kwargs: Mapping[str, Any]) -> Any:
@@ -977,8 +1021,7 @@ class CarrierCache(Cache):
             return _BYPASS_KEY_PREFIX + uuid.uuid4().hex
         if ctx.request.kind == "embedding":
             key = self.plugin.key_for(ctx, kwargs.get("input"))
-            self.plugin.embedding_items.expect(key, ctx)
-            return key
+            return self.plugin.embedding_items.expect(key, ctx)
         return self.plugin.key_for(ctx)
 
     def should_use_cache(self, **kwargs: Any) -> bool:
@@ -1010,7 +1053,9 @@ class CarrierCache(Cache):
         lookup = await plugin.lookup_response(ctx)
         if lookup.entry is None:
             return None
-        response = orjson.loads(lookup.entry.payload)
+        response = response_for_reader(
+            ctx.request.kind, orjson.loads(lookup.entry.payload), stream=ctx.stream
+        )
         if plugin.settings.body_marker and not ctx.stream and isinstance(response, dict):
             response["cached"] = True
         return response
@@ -1034,17 +1079,16 @@ class CarrierCache(Cache):
         ctx = plugin.context(kwargs)
         if ctx is None or not ctx.cacheable:
             return
-        key = plugin.key_for(ctx)
         if ctx.controls.no_store:
-            plugin.engine.finish(key, None)
-            return
+            return  # never leads a single flight (see _lookup_response): nobody waits for this answer
+        key = plugin.key_for(ctx)
         if isinstance(result, str):
             payload = result.encode()
         elif hasattr(result, "model_dump_json"):  # text completions arrive as objects, not JSON
             payload = result.model_dump_json().encode()
         else:
             payload = orjson.dumps(result, default=str)
-        body = orjson.loads(payload)
+        body = canonical_response(ctx.request.kind, orjson.loads(payload))
         if not _complete_response(body, plugin.settings.layers.exact.cacheable_finish_reasons):
             plugin.engine.stats.bump("exact", ctx.request.model_group, "not_stored_incomplete")
             plugin.engine.finish(key, None)
@@ -1101,33 +1145,41 @@ class EmbeddingItems:
     """Per-item embedding lookups and writes.
 
     LiteLLM asks for each input item separately (``get_cache_key`` then ``async_get_cache`` with only
-    the key). ``expect`` remembers which request context a key belongs to, and lookups issued in the
-    same event-loop turn are batched into one ``get_many``.
+    the key). ``expect`` hands LiteLLM a lookup token (the storage key, plus ``#base64`` when the hit
+    must be answered base64-encoded) and remembers which request context it belongs to; lookups
+    issued in the same event-loop turn are batched into one ``get_many``.
     """
 
     def __init__(self, plugin: CachePlugin) -> None:
         self.plugin = plugin
         self._expected: OrderedDict[str, RequestContext] = OrderedDict()
-        self._pending: dict[str, list[asyncio.Future[Any]]] = {}
+        self._pending: dict[str, list[tuple[asyncio.Future[Any], RequestContext]]] = {}
         self._flush_scheduled = False
 
-    def expect(self, key: str, ctx: RequestContext) -> None:
-        self._expected[key] = ctx
-        self._expected.move_to_end(key)
+    def expect(self, key: str, ctx: RequestContext) -> str:
+        requested = requested_encoding(ctx.request.params.get("encoding_format")) or "float"
+        encoding = answer_encoding(requested, ctx.request.provider)
+        token = key if encoding == "float" else f"{key}#{encoding}"
+        self._expected[token] = ctx
+        self._expected.move_to_end(token)
         while len(self._expected) > 50_000:
             self._expected.popitem(last=False)
+        return token
 
-    async def get(self, key: str) -> Any:
-        ctx = self._expected.get(key)
+    async def get(self, token: str) -> Any:
+        ctx = self._expected.get(token)
         if ctx is None:
             return None  # not a key we computed for this process: never trusted
+        key, _, encoding = token.partition("#")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(key, []).append(future)
+        self._pending.setdefault(key, []).append((future, ctx))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(lambda: self.plugin.engine._spawn(self._flush()))
         entry = await future
         self._tally(ctx, entry is not None)
+        if isinstance(entry, dict) and encoding == "base64":
+            entry = {**entry, "embedding": encode_vector(entry.get("embedding"), "base64")}
         return entry
 
     def _tally(self, ctx: RequestContext, hit: bool) -> None:
@@ -1145,8 +1197,8 @@ class EmbeddingItems:
         pending, self._pending = self._pending, {}
         groups: dict[tuple[str, str, str, RequestControls, tuple[str, ...]], list[str]] = {}
         contexts: dict[str, RequestContext] = {}
-        for key in pending:
-            ctx = self._expected[key]
+        for key, waiters in pending.items():
+            ctx = waiters[0][1]  # same key: same tenant, model, version and item
             contexts[key] = ctx
             group = (
                 ctx.tenant.fingerprint,
@@ -1173,7 +1225,7 @@ class EmbeddingItems:
                 entries = [None] * len(keys)
             for key, entry in zip(keys, entries, strict=True):
                 value = orjson.loads(entry.payload) if entry is not None else None
-                for future in pending[key]:
+                for future, _ in pending[key]:
                     if not future.done():
                         future.set_result(value)
 
@@ -1198,9 +1250,11 @@ class EmbeddingItems:
                     result=result, idx_in_result_data=index
                 ),
             )
-            if cached.get("embedding") is None:
+            vector = stored_vector(cached.get("embedding"))
+            if vector is None:
                 return
-            writes.append((plugin.key_for(ctx, item), orjson.dumps(cached)))
+            # stored once as floats, encoded per request when served
+            writes.append((plugin.key_for(ctx, item), orjson.dumps({**cached, "embedding": vector})))
         await plugin.engine.store_many(
             writes,
             tenant=ctx.tenant,

@@ -1,9 +1,11 @@
 """Per-request cache controls and response headers. Pure functions, no I/O.
 
 Request controls come from LiteLLM's ``cache`` request field (``{"no-cache": true, "no-store": true,
-"ttl": 60, "s-maxage": 30}``) and the HTTP ``Cache-Control`` request header (RFC 9111 §5.2.1):
-``no-cache`` = do not serve from the cache but store the fresh answer, ``no-store`` = neither read nor
-write, ``max-age=N`` = accept only entries at most N seconds old. A per-request TTL can lower the
+"ttl": 60, "s-maxage": 30}``) and the HTTP ``Cache-Control`` request header (RFC 9111 §5.2.1), with
+the meanings LiteLLM's own caching handler gives them: ``no-cache`` = do not serve from the cache but
+store the fresh answer; ``no-store`` = may be served from the cache, store nothing (RFC 9111
+§5.2.1.5: a request's no-store forbids storing, not serving); both = neither;
+``max-age=N`` = accept only entries at most N seconds old. A per-request TTL can lower the
 configured TTL but never raise it. Invalid values are ignored (the request is still served).
 """
 
@@ -18,8 +20,8 @@ Outcome = Literal["HIT", "MISS", "STALE", "BYPASS"]
 
 @dataclass(frozen=True)
 class RequestControls:
-    no_cache: bool = False
-    no_store: bool = False
+    no_cache: bool = False  # do not serve from the cache (the fresh answer is stored)
+    no_store: bool = False  # store nothing (a cached answer may be served)
     ttl: float | None = None
     max_age: float | None = None
 
@@ -48,7 +50,7 @@ def parse_cache_control(header: str | None) -> RequestControls:
             no_store = True
         elif name == "max-age":
             max_age = _seconds(value.strip().strip('"'))
-    return RequestControls(no_cache=no_cache or no_store, no_store=no_store, max_age=max_age)
+    return RequestControls(no_cache=no_cache, no_store=no_store, max_age=max_age)
 
 
 def parse_litellm_cache_field(field: Any) -> RequestControls:
@@ -58,7 +60,7 @@ def parse_litellm_cache_field(field: Any) -> RequestControls:
     max_age = _seconds(field.get("s-maxage", field.get("s-max-age")))
     ttl = _seconds(field.get("ttl"))
     return RequestControls(
-        no_cache=field.get("no-cache") is True or no_store,
+        no_cache=field.get("no-cache") is True,
         no_store=no_store,
         ttl=ttl if ttl else None,
         max_age=max_age,

@@ -197,14 +197,15 @@ def embedding_key(
     tenant: Tenant,
 ) -> str:
     """Key of one embeddings input item. The item is hashed exactly as sent: no text folding, since
-    embeddings of differently spaced text differ."""
+    embeddings of differently spaced text differ. ``encoding_format`` is not in the key: float and
+    base64 are two encodings of one vector, stored once and encoded per request (``payloads``)."""
     material = {
         "schema": KEY_SCHEMA,
         "kind": "embedding",
         "tenant": tenant.fingerprint,
         "model": model_group,
         "version": model_version,
-        "params": output_params(params, provider),
+        "params": {k: v for k, v in output_params(params, provider).items() if k != "encoding_format"},
         "input": canonical_value(item),
     }
     return f"{namespace}:e:{_digest(material)}"
