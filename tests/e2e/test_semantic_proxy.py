@@ -83,3 +83,44 @@ def test_paraphrase_served_by_meaning_only_within_the_tenant(
         trap.json()["choices"][0]["message"]["content"] != original.json()["choices"][0]["message"]["content"]
     )
     assert calls() == before + 2
+
+
+def test_no_store_paraphrase_is_served_and_adds_nothing_to_the_index(
+    semantic_proxy: tuple[ProxyProcess, SimulatorThread],
+) -> None:
+    """``no-store`` may be answered from a cached entry by meaning; its own miss is neither stored
+    nor made findable by meaning."""
+    proxy, sim = semantic_proxy
+
+    def calls() -> int:
+        return int(httpx.get(f"{sim.url}/_sim/stats").json()["requests"]["chat"])
+
+    def ask_no_store(prompt: str) -> httpx.Response:
+        return httpx.post(
+            f"{proxy.url}/v1/chat/completions",
+            json={**chat_body(prompt, temperature=0), "cache": {"no-store": True}},
+            headers={"Authorization": f"Bearer {TEAM_A}"},
+            timeout=60,
+        )
+
+    before_stores = stored(proxy)
+    original = ask(proxy, TEAM_A, "How far is Madrid from Seville?")
+    assert original.headers["x-cache"] == "MISS"
+    for _ in range(100):
+        if stored(proxy) > before_stores:
+            break
+        time.sleep(0.05)
+    before = calls()
+    paraphrase = ask_no_store("Tell me how far Madrid is from Seville.")
+    assert paraphrase.headers["x-cache"] == "HIT"
+    assert paraphrase.headers["x-cache-layer"] == "semantic"
+    assert calls() == before
+
+    stores = stored(proxy)
+    fresh = ask_no_store("How far is Porto from Lisbon?")
+    assert fresh.headers["x-cache"] == "MISS"
+    time.sleep(0.5)  # a write would be a background task: give one the time to be counted
+    assert stored(proxy) == stores
+    again = ask(proxy, TEAM_A, "Tell me how far Porto is from Lisbon.")
+    assert again.headers["x-cache"] == "MISS"  # nothing of the no-store answer was indexed
+    assert calls() == before + 2
