@@ -85,8 +85,16 @@ def render(stats: Mapping[str, Any]) -> str:
         lines.append(f"{fast} of the hits were served by the fast path, ahead of LiteLLM's pipeline")
     backend = stats.get("backend")
     if isinstance(backend, Mapping):
-        figures = " ".join(f"{k}={backend.get(k)}" for k in ("entries", "bytes", "evictions", "expirations"))
+        coverage = backend.get("coverage") or {}
+        figures = " ".join(
+            f"{k}={backend.get(k)}" + (f" ({coverage[k]})" if k in coverage else "")
+            for k in ("entries", "bytes", "evictions", "expirations")
+        )
         lines.append(f"backend {backend.get('backend')}: {figures}")
+        if coverage:
+            lines.append(
+                "  (cache: this cache's keys only; database: the whole database; server: the whole server)"
+            )
     lines.append(f"scope: {stats.get('scope', '?')} (each proxy worker counts its own requests)")
     return "\n".join(lines)
 

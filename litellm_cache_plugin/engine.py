@@ -42,6 +42,7 @@ from litellm_cache_plugin.policy.tags import (
 )
 from litellm_cache_plugin.savings import Savings
 from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
+from litellm_cache_plugin.store.own_entries import OwnEntries
 from litellm_cache_plugin.telemetry import INVALIDATION_KIND, CacheTelemetry
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -135,11 +136,11 @@ class EngineStats:
 class _Flight:
     future: asyncio.Future[Entry | None]
     owner: str
+    model_group: str  # the key's model group: what the flight's counts are counted under
     call_id: str | None = None
     lock_key: str | None = None
     handle: asyncio.TimerHandle | None = None
     waiters: int = 0
-    model_group: str = "-"
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,8 @@ class CacheEngine:
         self.single_flight = single_flight or SingleFlightSettings()
         self._flights: dict[str, _Flight] = {}
         self._background = _Background()
+        # Every key the engine writes starts with "<namespace>:".
+        self.own_entries = OwnEntries(store, f"{namespace}:")
         self._owner = secrets.token_hex(8)
 
     # -- lookups -----------------------------------------------------------------------------------
@@ -566,10 +569,11 @@ class CacheEngine:
         key: str,
         *,
         poll: Callable[[], Coroutine[Any, Any, Entry | None]],
+        model_group: str,
         call_id: str | None = None,
-        model_group: str = "-",
     ) -> FlightRole:
-        """Coalesce concurrent misses of ``key``.
+        """Coalesce concurrent misses of ``key`` (of ``model_group``, under which the flight's own
+        events are counted: ``flight_polled``, ``flight_waited``).
 
         Within this process the first caller leads and the others wait on an in-memory future (no
         backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
@@ -619,7 +623,7 @@ class CacheEngine:
                 entry = None
             if entry is not None:
                 break
-        self.stats.bump("exact", "-", "flight_polled")
+        self.stats.bump("exact", flight.model_group, "flight_polled")
         self.finish(key, entry)
         return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
 
@@ -633,7 +637,10 @@ class CacheEngine:
         if not flight.future.done():
             flight.future.set_result(entry)
         if flight.waiters:
-            self.stats.bump("exact", "-", "coalesced", flight.waiters)
+            # Requests that waited on this flight, in its model group. Not "coalesced": each waiter
+            # counts its own result once (coalesced when the leader stored an answer, else the miss
+            # it then became) through account(), like every other request.
+            self.stats.bump("exact", flight.model_group, "flight_waited", flight.waiters)
             if self.telemetry is not None:
                 self.telemetry.record_coalesced(flight.model_group, flight.waiters)
         if flight.lock_key:
@@ -708,10 +715,13 @@ class CacheEngine:
         self.telemetry.record_invalidation(kind)
 
     async def backend_stats(self) -> StoreStats | None:
+        """The backend's figures, ``entries`` being the count of this cache's own keys where the
+        backend is shared with other data (Redis; see :class:`OwnEntries`)."""
         try:
-            return await self.store.stats()
+            stats = await self.store.stats()
         except StoreError:
             return None
+        return await self.own_entries.apply(stats)
 
     # -- helpers -------------------------------------------------------------------------------------
 

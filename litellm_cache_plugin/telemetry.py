@@ -24,11 +24,17 @@ name                           kind        unit       attributes
 ``llm_cache.refreshes``        counter     {refresh}  model, outcome (started/ok/failed)
 ``llm_cache.coalesced``        counter     {request}  model
 ``llm_cache.invalidations``    counter     {call}     ``llm_cache.invalidation.kind``
-``llm_cache.entries``          obs. gauge  {entry}    backend (callback from the caller)
-``llm_cache.bytes``            obs. gauge  By         backend (callback from the caller)
-``llm_cache.evictions``        obs. count  {entry}    backend (cumulative, as the backend reports it)
-``llm_cache.expirations``      obs. count  {entry}    backend (cumulative, as the backend reports it)
+``llm_cache.entries``          obs. gauge  {entry}    backend, coverage (callback from the caller)
+``llm_cache.bytes``            obs. gauge  By         backend, coverage (callback from the caller)
+``llm_cache.evictions``        obs. count  {entry}    backend, coverage (cumulative, as the backend
+                                                      reports it)
+``llm_cache.expirations``      obs. count  {entry}    backend, coverage (cumulative, as the backend
+                                                      reports it)
 =============================  ==========  =========  ============================================
+
+``llm_cache.coverage`` says what a backend figure counts, when the backend says it: ``cache`` (only
+this cache's keys), ``database`` (the whole Redis database, other applications' keys included) or
+``server`` (the whole server: Redis INFO, memcached ``stats``).
 
 Attribute keys: ``llm_cache.layer``, ``llm_cache.result``, ``llm_cache.reason``, ``gen_ai.request.model``
 (the model *group*), ``gen_ai.operation.name``, ``gen_ai.provider.name``; spans may also carry
@@ -80,6 +86,7 @@ BACKEND = "llm_cache.backend"
 OP = "llm_cache.op"
 OUTCOME = "llm_cache.outcome"
 INVALIDATION_KIND = "llm_cache.invalidation.kind"
+COVERAGE = "llm_cache.coverage"
 AGE = "llm_cache.age_s"
 ENTRY_BYTES = "llm_cache.entry.bytes"
 MODEL = "gen_ai.request.model"
@@ -94,7 +101,20 @@ GPU_TIME_SAVED = "llm_cache.gpu_time_saved_s"
 
 # Low-cardinality keys only: each distinct label set is a time series in the backend.
 METRIC_ATTRIBUTES: frozenset[str] = frozenset(
-    {LAYER, RESULT, REASON, BACKEND, OP, OUTCOME, INVALIDATION_KIND, MODEL, OPERATION, PROVIDER, TOKEN_TYPE}
+    {
+        LAYER,
+        RESULT,
+        REASON,
+        BACKEND,
+        OP,
+        OUTCOME,
+        INVALIDATION_KIND,
+        COVERAGE,
+        MODEL,
+        OPERATION,
+        PROVIDER,
+        TOKEN_TYPE,
+    }
 )
 SPAN_ATTRIBUTES: frozenset[str] = METRIC_ATTRIBUTES | {
     KEY_FINGERPRINT,
@@ -150,12 +170,15 @@ class Tokens(NamedTuple):
 
 
 class StoreSize(NamedTuple):
-    """What the caller's size callback returns; None for a figure the backend does not report."""
+    """What the caller's size callback returns; None for a figure the backend does not report.
+    ``coverage``: per figure name, what it counts (``StoreStats.coverage``), sent as the
+    ``llm_cache.coverage`` label."""
 
     entries: int | None
     bytes: int | None
     evictions: int | None = None
     expirations: int | None = None
+    coverage: Mapping[str, str] | None = None
 
 
 def key_fingerprint(key: str) -> str:
@@ -497,34 +520,38 @@ class CacheTelemetry:
         exporter's thread: return a cached figure (``engine.backend_stats()`` is async), never do I/O."""
         self._size_callbacks.append((_backend_label(backend), callback))
 
-    def _sizes(self) -> Iterator[tuple[dict[str, AttributeValue], StoreSize]]:
+    def _observe_size(self, figure: str) -> list[Observation]:
+        """One observation of ``figure`` (a StoreSize field) per backend that reports it, labelled
+        with the backend and, when the backend says it, what the figure covers."""
+        observations = []
         for backend, callback in self._size_callbacks:
             try:
                 size = callback()
             except Exception:  # a failing callback must not break the export of other metrics
                 log.debug("telemetry: size callback failed", exc_info=True)
                 continue
-            if size is not None:
-                yield (
-                    self._labels(
-                        (BACKEND, backend),
-                    ),
-                    size,
-                )
+            value = getattr(size, figure) if size is not None else None
+            if value is None:
+                continue
+            coverage = (size.coverage or {}).get(figure) if size is not None else None
+            if coverage is None:
+                labels = self._labels((BACKEND, backend))
+            else:
+                labels = self._labels((BACKEND, backend), (COVERAGE, coverage))
+            observations.append(Observation(value, labels))
+        return observations
 
     def _observe_entries(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.entries, labels) for labels, s in self._sizes() if s.entries is not None]
+        return self._observe_size("entries")
 
     def _observe_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.bytes, labels) for labels, s in self._sizes() if s.bytes is not None]
+        return self._observe_size("bytes")
 
     def _observe_evictions(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.evictions, labels) for labels, s in self._sizes() if s.evictions is not None]
+        return self._observe_size("evictions")
 
     def _observe_expirations(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(s.expirations, labels) for labels, s in self._sizes() if s.expirations is not None
-        ]
+        return self._observe_size("expirations")
 
     # -- spans -----------------------------------------------------------------------------------
 

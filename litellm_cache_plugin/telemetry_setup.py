@@ -84,7 +84,7 @@ class TelemetryRuntime:
                 stats: StoreStats | None = await sample()
                 if stats is not None:
                     self.backend_size = StoreSize(
-                        stats.entries, stats.bytes, stats.evictions, stats.expirations
+                        stats.entries, stats.bytes, stats.evictions, stats.expirations, stats.coverage
                     )
             except Exception:  # sampling is best effort
                 log.debug("telemetry: backend sampling failed", exc_info=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -71,3 +72,42 @@ async def test_the_plugins_own_refresh_calls_are_not_counted_as_lookups() -> Non
     assert ctx is not None
     assert ctx.cacheable and (await plugin.lookup_response(ctx)).outcome == "BYPASS"  # no-cache
     assert "exact" not in plugin.engine.stats.snapshot()
+
+
+async def test_coalesced_requests_are_counted_once_in_their_own_model_group() -> None:
+    plugin = _plugin()
+    leader = plugin.context(_kwargs())
+    assert leader is not None
+    assert (await plugin.lookup_response(leader)).outcome == "MISS"  # leads the single flight
+    waiters = [plugin.context(_kwargs()) for _ in range(3)]
+    pending = [asyncio.ensure_future(plugin.lookup_response(ctx)) for ctx in waiters if ctx is not None]
+    await asyncio.sleep(0.01)
+    key = plugin.key_for(leader)
+    body = {"choices": [{"finish_reason": "stop", "message": {"content": "a"}}], "usage": {}}
+    entry = await plugin.engine.store_entry(
+        key, orjson.dumps(body), tenant=leader.tenant, model_group="g",
+        model_version=leader.request.model_version, ttl=60,
+    )  # fmt: skip
+    plugin.engine.finish(key, entry)
+    assert [lookup.outcome for lookup in await asyncio.gather(*pending)] == ["HIT"] * 3
+
+    exact = plugin.engine.stats.snapshot()["exact"]
+    assert set(exact) == {"g"}  # no row for a made-up group ("-")
+    row = exact["g"]
+    assert (row["miss"], row["coalesced"], row["flight_waited"]) == (1, 3, 3)
+    assert row["hit_ratio"] == 0.75
+
+
+async def test_waiters_of_a_failed_flight_count_as_misses_of_their_group() -> None:
+    plugin = _plugin()
+    leader = plugin.context(_kwargs())
+    assert leader is not None
+    assert (await plugin.lookup_response(leader)).outcome == "MISS"
+    waiters = [plugin.context(_kwargs()) for _ in range(2)]
+    pending = [asyncio.ensure_future(plugin.lookup_response(ctx)) for ctx in waiters if ctx is not None]
+    await asyncio.sleep(0.01)
+    plugin.engine.finish(plugin.key_for(leader), None)  # the upstream call failed: nothing to share
+    assert [lookup.outcome for lookup in await asyncio.gather(*pending)] == ["MISS"] * 2
+    exact = plugin.engine.stats.snapshot()["exact"]
+    assert set(exact) == {"g"}
+    assert (exact["g"]["miss"], exact["g"].get("coalesced", 0), exact["g"]["flight_waited"]) == (3, 0, 2)

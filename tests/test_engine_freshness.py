@@ -160,11 +160,14 @@ async def test_single_flight_in_one_process(engine: CacheEngine) -> None:
     async def never() -> Entry | None:
         return None
 
-    leader = await engine.claim("k", poll=never, call_id="leader")
+    leader = await engine.claim("k", poll=never, model_group="m", call_id="leader")
     assert leader.leader
-    waiters = [asyncio.ensure_future(engine.claim("k", poll=never, call_id=f"w{i}")) for i in range(100)]
+    waiters = [
+        asyncio.ensure_future(engine.claim("k", poll=never, model_group="m", call_id=f"w{i}"))
+        for i in range(100)
+    ]
     await asyncio.sleep(0)
-    retry = await engine.claim("k", poll=never, call_id="leader")
+    retry = await engine.claim("k", poll=never, model_group="m", call_id="leader")
     assert retry.leader  # a retry of the leading request never waits for itself
     entry = await engine.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
     engine.finish("k", entry)
@@ -180,8 +183,8 @@ async def test_single_flight_wait_is_bounded(clock: Clock) -> None:
     async def never() -> Entry | None:
         return None
 
-    assert (await engine.claim("k", poll=never)).leader
-    follower = await engine.claim("k", poll=never)
+    assert (await engine.claim("k", poll=never, model_group="m")).leader
+    follower = await engine.claim("k", poll=never, model_group="m")
     assert not follower.leader and follower.entry is None  # timed out: goes upstream itself
 
 
@@ -194,14 +197,45 @@ async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> No
         found = await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
         return found.entry
 
-    assert (await replica_1.claim("k", poll=poll)).leader
-    followers = [asyncio.ensure_future(replica_2.claim("k", poll=poll)) for _ in range(20)]
+    assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
+    followers = [asyncio.ensure_future(replica_2.claim("k", poll=poll, model_group="m")) for _ in range(20)]
     await asyncio.sleep(0.05)
     entry = await replica_1.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
     replica_1.finish("k", entry)
     roles = await asyncio.gather(*followers)
     assert [r.leader for r in roles] == [False] * 20
     assert all(r.entry is not None for r in roles)
+
+
+async def test_single_flight_counts_its_events_under_the_model_group(clock: Clock) -> None:
+    shared = MemoryStore(clock=clock)
+    replica_1 = CacheEngine(shared, namespace="t", clock=clock)
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+
+    async def poll() -> Entry | None:
+        found = await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        return found.entry
+
+    assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
+    local_leader = await replica_1.claim("k2", poll=poll, model_group="m")
+    assert local_leader.leader
+    local_waiters = [
+        asyncio.ensure_future(replica_1.claim("k2", poll=poll, model_group="m")) for _ in range(4)
+    ]
+    followers = [asyncio.ensure_future(replica_2.claim("k", poll=poll, model_group="m")) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    entry = await replica_1.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    replica_1.finish("k", entry)
+    replica_1.finish("k2", None)
+    await asyncio.gather(*followers, *local_waiters)
+    # replica 2: one request polled the backend for the other replica's answer, four waited on it.
+    row = replica_2.stats.snapshot()["exact"]["m"]
+    assert (row["flight_polled"], row["flight_waited"]) == (1, 4)
+    assert set(replica_2.stats.snapshot()["exact"]) == {"m"}
+    # replica 1: four requests waited on a local leader. The results themselves (coalesced, miss)
+    # are counted by whoever serves the requests (CacheEngine.account), not here.
+    assert replica_1.stats.snapshot()["exact"]["m"]["flight_waited"] == 4
+    assert "-" not in replica_1.stats.snapshot()["exact"]
 
 
 async def test_refresh_lock_is_exclusive_across_replicas(clock: Clock) -> None:

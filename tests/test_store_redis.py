@@ -100,6 +100,55 @@ async def test_stats_are_server_wide(store: RedisStore, redis_url: str) -> None:
         await whole_db.close()
 
 
+async def test_stats_say_what_each_figure_covers(store: RedisStore, redis_url: str) -> None:
+    stats = await store.stats()
+    assert stats.coverage == {"bytes": "server", "evictions": "server", "expirations": "server"}
+    whole_db = RedisStore.from_url(redis_url, prefix="")
+    try:
+        assert (await whole_db.stats()).coverage["entries"] == "database"  # DBSIZE: every key of the db
+    finally:
+        await whole_db.close()
+
+
+async def test_count_keys_counts_only_the_caches_keys(
+    store: RedisStore, raw: aioredis.Redis, redis_url: str
+) -> None:
+    # The cache's keys: values, a counter and a lock under "<prefix>lcp:"; under the same store
+    # prefix but outside the namespace, one key that is not the cache's.
+    await store.set_many([(f"lcp:x:{i}", b"v") for i in range(25)], ttl=60)
+    await store.incr("lcp:gen:model:m")
+    await store.acquire_lock("lcp:lock:fill:k", "o", ttl=60)
+    await store.set("elsewhere:1", b"v", ttl=60)
+    # Another application in the same database: its own keys, some that would match an unescaped
+    # glob of our prefix.
+    other = f"other-app-{uuid.uuid4().hex}:"
+    await raw.mset({f"{other}{i}": b"x" for i in range(40)})
+    try:
+        assert await store.count_keys("lcp:", max_keys=10**9) == 27
+        assert await store.count_keys("", max_keys=10**9) == 28  # everything under the store prefix
+        assert await store.count_keys("lcp:x:", max_keys=10**9) == 25
+        assert await store.count_keys("nothing-here:", max_keys=10**9) == 0
+        # Bounded: a database larger than max_keys is not scanned at all.
+        assert await store.count_keys("lcp:", max_keys=1) is None
+    finally:
+        await raw.delete(*[f"{other}{i}" for i in range(40)])
+
+
+async def test_count_keys_takes_glob_characters_in_the_prefix_literally(
+    raw: aioredis.Redis, redis_url: str
+) -> None:
+    base = unique_prefix(redis_url)
+    store = RedisStore.from_url(redis_url, prefix=base + "a*[b]?\\:")
+    try:
+        await store.set("lcp:1", b"v", ttl=60)
+        # Keys a glob "a*[b]?\\:" would match if the prefix were not escaped.
+        await raw.set(base + "aXXbZ:lcp:1", b"v", ex=60)
+        await raw.set(base + "a*b!:lcp:1", b"v", ex=60)
+        assert await store.count_keys("lcp:", max_keys=10**9) == 1
+    finally:
+        await store.close()
+
+
 async def test_unreachable_server_raises_store_error() -> None:
     with socket.socket() as sock:  # a port on this machine that nothing listens on
         sock.bind(("127.0.0.1", 0))

@@ -142,6 +142,27 @@ async def test_stats_add_up_the_primaries(store: RedisClusterStore, redis_cluste
         await whole.close()
 
 
+async def test_count_keys_scans_every_primary(store: RedisClusterStore, redis_cluster_url: str) -> None:
+    stats = await store.stats()
+    assert stats.coverage == {"bytes": "server", "evictions": "server", "expirations": "server"}
+    keys = [f"lcp:x:{uuid.uuid4().hex}" for _ in range(40)]
+    await store.set_many([(key, b"v") for key in keys], ttl=60)
+    await store.incr("lcp:gen:model:m")
+    await store.set("not-the-cache", b"v", ttl=60)
+    slots = {key_slot((store.prefix + key).encode()) for key in keys}
+    owners = {store.cluster.nodes_manager.get_node_from_slot(slot).name for slot in slots}
+    assert len(owners) > 1  # the keys really are spread over the nodes
+    # Keys of another application on the same cluster.
+    other = RedisClusterStore.from_url(redis_cluster_url, prefix=f"other-app-{uuid.uuid4().hex}:")
+    try:
+        await other.set_many([(f"lcp:x:{i}", b"x") for i in range(30)], ttl=60)
+        assert await store.count_keys("lcp:", max_keys=10**9) == 41
+        assert await store.count_keys("", max_keys=10**9) == 42
+        assert await store.count_keys("lcp:", max_keys=1) is None  # more keys than that: not scanned
+    finally:
+        await other.close()
+
+
 async def test_ping_asks_every_primary(store: RedisClusterStore) -> None:
     assert await store.ping() is True
 

@@ -84,6 +84,7 @@ def labels(**kwargs: Any) -> Labels:
         "kind": tm.INVALIDATION_KIND,
         "operation": tm.OPERATION,
         "provider": tm.PROVIDER,
+        "coverage": tm.COVERAGE,
     }
     return frozenset((names[k], v) for k, v in kwargs.items())
 
@@ -190,6 +191,16 @@ def test_size_gauges_use_the_callers_callback(sdk: Sdk) -> None:
     got = collect(sdk.reader)
     assert got["llm_cache.entries"] == {labels(backend="redis"): 13}
     assert "llm_cache.bytes" not in got or got["llm_cache.bytes"] == {}
+
+
+def test_size_gauges_say_what_each_figure_covers(sdk: Sdk) -> None:
+    coverage = {"entries": "cache", "bytes": "server", "evictions": "server", "expirations": "server"}
+    sdk.telemetry.observe_store_size(lambda: StoreSize(12, 4096, 1, 2, coverage), backend="redis://h:6379")
+    got = collect(sdk.reader)
+    assert got["llm_cache.entries"] == {labels(backend="redis", coverage="cache"): 12}
+    assert got["llm_cache.bytes"] == {labels(backend="redis", coverage="server"): 4096}
+    assert got["llm_cache.evictions"] == {labels(backend="redis", coverage="server"): 1}
+    assert got["llm_cache.expirations"] == {labels(backend="redis", coverage="server"): 2}
 
 
 def test_bad_input_never_raises(sdk: Sdk) -> None:

@@ -1,6 +1,8 @@
 """Admin endpoints added to the LiteLLM proxy app (there is no plugin API for routes).
 
-- ``DELETE /v1/cache/{model}``: invalidate every entry of a model group (all tenants, all layers).
+- ``DELETE /v1/cache/{model}``: invalidate every entry of a model group (all tenants, all layers);
+  404 listing the known groups (the router's model names and ``cache_plugin.models``) for any other
+  name, so that a typo does not pass for an invalidation.
 - ``DELETE /v1/cache/tags/{tag}``: an admin invalidates the tag for every tenant; any other caller
   invalidates it for its own entries only (team, user and key scopes of its identity).
 - ``GET /v1/cache/stats``: per-layer, per-model counters of this worker plus backend stats.
@@ -16,8 +18,10 @@ can read an entry. Stats are per worker process (each uvicorn worker loads its o
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from litellm_cache_plugin.policy.keys import Identity, tenant_for
@@ -33,6 +37,27 @@ def _text(value: object) -> str | None:
 
 _MODEL_NAME = re.compile(r"^[\w.:/@+-]{1,256}$")
 _registered_for: set[int] = set()
+
+
+def known_model_groups(plugin: CachePlugin) -> list[str]:
+    """The model groups this proxy knows now: every deployment's ``model_name`` in the proxy's
+    router (read at call time: models added at runtime count) and every ``cache_plugin.models``
+    key. Sorted, without duplicates."""
+    names = set(plugin.settings.models)
+    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
+    router = getattr(proxy_server, "llm_router", None)
+    if router is not None:
+        for deployment in router.get_model_list() or []:
+            name = deployment.get("model_name")
+            if isinstance(name, str) and name:
+                names.add(name)
+    return sorted(names)
+
+
+def is_known_group(model: str, known: Iterable[str]) -> bool:
+    """``model`` is one of ``known``, or matches a wildcard deployment such as ``openai/*`` (its
+    requests are cached under the model they name)."""
+    return any(model == name or ("*" in name and fnmatch.fnmatchcase(model, name)) for name in known)
 
 
 def register(plugin: CachePlugin) -> None:
@@ -71,6 +96,12 @@ def register(plugin: CachePlugin) -> None:
         require_admin(auth)
         if not _MODEL_NAME.match(model):
             raise HTTPException(status_code=400, detail="invalid model group name")
+        known = known_model_groups(plugin)
+        if not is_known_group(model, known):
+            raise HTTPException(
+                status_code=404,
+                detail={"error": f"unknown model group {model!r}", "known_groups": known},
+            )
         try:
             generation = await plugin.engine.invalidate_model(model)
         except Exception as error:  # the backend is down: say so, do not pretend it worked

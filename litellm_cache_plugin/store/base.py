@@ -10,24 +10,47 @@ A missing value is ``None``: the engine never stores ``None`` (values are non-em
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
 
 
 class StoreError(Exception):
     """A backend failed (connection refused, timeout, protocol error). The engine fails open on it."""
 
 
+Coverage = Literal["cache", "database", "server"]
+"""What a figure of :class:`StoreStats` counts: ``cache`` only what this cache holds (its keys);
+``database`` the whole logical database the cache lives in (a Redis ``/db``), other applications'
+keys included; ``server`` the whole server or servers (every database, every application)."""
+
+
 @dataclass(frozen=True)
 class StoreStats:
-    """What a backend can say about itself; ``None`` where it cannot know cheaply."""
+    """What a backend can say about itself; ``None`` where it cannot know cheaply.
+
+    ``coverage`` says, per figure name (``entries``, ``bytes``, ``evictions``, ``expirations``), what
+    the figure counts (see :data:`Coverage`); a figure without a key there is not described."""
 
     backend: str
     entries: int | None
     bytes: int | None
     evictions: int | None
     expirations: int | None
+    coverage: Mapping[str, Coverage] = field(default_factory=dict)
+
+
+@runtime_checkable
+class KeyCounting(Protocol):
+    """Optional capability of a store shared with other data (Redis): count the cache's own keys.
+
+    It costs a scan of the backend's whole key space, so it never runs on the request path: see
+    :class:`litellm_cache_plugin.store.own_entries.OwnEntries`."""
+
+    async def count_keys(self, key_prefix: str, *, max_keys: int) -> int | None:
+        """How many keys (values, counters, locks) start with ``key_prefix`` (after the store's own
+        prefix); ``None`` when the backend holds more than ``max_keys`` keys, too many to scan."""
+        ...
 
 
 @runtime_checkable

@@ -300,6 +300,7 @@ class MemoryStore:
             bytes=self._bytes,
             evictions=self._evictions,
             expirations=self._expirations,
+            coverage=dict.fromkeys(("entries", "bytes", "evictions", "expirations"), "cache"),
         )
 
     async def ping(self) -> bool:

@@ -39,7 +39,7 @@ from litellm_cache_plugin.store import (
     text,
     url_options,
 )
-from litellm_cache_plugin.store.base import StoreError, StoreStats
+from litellm_cache_plugin.store.base import Coverage, StoreError, StoreStats
 
 __all__ = ["RedisStore"]
 
@@ -79,6 +79,8 @@ DEFAULT_MAX_CONNECTIONS = 50
 DEFAULT_SOCKET_TIMEOUT = 1.0
 DEFAULT_POOL_TIMEOUT = 1.0
 DEFAULT_RETRIES = 1
+# Keys SCAN examines per round trip when counting the cache's keys (count_keys).
+SCAN_COUNT = 1000
 
 
 def _ttl_ms(ttl: float) -> int:
@@ -142,11 +144,14 @@ class RedisStore:
     ``client`` must return bytes (``decode_responses=False``, the default). ``close()`` closes the
     client and, when the client owns it (built by :meth:`from_url` or ``Redis.from_url``), its pool.
 
-    ``stats()`` is honest about what one cheap round trip can tell: ``evictions``,
-    ``expirations`` (INFO ``evicted_keys``/``expired_keys``) and ``bytes`` (INFO ``used_memory``)
-    are for the whole server, all databases and prefixes; ``entries`` is DBSIZE when ``prefix`` is
-    empty (the store then owns the whole database's key space) and ``None`` otherwise, since
-    counting one prefix needs a SCAN of the database.
+    ``stats()`` is honest about what one cheap round trip can tell, and says so in its
+    ``coverage``: ``evictions``, ``expirations`` (INFO ``evicted_keys``/``expired_keys``) and
+    ``bytes`` (INFO ``used_memory``) are for the whole server (``server``: all databases, other
+    applications' keys included; Redis keeps none of them per database or per prefix);
+    ``entries`` is DBSIZE when ``prefix`` is empty (``database``: every key of the database, ours
+    or not) and ``None`` otherwise. The cache's own key count needs a scan:
+    :meth:`count_keys`, which the engine runs in the background
+    (:class:`~litellm_cache_plugin.store.own_entries.OwnEntries`).
     """
 
     name = "redis"
@@ -322,7 +327,32 @@ class RedisStore:
             bytes=_int_or_none(memory.get("used_memory")),
             evictions=_int_or_none(stats.get("evicted_keys")),
             expirations=_int_or_none(stats.get("expired_keys")),
+            coverage=self._coverage(),
         )
+
+    def _coverage(self) -> dict[str, Coverage]:
+        coverage: dict[str, Coverage] = {"bytes": "server", "evictions": "server", "expirations": "server"}
+        if not self.prefix:
+            coverage["entries"] = "database"
+        return coverage
+
+    async def count_keys(self, key_prefix: str = "", *, max_keys: int) -> int | None:
+        """Keys starting with ``prefix + key_prefix``, by SCAN MATCH (``SCAN_COUNT`` keys examined per
+        round trip); ``None`` without scanning when the database holds more than ``max_keys`` keys
+        (DBSIZE). As exact as SCAN: keys added or removed meanwhile may or may not be counted, and a
+        key may be counted twice if the server resizes its table during the scan. Off the request
+        path only: it reads the whole key space of the database."""
+        self._check_open()
+        match = glob_escape(self.prefix + key_prefix) + "*"
+        with _errors("SCAN"):
+            if int(await self._client.dbsize()) > max_keys:
+                return None
+            found = 0
+            async for _ in self._client.scan_iter(match=match, count=SCAN_COUNT):
+                found += 1
+                if found > max_keys:  # the database grew meanwhile: stop, as promised
+                    return None
+        return found
 
     async def ping(self) -> bool:
         self._check_open()
@@ -344,6 +374,11 @@ def _as_bytes(value: bytes | str | None) -> bytes | None:
     if isinstance(value, str):
         return value.encode()
     return value
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern (MATCH, KEYS)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -16,7 +16,7 @@ key decides the node; SCRIPT LOAD after NOSCRIPT goes to every primary). What di
   concurrent MGETs per slot as soon as more than one slot is involved (20 slots: 1.5 ms);
 * ``set_many`` is the non-transactional pipeline :class:`RedisStore` already uses; redis-py splits
   it by node the same way;
-* ``stats()`` and ``ping()`` ask every primary and add up / require all answers;
+* ``stats()``, ``count_keys()`` and ``ping()`` ask every primary and add up / require all answers;
 * failures the cluster client reports outside ``RedisError`` (no reachable startup node, a slot no
   node serves) become :class:`StoreError` like everything else.
 
@@ -57,9 +57,11 @@ from litellm_cache_plugin.store.redis import (
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_RETRIES,
     DEFAULT_SOCKET_TIMEOUT,
+    SCAN_COUNT,
     RedisStore,
     _errors,
     _int_or_none,
+    glob_escape,
 )
 
 __all__ = ["RedisClusterStore"]
@@ -103,7 +105,8 @@ class RedisClusterStore(RedisStore):
 
     ``client`` must return bytes (``decode_responses=False``, the default). ``close()`` closes it.
     ``stats()`` adds up every primary's INFO (server-wide figures, see :class:`RedisStore`);
-    ``entries`` is the sum of DBSIZE when ``prefix`` is empty and ``None`` otherwise.
+    ``entries`` is the sum of DBSIZE when ``prefix`` is empty and ``None`` otherwise;
+    ``count_keys()`` scans every primary.
 
     The cluster client's per-node pools do not wait for a free connection: one call too many
     fails, and redis-py then rediscovers the cluster, which breaks the calls in flight. So the
@@ -203,7 +206,24 @@ class RedisClusterStore(RedisStore):
             bytes=_sum(node.get("used_memory") for node in info.values()),
             evictions=_sum(node.get("evicted_keys") for node in info.values()),
             expirations=_sum(node.get("expired_keys") for node in info.values()),
+            coverage=self._coverage(),
         )
+
+    @_cluster_call
+    async def count_keys(self, key_prefix: str = "", *, max_keys: int) -> int | None:
+        """:meth:`RedisStore.count_keys` over every primary (DBSIZE summed, then SCAN per node)."""
+        primaries = RedisCluster.PRIMARIES
+        match = glob_escape(self.prefix + key_prefix) + "*"
+        with _errors("SCAN"):
+            if int(await self._cluster.dbsize(target_nodes=primaries)) > max_keys:
+                return None
+            found = 0
+            # SCAN goes to every primary; redis-py follows each node's cursor to its end.
+            async for _ in self._cluster.scan_iter(match=match, count=SCAN_COUNT, target_nodes=primaries):
+                found += 1
+                if found > max_keys:
+                    return None
+        return found
 
     @_cluster_call
     async def ping(self) -> bool:
