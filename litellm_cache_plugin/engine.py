@@ -29,6 +29,7 @@ from litellm_cache_plugin.envelope import (
     encode_entry,
     read_entry,
 )
+from litellm_cache_plugin.observe import INVALIDATION_KIND, Observer
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
 from litellm_cache_plugin.policy.keys import Tenant
@@ -43,7 +44,6 @@ from litellm_cache_plugin.policy.tags import (
 from litellm_cache_plugin.savings import Savings
 from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
 from litellm_cache_plugin.store.own_entries import OwnEntries
-from litellm_cache_plugin.telemetry import INVALIDATION_KIND, CacheTelemetry
 
 log = logging.getLogger("litellm_cache_plugin")
 
@@ -72,6 +72,10 @@ class Prefetched:
 
 # Results that served a cached answer (see telemetry.SERVED_RESULTS).
 _SERVED = ("hit", "stale", "coalesced")
+# Stats rows that count events of a path or of the admin API, not lookups of a cache layer: they get
+# no hit ratio. The glue may name its own (``CacheEngine(unrated_layers=...)``); the default keeps the
+# rows the proxy glue has always written ("fast_path").
+UNRATED_LAYERS: frozenset[str] = frozenset({"admin", "fast_path"})
 # Saving totals kept per (layer, model group), in the order the stats show them.
 SAVING_FIELDS = (
     "latency_saved_ms",
@@ -91,6 +95,8 @@ class EngineStats:
 
     counts: Counter[tuple[str, str, str]]
     saved: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    # Rows without a hit ratio (see UNRATED_LAYERS).
+    unrated_layers: frozenset[str] = UNRATED_LAYERS
 
     def bump(self, layer: str, model_group: str, what: str, amount: int = 1) -> None:
         self.counts[(layer, model_group, what)] += amount
@@ -123,7 +129,7 @@ class EngineStats:
             for name, value in totals.items():
                 row[name] = round(value, 9 if name == "cost_saved_usd" else 3)
         for layer_name, models in out.items():
-            if layer_name in ("admin", "fast_path"):
+            if layer_name in self.unrated_layers:
                 continue
             for row in models.values():
                 served = sum(row.get(result, 0) for result in _SERVED)
@@ -137,6 +143,7 @@ class _Flight:
     future: asyncio.Future[Entry | None]
     owner: str
     model_group: str  # the key's model group: what the flight's counts are counted under
+    layer: str = "exact"  # ... and the layer
     call_id: str | None = None
     lock_key: str | None = None
     handle: asyncio.TimerHandle | None = None
@@ -174,9 +181,10 @@ class CacheEngine:
         clock: Callable[[], float] = time.time,
         single_flight: SingleFlightSettings | None = None,
         cipher: PayloadCipher | None = None,
-        telemetry: CacheTelemetry | None = None,
+        telemetry: Observer | None = None,
         compress_min_bytes: int | None = None,
         max_payload_bytes: int = HARD_MAX_PAYLOAD,
+        unrated_layers: Iterable[str] = UNRATED_LAYERS,
     ) -> None:
         self.store = store
         self.cipher = cipher
@@ -188,7 +196,7 @@ class CacheEngine:
         self.telemetry = telemetry
         self.namespace = namespace
         self.clock = clock
-        self.stats = EngineStats(Counter())
+        self.stats = EngineStats(Counter(), unrated_layers=frozenset(unrated_layers) | {"admin"})
         self.single_flight = single_flight or SingleFlightSettings()
         self._flights: dict[str, _Flight] = {}
         self._background = _Background()
@@ -240,9 +248,7 @@ class CacheEngine:
         except StoreError as error:
             self._failed_open(layer, model_group, error)
             return Lookup("MISS", "backend_error")
-        return self._judge(
-            decoded, key, tenant, model_group, model_version, controls, current, layer, record
-        )
+        return self._judge(decoded, key, tenant, model_group, model_version, controls, current, layer, record)
 
     async def read(
         self, key: str, *, tenant: Tenant, model_group: str, tags: Sequence[str] = ()
@@ -396,9 +402,7 @@ class CacheEngine:
                 self.account(layer, model_group, "bypass", "no_cache", count=len(keys))
             return [None] * len(keys), current
         entries = [read_entry(raw) if raw is not None else None for raw in raws]
-        missing = sorted(
-            {k for e in entries if isinstance(e, Entry) for k in e.counters if k not in current}
-        )
+        missing = sorted({k for e in entries if isinstance(e, Entry) for k in e.counters if k not in current})
         if missing:
             try:
                 current.update(zip(missing, await self.store.get_counters(missing), strict=True))
@@ -571,9 +575,10 @@ class CacheEngine:
         poll: Callable[[], Coroutine[Any, Any, Entry | None]],
         model_group: str,
         call_id: str | None = None,
+        layer: str = "exact",
     ) -> FlightRole:
-        """Coalesce concurrent misses of ``key`` (of ``model_group``, under which the flight's own
-        events are counted: ``flight_polled``, ``flight_waited``).
+        """Coalesce concurrent misses of ``key`` (of ``model_group`` in ``layer``, under which the
+        flight's own events are counted: ``flight_polled``, ``flight_waited``).
 
         Within this process the first caller leads and the others wait on an in-memory future (no
         backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
@@ -597,6 +602,7 @@ class CacheEngine:
             owner=f"{self._owner}:{secrets.token_hex(4)}",
             call_id=call_id,
             model_group=model_group,
+            layer=layer,
         )
         self._flights[key] = flight
         flight.handle = loop.call_later(timeout, self.finish, key, None)
@@ -623,7 +629,7 @@ class CacheEngine:
                 entry = None
             if entry is not None:
                 break
-        self.stats.bump("exact", flight.model_group, "flight_polled")
+        self.stats.bump(flight.layer, flight.model_group, "flight_polled")
         self.finish(key, entry)
         return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
 
@@ -640,7 +646,7 @@ class CacheEngine:
             # Requests that waited on this flight, in its model group. Not "coalesced": each waiter
             # counts its own result once (coalesced when the leader stored an answer, else the miss
             # it then became) through account(), like every other request.
-            self.stats.bump("exact", flight.model_group, "flight_waited", flight.waiters)
+            self.stats.bump(flight.layer, flight.model_group, "flight_waited", flight.waiters)
             if self.telemetry is not None:
                 self.telemetry.record_coalesced(flight.model_group, flight.waiters)
         if flight.lock_key:

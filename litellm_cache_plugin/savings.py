@@ -15,14 +15,13 @@ batch, which is not split per item.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from litellm_cache_plugin.settings import Prices
-from litellm_cache_plugin.telemetry import cost_saved, gpu_seconds_from_ollama
 
 # Keys inside an entry's ``extra`` (short: they are stored with every entry).
 TOKENS = "tok"  # [prompt tokens, completion tokens] of the upstream call
@@ -46,6 +45,92 @@ def _count(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
+
+
+# -- measured figures (pure; telemetry re-exports them) ------------------------------------------
+
+
+def _nanoseconds(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
+
+
+def _ollama_fields(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    # Ollama reports durations at the top of its native response; LiteLLM may move them into usage.
+    yield data
+    for nested in ("usage", "_hidden_params"):
+        inner = data.get(nested)
+        if isinstance(inner, Mapping):
+            yield inner
+
+
+def _sum_durations(
+    data: Mapping[str, Any] | Iterable[Mapping[str, Any]], fields: tuple[str, ...]
+) -> float | None:
+    items: Iterable[Mapping[str, Any]] = [data] if isinstance(data, Mapping) else data
+    total, found = 0, False
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        for source in _ollama_fields(item):
+            values = [_nanoseconds(source.get(name)) for name in fields]
+            if all(v is not None for v in values):
+                total += sum(v for v in values if v is not None)
+                found = True
+                break
+    return total / 1e9 if found else None
+
+
+def gpu_seconds_from_ollama(data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> float | None:
+    """Seconds of Ollama's ``total_duration`` (ns) in one response dict or summed over several (e.g.
+    embedding batches); None when none reports it. Includes model load and queueing time."""
+    return _sum_durations(data, ("total_duration",))
+
+
+def gpu_seconds_from_ollama_evals(data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> float | None:
+    """Seconds of ``prompt_eval_duration + eval_duration``: compute only, without load time."""
+    return _sum_durations(data, ("prompt_eval_duration", "eval_duration"))
+
+
+def latency_saved(upstream_ms: float | None, hit_ms: float) -> float | None:
+    """Upstream latency minus the time the hit took, never negative; None without an upstream figure."""
+    if upstream_ms is None or not math.isfinite(upstream_ms) or not math.isfinite(hit_ms):
+        return None
+    return max(0.0, upstream_ms - max(0.0, hit_ms))
+
+
+def cost_saved(
+    model: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    prices: Mapping[str, Mapping[str, Any]] | None,
+) -> float | None:
+    """USD an upstream call would have cost. ``prices`` maps a model to ``input_cost_per_token`` and
+    ``output_cost_per_token`` (LiteLLM's ``model_cost`` shape, so it can be passed straight through).
+    None when the model, a price or a token count is unknown: an unknown cost is not a zero cost."""
+    if not prices or prompt_tokens is None or completion_tokens is None:
+        return None
+    if prompt_tokens < 0 or completion_tokens < 0:
+        return None
+    price = prices.get(model)
+    if price is None:
+        return None
+    per_in, per_out = _price(price.get("input_cost_per_token")), _price(price.get("output_cost_per_token"))
+    if per_in is None or per_out is None:
+        return None
+    return prompt_tokens * per_in + completion_tokens * per_out
+
+
+def _price(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:  # also rejects NaN
+        return None
+    return float(value)
+
+
+# -- entries -----------------------------------------------------------------------------------------
 
 
 def upstream_facts(body: Mapping[str, Any], original_response: Any, provider: str | None) -> dict[str, Any]:

@@ -53,13 +53,12 @@ off metric labels (unbounded cardinality) and must look like a fingerprint, so a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -73,31 +72,39 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+# The attribute keys, span names and key fingerprint are defined (once) in the telemetry-free
+# ``observe`` module the core uses, and the pure saving figures in ``savings``; re-exported here
+# for existing callers (``from litellm_cache_plugin.telemetry import LAYER``).
+from litellm_cache_plugin.observe import AGE as AGE
+from litellm_cache_plugin.observe import BACKEND as BACKEND
+from litellm_cache_plugin.observe import COST_SAVED as COST_SAVED
+from litellm_cache_plugin.observe import COVERAGE as COVERAGE
+from litellm_cache_plugin.observe import ENTRY_BYTES as ENTRY_BYTES
+from litellm_cache_plugin.observe import GPU_TIME_SAVED as GPU_TIME_SAVED
+from litellm_cache_plugin.observe import INPUT_TOKENS as INPUT_TOKENS
+from litellm_cache_plugin.observe import INVALIDATION_KIND as INVALIDATION_KIND
+from litellm_cache_plugin.observe import KEY_FINGERPRINT as KEY_FINGERPRINT
+from litellm_cache_plugin.observe import LATENCY_SAVED as LATENCY_SAVED
+from litellm_cache_plugin.observe import LAYER as LAYER
+from litellm_cache_plugin.observe import MODEL as MODEL
+from litellm_cache_plugin.observe import OP as OP
+from litellm_cache_plugin.observe import OPERATION as OPERATION
+from litellm_cache_plugin.observe import OUTCOME as OUTCOME
+from litellm_cache_plugin.observe import OUTPUT_TOKENS as OUTPUT_TOKENS
+from litellm_cache_plugin.observe import PROVIDER as PROVIDER
+from litellm_cache_plugin.observe import REASON as REASON
+from litellm_cache_plugin.observe import RESULT as RESULT
+from litellm_cache_plugin.observe import TOKEN_TYPE as TOKEN_TYPE
+from litellm_cache_plugin.observe import SpanName as SpanName
+from litellm_cache_plugin.observe import key_fingerprint as key_fingerprint
+from litellm_cache_plugin.savings import cost_saved as cost_saved
+from litellm_cache_plugin.savings import gpu_seconds_from_ollama as gpu_seconds_from_ollama
+from litellm_cache_plugin.savings import gpu_seconds_from_ollama_evals as gpu_seconds_from_ollama_evals
+from litellm_cache_plugin.savings import latency_saved as latency_saved
+
 log = logging.getLogger("litellm_cache_plugin")
 
 INSTRUMENTATION_NAME = "litellm_cache_plugin"
-
-# Attribute keys (constants so callers and tests do not spell them twice).
-LAYER = "llm_cache.layer"
-RESULT = "llm_cache.result"
-REASON = "llm_cache.reason"
-KEY_FINGERPRINT = "llm_cache.key.fingerprint"
-BACKEND = "llm_cache.backend"
-OP = "llm_cache.op"
-OUTCOME = "llm_cache.outcome"
-INVALIDATION_KIND = "llm_cache.invalidation.kind"
-COVERAGE = "llm_cache.coverage"
-AGE = "llm_cache.age_s"
-ENTRY_BYTES = "llm_cache.entry.bytes"
-MODEL = "gen_ai.request.model"
-OPERATION = "gen_ai.operation.name"
-PROVIDER = "gen_ai.provider.name"
-TOKEN_TYPE = "gen_ai.token.type"
-INPUT_TOKENS = "gen_ai.usage.input_tokens"
-OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-LATENCY_SAVED = "llm_cache.latency_saved_ms"
-COST_SAVED = "llm_cache.cost_saved_usd"
-GPU_TIME_SAVED = "llm_cache.gpu_time_saved_s"
 
 # Low-cardinality keys only: each distinct label set is a time series in the backend.
 METRIC_ATTRIBUTES: frozenset[str] = frozenset(
@@ -127,7 +134,6 @@ SPAN_ATTRIBUTES: frozenset[str] = METRIC_ATTRIBUTES | {
     GPU_TIME_SAVED,
 }
 
-SpanName = Literal["llm_cache.lookup", "llm_cache.store", "llm_cache.refresh", "llm_cache.invalidate"]
 SPAN_NAMES: frozenset[str] = frozenset(
     {"llm_cache.lookup", "llm_cache.store", "llm_cache.refresh", "llm_cache.invalidate"}
 )
@@ -181,11 +187,6 @@ class StoreSize(NamedTuple):
     coverage: Mapping[str, str] | None = None
 
 
-def key_fingerprint(key: str) -> str:
-    """The only form of a cache key allowed in telemetry: 16 hex chars of its sha256."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-
-
 def _backend_label(backend: str) -> str:
     # A backend URL may carry a password or host names: keep the scheme only ("redis", "memory").
     return backend.split("://", 1)[0] if "://" in backend else backend
@@ -212,89 +213,6 @@ def sanitize(
         elif isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
             clean[key] = value
     return clean
-
-
-# -- pure helpers ---------------------------------------------------------------------------------
-
-
-def _nanoseconds(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return int(value)
-
-
-def _ollama_fields(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    # Ollama reports durations at the top of its native response; LiteLLM may move them into usage.
-    yield data
-    for nested in ("usage", "_hidden_params"):
-        inner = data.get(nested)
-        if isinstance(inner, Mapping):
-            yield inner
-
-
-def _sum_durations(
-    data: Mapping[str, Any] | Iterable[Mapping[str, Any]], fields: tuple[str, ...]
-) -> float | None:
-    items: Iterable[Mapping[str, Any]] = [data] if isinstance(data, Mapping) else data
-    total, found = 0, False
-    for item in items:
-        if not isinstance(item, Mapping):
-            continue
-        for source in _ollama_fields(item):
-            values = [_nanoseconds(source.get(name)) for name in fields]
-            if all(v is not None for v in values):
-                total += sum(v for v in values if v is not None)
-                found = True
-                break
-    return total / 1e9 if found else None
-
-
-def gpu_seconds_from_ollama(data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> float | None:
-    """Seconds of Ollama's ``total_duration`` (ns) in one response dict or summed over several (e.g.
-    embedding batches); None when none reports it. Includes model load and queueing time."""
-    return _sum_durations(data, ("total_duration",))
-
-
-def gpu_seconds_from_ollama_evals(data: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> float | None:
-    """Seconds of ``prompt_eval_duration + eval_duration``: compute only, without load time."""
-    return _sum_durations(data, ("prompt_eval_duration", "eval_duration"))
-
-
-def latency_saved(upstream_ms: float | None, hit_ms: float) -> float | None:
-    """Upstream latency minus the time the hit took, never negative; None without an upstream figure."""
-    if upstream_ms is None or not math.isfinite(upstream_ms) or not math.isfinite(hit_ms):
-        return None
-    return max(0.0, upstream_ms - max(0.0, hit_ms))
-
-
-def cost_saved(
-    model: str,
-    prompt_tokens: int | None,
-    completion_tokens: int | None,
-    prices: Mapping[str, Mapping[str, Any]] | None,
-) -> float | None:
-    """USD an upstream call would have cost. ``prices`` maps a model to ``input_cost_per_token`` and
-    ``output_cost_per_token`` (LiteLLM's ``model_cost`` shape, so it can be passed straight through).
-    None when the model, a price or a token count is unknown: an unknown cost is not a zero cost."""
-    if not prices or prompt_tokens is None or completion_tokens is None:
-        return None
-    if prompt_tokens < 0 or completion_tokens < 0:
-        return None
-    price = prices.get(model)
-    if price is None:
-        return None
-    per_in, per_out = _price(price.get("input_cost_per_token")), _price(price.get("output_cost_per_token"))
-    if per_in is None or per_out is None:
-        return None
-    return prompt_tokens * per_in + completion_tokens * per_out
-
-
-def _price(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:  # also rejects NaN
-        return None
-    return float(value)
 
 
 # -- spans ----------------------------------------------------------------------------------------

@@ -238,6 +238,33 @@ async def test_single_flight_counts_its_events_under_the_model_group(clock: Cloc
     assert "-" not in replica_1.stats.snapshot()["exact"]
 
 
+async def test_single_flight_counts_under_the_layer_it_is_given(engine: CacheEngine) -> None:
+    async def never() -> Entry | None:
+        return None
+
+    assert (await engine.claim("k", poll=never, model_group="m", layer="semantic")).leader
+    waiter = asyncio.ensure_future(engine.claim("k", poll=never, model_group="m", layer="semantic"))
+    await asyncio.sleep(0)
+    engine.finish("k", None)
+    await waiter
+    snapshot = engine.stats.snapshot()
+    assert snapshot["semantic"]["m"]["flight_waited"] == 1
+    assert "exact" not in snapshot
+
+
+def test_unrated_layers_get_no_hit_ratio(clock: Clock) -> None:
+    default = CacheEngine(MemoryStore(clock=clock), namespace="t", clock=clock)
+    named = CacheEngine(MemoryStore(clock=clock), namespace="t", clock=clock, unrated_layers=("path",))
+    for engine in (default, named):
+        for layer in ("exact", "fast_path", "path", "admin"):
+            engine.stats.bump(layer, "m", "hit")
+    # Default: the proxy glue's "fast_path" rows and the engine's own "admin" rows are not layers.
+    rated = {layer for layer, rows in default.stats.snapshot().items() if "hit_ratio" in rows["m"]}
+    assert rated == {"exact", "path"}
+    rated = {layer for layer, rows in named.stats.snapshot().items() if "hit_ratio" in rows["m"]}
+    assert rated == {"exact", "fast_path"}
+
+
 async def test_refresh_lock_is_exclusive_across_replicas(clock: Clock) -> None:
     shared = MemoryStore(clock=clock)
     one, two = CacheEngine(shared, namespace="t"), CacheEngine(shared, namespace="t")
