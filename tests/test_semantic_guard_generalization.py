@@ -35,6 +35,7 @@ PARAPHRASES = [
     ("How much water for one cup of rice?", "How much water for 1 cup of rice?"),
     ("How many people live in twenty-five cities?", "How many people live in 25 cities?"),
     ("What is a 45,000 dollar salary per hour?", "What is a $45k salary per hour?"),
+    ("How many hours is the flight to Rome?", "How long is the flight to Rome?"),
     # A symmetric question has no direction.
     ("How far is Munich from Madrid?", "What is the distance from Munich to Madrid?"),
     ("How do I register to vote in the UK?", "What's the process to register to vote in the UK?"),
@@ -68,6 +69,10 @@ TRAPS = [
     ("Which countries border Germany?", "Which countries border Germany, as a bulleted list?", "format"),
     ("How much is 300k dollars in euros?", "How much is 300 dollars in euros?", "number"),
     ("Give me 1 tip for sleep", "Give me 3 tips for sleep", "number"),
+    # Another unit of time asked for, another language asked in.
+    ("How many days are left until June?", "How many weeks are left until June?", "unit"),
+    ("What is the capital of France?", "¿Cuál es la capital de Francia?", "language"),
+    ("What is the capital of France?", "Quelle est la capitale de la France ?", "language"),
 ]
 
 

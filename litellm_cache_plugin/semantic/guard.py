@@ -544,6 +544,10 @@ class PromptFeatures:
     initials: frozenset[str] = frozenset()
     # Has an article or a word that means "one" ("a cup" asks what "1 cup" asks).
     article: bool = False
+    # Time units named without a period marker ("how many weeks"): compared only when both have some.
+    time_units: frozenset[str] = frozenset()
+    # The language the prompt is written in (a guess from function words and script), "en" by default.
+    language: str = "en"
 
 
 def _number_value(raw: str, frac: str | None) -> str:
@@ -664,6 +668,7 @@ def features(text: str) -> PromptFeatures:
     positions: list[int] = []
     cardinals: list[tuple[int, str]] = []  # (index in sequence, word) of cardinal number words
     objects: set[str] = set()
+    time_units: set[str] = set()
     after_preposition: list[bool] = []
     preposition_open = False
     sequence: list[str] = []  # every word part, lower case, for the direction roles
@@ -727,6 +732,8 @@ def features(text: str) -> PromptFeatures:
                 # "How many hours" asks what "how long" asks; "per hour", "hourly" set a unit.
                 if unit not in _TIME_UNITS or part in _PERIOD_WORDS or previous_word in _PERIOD_MARKERS:
                     units.add(unit)
+                else:
+                    time_units.add(unit)
             if bare in _FORMAT_WORDS or part in _FORMAT_WORDS:
                 slot = True
             axis = _AXIS_OF.get(part) or _AXIS_OF.get(_stem(part))
@@ -774,6 +781,8 @@ def features(text: str) -> PromptFeatures:
         sequence=tuple(sequence),
         bag=tuple(sorted(content)),
         objects=frozenset(objects | set(content[-1:])),
+        time_units=frozenset(time_units),
+        language=_language(text, sequence),
         sides=_role_sides(sequence),
         after_preposition=tuple(after_preposition),
         operators=operators,
@@ -783,6 +792,41 @@ def features(text: str) -> PromptFeatures:
 
 
 _ARTICLE_WORDS = _wordset("a an one single per each every")
+
+# Function words that mark a prompt written in another language (an answer in that language is
+# expected). Words shared with English ("a", "in", "is") are left out.
+_LANGUAGE_WORDS: dict[str, frozenset[str]] = {
+    "en": _wordset("the is are what how do does of to and for my can why which with this that"),
+    "es": _wordset("el los las es son qué cómo cuál cuánto cuándo por para con una del está puedo mi"),
+    "fr": _wordset("le les est sont quel quelle comment pourquoi pour avec dans une des du je mon ma"),
+    "de": _wordset("der die das ist sind wie was warum ich ein eine nicht mit für auf und mein dem den"),
+    "it": _wordset("il gli della che come perché sono una per con del posso mio cosa quale"),
+    "pt": _wordset("os um uma são como por que para com do da dos das não posso meu qual"),
+    "nl": _wordset("het een zijn hoe wat waarom ik je niet met voor van op mijn welke"),
+}
+_SCRIPTS = (
+    ("zh-ja", re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")),
+    ("ko", re.compile(r"[\uac00-\ud7af]")),
+    ("ru", re.compile(r"[\u0400-\u04ff]")),
+    ("ar", re.compile(r"[\u0600-\u06ff]")),
+    ("el", re.compile(r"[\u0370-\u03ff]")),
+    ("he", re.compile(r"[\u0590-\u05ff]")),
+    ("hi", re.compile(r"[\u0900-\u097f]")),
+)
+
+
+def _language(text: str, sequence: Sequence[str]) -> str:
+    """A guess of the prompt's language: a non-Latin script, else the language whose function words
+    it uses most (at least two, and more than English ones); "en" otherwise."""
+    if not text.isascii():
+        letters = sum(c.isalpha() for c in text)
+        for name, script in _SCRIPTS:
+            if letters and len(script.findall(text)) >= 0.3 * letters:
+                return name
+    words = set(sequence)
+    counts = {name: len(words & marks) for name, marks in _LANGUAGE_WORDS.items()}
+    best = max((name for name in counts if name != "en"), key=lambda name: counts[name])
+    return best if counts[best] >= 2 and counts[best] > counts["en"] else "en"
 
 
 def _operators(text: str) -> tuple[str, ...]:
@@ -1190,7 +1234,12 @@ def _rule_time(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
 
 
 def _rule_unit(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
-    return Refusal("unit", *_diff(a.units, b.units)) if a.units != b.units else None
+    if a.units != b.units:
+        return Refusal("unit", *_diff(a.units, b.units))
+    # "How many hours" asks what "how long" asks, but not what "how many days" asks.
+    if a.time_units and b.time_units and a.time_units != b.time_units:
+        return Refusal("unit", *_diff(a.time_units, b.time_units))
+    return None
 
 
 def _rule_quoted(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
@@ -1199,6 +1248,10 @@ def _rule_quoted(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
 
 def _rule_code(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
     return Refusal("code", *_diff(a.code, b.code)) if a.code != b.code else None
+
+
+def _rule_language(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    return Refusal("language", (a.language,), (b.language,)) if a.language != b.language else None
 
 
 def _rule_format(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
@@ -1274,6 +1327,7 @@ _RULES: tuple[tuple[str, _Rule], ...] = (
     ("unit", _rule_unit),
     ("quoted", _rule_quoted),
     ("code", _rule_code),
+    ("language", _rule_language),
     ("format", _rule_format),
     ("entity", _rule_entity),
     ("negation", _rule_negation),
