@@ -37,8 +37,8 @@ import httpx
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 KEY = "sk-team-a-0001"

@@ -65,7 +65,7 @@ import httpx
 import numpy as np
 import orjson
 
-from litellm_cache_plugin.runner import (
+from tools.runner import (
     DEMO_AUTH_MODULE,
     ProxyProcess,
     free_port,

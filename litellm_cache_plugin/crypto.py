@@ -45,7 +45,7 @@ class PayloadCipher:
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         except ImportError:  # pragma: no cover - cryptography comes with litellm[proxy]
             raise CipherConfigError(
-                "encryption needs the 'cryptography' package: pip install cryptography"
+                "encryption needs the 'cryptography' package: pip install 'litellm-cache-plugin[encryption]'"
             ) from None
         decoded = [_decode_key(text, i) for i, text in enumerate(keys)]
         self._ciphers = {key_id(key): AESGCM(key) for key in decoded}

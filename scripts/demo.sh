@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True
-exec .venv/bin/python -m litellm_cache_plugin.demo "$@"
+exec .venv/bin/python -m tools.demo "$@"

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorThread
+from tools.runner import ProxyProcess, proxy_config, running
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from litellm_cache_plugin.runner import free_port, stop_process_group
+from tools.runner import free_port, stop_process_group
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "examples" / "nginx" / "litellm-edge-cache.conf"
 _SITE_VALUES = {

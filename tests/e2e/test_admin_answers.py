@@ -21,9 +21,9 @@ import httpx
 import pytest
 import redis
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorThread
 from tests.e2e.conftest import TEAM_A, Client, chat_body, unique
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 
 pytestmark = pytest.mark.e2e
 

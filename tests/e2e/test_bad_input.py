@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis.asyncio as aioredis
 
-from litellm_cache_plugin.runner import ProxyProcess
 from litellm_cache_plugin.simulator import SimulatorThread
 from tests.e2e.conftest import TEAM_A, Client, chat_body, unique
+from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
 

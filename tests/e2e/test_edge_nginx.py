@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorThread
 from tests.e2e.conftest import TEAM_A, TEAM_A_2, TEAM_B, unique
 from tests.e2e.nginx_support import NginxProcess, nginx_binary
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 
 pytestmark = pytest.mark.e2e
 

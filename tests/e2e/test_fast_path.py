@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from litellm_cache_plugin.runner import ProxyProcess
 from litellm_cache_plugin.simulator import SimulatorThread
 from tests.e2e.fast_path_support import (
     BLOCKED,
@@ -28,6 +27,7 @@ from tests.e2e.fast_path_support import (
     sse_events,
     unique,
 )
+from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, free_port, proxy_config
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 from tests.e2e.conftest import TEAM_A, chat_body
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, free_port, proxy_config
 
 pytestmark = pytest.mark.e2e
 

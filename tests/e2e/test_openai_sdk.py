@@ -16,9 +16,9 @@ import numpy as np
 import openai
 import pytest
 
-from litellm_cache_plugin.runner import ProxyProcess
 from litellm_cache_plugin.simulator import SimulatorThread
 from tests.e2e.fast_path_support import OK, FastClient, fp_proxies, unique
+from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
 

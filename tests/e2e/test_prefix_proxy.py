@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from benchmarks.prefix_affinity import TOPICS, workload
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 
 pytestmark = pytest.mark.e2e
 

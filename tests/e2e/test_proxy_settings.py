@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 
 pytestmark = pytest.mark.e2e
 

@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import (
+from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+from tests.e2e.conftest import TEAM_A, TEAM_B, _with_prefix, chat_body, unique
+from tools.runner import (
     DEMO_AUTH_MODULE,
     ProxyProcess,
     proxy_config,
     running,
     strong_master_key,
 )
-from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
-from tests.e2e.conftest import TEAM_A, TEAM_B, _with_prefix, chat_body, unique
 
 pytestmark = pytest.mark.e2e
 

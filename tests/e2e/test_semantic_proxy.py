@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 from tests.e2e.conftest import TEAM_A, TEAM_B, chat_body
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 
 pytestmark = pytest.mark.e2e
 

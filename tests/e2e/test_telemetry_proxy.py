@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from litellm_cache_plugin.policy.keys import Identity, tenant_for
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 from tests.e2e.conftest import TEAM_A, TEAM_B
 from tests.e2e.otel_probe_module import OTEL_PROBE_MODULE
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 
 LATENCY_MS = 300.0
 INPUT_PRICE = 1e-6

@@ -1,6 +1,6 @@
 """The demo: a real LiteLLM proxy with the plugin in front of Ollama (or the bundled simulator).
 
-Run with ``scripts/demo.sh`` (or ``python -m litellm_cache_plugin.demo``). It starts the proxy with
+Run with ``scripts/demo.sh`` (or ``python -m tools.demo`` from the repository root). It starts the proxy with
 the embedded ``memory://`` backend, sends a small workload from two teams and prints what was cached,
 the hit rate and what the hits saved per layer (latency, tokens, cost, GPU time: the numbers the
 OpenTelemetry metrics carry, read from ``GET /v1/cache/stats``), and writes a plot of the hit rate and
@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from litellm_cache_plugin.cli import render
-from litellm_cache_plugin.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 
 REAL_OLLAMA = "http://127.0.0.1:11434"
 QUESTIONS = [
