@@ -36,6 +36,9 @@ PARAPHRASES = [
     ("How many people live in twenty-five cities?", "How many people live in 25 cities?"),
     ("What is a 45,000 dollar salary per hour?", "What is a $45k salary per hour?"),
     ("How many hours is the flight to Rome?", "How long is the flight to Rome?"),
+    ("Why is the sky blue?", "How come the sky is blue?"),
+    ("How do I find my IP address on Windows?", "Where do I see my IP address on Windows?"),
+    ("When can I book a table?", "How soon can I book a table?"),
     # A symmetric question has no direction.
     ("How far is Munich from Madrid?", "What is the distance from Munich to Madrid?"),
     ("How do I register to vote in the UK?", "What's the process to register to vote in the UK?"),
@@ -69,6 +72,23 @@ TRAPS = [
     ("Which countries border Germany?", "Which countries border Germany, as a bulleted list?", "format"),
     ("How much is 300k dollars in euros?", "How much is 300 dollars in euros?", "number"),
     ("Give me 1 tip for sleep", "Give me 3 tips for sleep", "number"),
+    (
+        "How much money should I give as a wedding gift?",
+        "How much money should I give as a wedding gift to a coworker?",
+        "swap",
+    ),
+    (
+        "Why do my gums bleed when I brush my teeth?",
+        "Why do my gums bleed when I brush my teeth after a filling?",
+        "swap",
+    ),
+    # Another kind of answer asked for.
+    (
+        "How much stamp duty do first-time buyers pay?",
+        "When do first-time buyers pay stamp duty?",
+        "question",
+    ),
+    ("Why is the museum closed?", "When is the museum closed?", "question"),
     # Another unit of time asked for, another language asked in.
     ("How many days are left until June?", "How many weeks are left until June?", "unit"),
     ("What is the capital of France?", "¿Cuál es la capital de Francia?", "language"),

@@ -390,6 +390,7 @@ _SYNONYM_GROUPS = (
     # author of X".
     "write wrote written writer author authored",
     "who whom",
+    "when soon",
     "take took taken",
     "give gave given",
     "eat ate eaten",
@@ -548,6 +549,10 @@ class PromptFeatures:
     time_units: frozenset[str] = frozenset()
     # The language the prompt is written in (a guess from function words and script), "en" by default.
     language: str = "en"
+    # What a sentence-initial question word asks for: time (when, how soon), place (where), person
+    # (who), reason (why, how come), quantity (how much/many/long...), manner (how do/can/to...);
+    # "" for what/which/none.
+    question: str = ""
 
 
 def _number_value(raw: str, frac: str | None) -> str:
@@ -669,6 +674,7 @@ def features(text: str) -> PromptFeatures:
     cardinals: list[tuple[int, str]] = []  # (index in sequence, word) of cardinal number words
     objects: set[str] = set()
     time_units: set[str] = set()
+    question = ""
     after_preposition: list[bool] = []
     preposition_open = False
     sequence: list[str] = []  # every word part, lower case, for the direction roles
@@ -703,6 +709,11 @@ def features(text: str) -> PromptFeatures:
             formats.add(_FORMAT_WORDS[bare])
         if bare in _PERSON:
             persons.add(_PERSON[bare])
+        if at_start and bare in _QUESTION_CLASS and not question:
+            question = _QUESTION_CLASS[bare]
+            if bare == "how":
+                following = _NEXT_WORD.match(text, match.end())
+                question = _HOW_CLASS.get(following.group(1).lower() if following else "", "manner")
         is_entity = (
             raw[0].isupper()
             and bare not in _NOT_ENTITIES
@@ -754,7 +765,9 @@ def features(text: str) -> PromptFeatures:
                         objects.add(canonical)
             if part in _SCOPE_PREPOSITIONS:
                 preposition_open = True
-            elif part not in _DETERMINERS:
+            elif part in _DETERMINERS:
+                preposition_open = preposition_open or previous_word == "to"
+            else:
                 preposition_open = False
             previous_word = part
         if bare in _AXIS_OF:
@@ -782,6 +795,7 @@ def features(text: str) -> PromptFeatures:
         bag=tuple(sorted(content)),
         objects=frozenset(objects | set(content[-1:])),
         time_units=frozenset(time_units),
+        question=question,
         language=_language(text, sequence),
         sides=_role_sides(sequence),
         after_preposition=tuple(after_preposition),
@@ -792,6 +806,19 @@ def features(text: str) -> PromptFeatures:
 
 
 _ARTICLE_WORDS = _wordset("a an one single per each every")
+_QUESTION_CLASS = {
+    "when": "time", "where": "place", "who": "person", "whom": "person", "whose": "person",
+    "why": "reason", "how": "manner",
+}  # fmt: skip
+# "how" + this word: what is asked for ("how come" = why, "how soon" = when).
+_HOW_CLASS = {
+    "come": "reason", "soon": "time", "much": "quantity", "many": "quantity", "long": "quantity",
+    "often": "quantity", "far": "quantity", "old": "quantity", "big": "quantity", "tall": "quantity",
+    "fast": "quantity", "high": "quantity", "large": "quantity", "heavy": "quantity",
+}  # fmt: skip
+# "How do I find X?" asks what "Where do I find X?" asks.
+_COMPATIBLE_QUESTIONS = frozenset({frozenset({"manner", "place"})})
+_NEXT_WORD = re.compile(r"\s+(\w+)")
 
 # Function words that mark a prompt written in another language (an answer in that language is
 # expected). Words shared with English ("a", "in", "is") are left out.
@@ -1000,10 +1027,10 @@ def _changed_blocks(a: PromptFeatures, b: PromptFeatures) -> tuple[list[Block], 
             continue
         if removed and added:
             blocks.append((words_removed, words_added, False))
-        elif removed and (_restricts(a, removed[0]) or _modifies(a, removed[-1])):
-            blocks.append((words_removed, (), _restricts(a, removed[0])))
-        elif added and (_restricts(b, added[0]) or _modifies(b, added[-1])):
-            blocks.append(((), words_added, _restricts(b, added[0])))
+        elif removed and (any(_restricts(a, i) for i in removed) or _modifies(a, removed[-1])):
+            blocks.append((words_removed, (), any(_restricts(a, i) for i in removed)))
+        elif added and (any(_restricts(b, j) for j in added) or _modifies(b, added[-1])):
+            blocks.append(((), words_added, any(_restricts(b, j) for j in added)))
     return blocks, shared
 
 
@@ -1250,6 +1277,15 @@ def _rule_code(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
     return Refusal("code", *_diff(a.code, b.code)) if a.code != b.code else None
 
 
+def _rule_question(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
+    """Both open with a question word and ask for different things: "How much stamp duty do buyers
+    pay?" / "When do buyers pay stamp duty?". "What"/"which" ask for anything: never compared."""
+    pair = frozenset({a.question, b.question})
+    if a.question and b.question and len(pair) == 2 and pair not in _COMPATIBLE_QUESTIONS:
+        return Refusal("question", (a.question,), (b.question,))
+    return None
+
+
 def _rule_language(a: PromptFeatures, b: PromptFeatures) -> Refusal | None:
     return Refusal("language", (a.language,), (b.language,)) if a.language != b.language else None
 
@@ -1334,6 +1370,7 @@ _RULES: tuple[tuple[str, _Rule], ...] = (
     ("antonym", _rule_antonym),
     ("person", _rule_person),
     ("order", _rule_order),
+    ("question", _rule_question),
     ("swap", _rule_swap),
 )
 RULES: tuple[str, ...] = tuple(name for name, _ in _RULES)
