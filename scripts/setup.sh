@@ -12,7 +12,7 @@ fi
 stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "installing dependencies (litellm[proxy] pinned in constraints.txt; ~1-2 min the first time)..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[proxy,dev,semantic,bench]' \
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[proxy,dev,semantic,bench,memcached]' \
     2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import litellm_cache_plugin, litellm" 2>/dev/null || { echo "install failed"; exit 1; }
   rm -f .venv/.installed-*

@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from litellm_cache_plugin.store import GuardedStore, open_store
-from litellm_cache_plugin.store.base import StoreError
+from litellm_cache_plugin.store import CircuitBreaker, GuardedStore, open_store
+from litellm_cache_plugin.store.base import Store, StoreError
 from litellm_cache_plugin.store.memcached import (
     MAX_KEY_LENGTH,
     MemcachedClient,
     MemcachedStore,
+    MissingExtraError,
     memcached_key,
     parse_hosts,
     to_exptime,
@@ -275,7 +277,11 @@ def unused_port() -> Iterator[int]:
 
 async def test_unreachable_server_raises_store_error() -> None:
     with unused_port() as port:
-        store = MemcachedStore.from_url(f"memcached://127.0.0.1:{port}", socket_connect_timeout=0.5)
+        # emcache reports a refused connection at the command's deadline (socket_timeout), not at
+        # once: a short one keeps this test fast.
+        store = MemcachedStore.from_url(
+            f"memcached://127.0.0.1:{port}", socket_connect_timeout=0.5, socket_timeout=0.3
+        )
         calls = (
             store.get("k"),
             store.get_many(["a", "b"]),
@@ -373,6 +379,86 @@ async def test_keys_spread_over_several_servers(memcached_factory: MemcachedFact
         await twin.close()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("deadline", ["socket_timeout", "guard"])
+async def test_recovery_after_an_outage_needs_no_reconnection_backoff(
+    memcached_factory: MemcachedFactory, deadline: str
+) -> None:
+    # emcache's pool retries a failed connection after 1, 2, 4... up to 60 s: left to itself, the
+    # first commands after the server is back would still time out. The store starts a fresh
+    # emcache client after a timeout, or after a command cancelled by a shorter deadline above it
+    # (GuardedStore's, as in the proxy) while no connection could be opened, so the first command
+    # after the restart connects at once.
+    server = memcached_factory()
+    url = f"memcached://127.0.0.1:{server.port}"
+    if deadline == "socket_timeout":
+        store: Store = MemcachedStore.from_url(url, socket_timeout=0.3)
+    else:
+        store = GuardedStore(MemcachedStore.from_url(url), 0.3, CircuitBreaker(failure_threshold=100))
+    try:
+        await store.set("k", b"v", ttl=60)
+        server.stop()
+        for _ in range(6):  # ~2 s of outage: emcache's own next attempt would be at 3 s
+            with pytest.raises(StoreError):
+                await store.get("k")
+        memcached_factory(port=server.port)
+        assert await store.get("k") is None
+        await store.set("k", b"back", ttl=60)
+        assert await store.get("k") == b"back"
+    finally:
+        await asyncio.wait_for(store.close(), 5)  # never waits on a reconnection loop
+
+
+async def test_callers_beyond_max_connections_wait_for_a_slot_at_most_pool_timeout() -> None:
+    with socket.socket() as listener:  # accepts connections (backlog) and never replies
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        store = MemcachedStore.from_url(
+            f"memcached://127.0.0.1:{port}?max_connections=1&socket_timeout=2&pool_timeout=0.05"
+        )
+        hanging = asyncio.ensure_future(store.get("a"))  # holds the only slot until its deadline
+        await asyncio.sleep(0)
+        with pytest.raises(StoreError, match=r"no free connection within 0\.05 s"):
+            await store.get("b")
+        hanging.cancel()
+        await asyncio.gather(hanging, return_exceptions=True)
+        await store.close()
+
+
+async def test_many_callers_on_few_connections_are_served_in_turn(memcached_url: str) -> None:
+    store = MemcachedStore.from_url(
+        memcached_url, prefix=unique_prefix(memcached_url), max_connections=2, socket_timeout=1.0
+    )
+    try:
+        await store.set("k", b"v" * 50_000, ttl=60)
+        # More callers than connections: they queue in arrival order for a slot (emcache's own
+        # queue for a connection serves the newest first), and the deadline starts with the command.
+        results = await asyncio.gather(*(store.get("k") for _ in range(200)))
+        assert results == [b"v" * 50_000] * 200
+    finally:
+        await store.close()
+
+
+def test_memcached_without_its_extra_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import litellm_cache_plugin.store.memcached as module
+    from litellm_cache_plugin.integrations.litellm import CachePlugin
+    from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
+
+    monkeypatch.setattr(module, "_emcache_module", None)
+    monkeypatch.setitem(sys.modules, "emcache", None)  # as if not installed: importing it fails
+    extra = r"\[memcached\] extra.*pip install 'litellm-cache-plugin\[memcached\]'"
+    with pytest.raises(MissingExtraError, match=extra):
+        open_store("memcached://127.0.0.1:11211")
+    with pytest.raises(MissingExtraError, match=extra):
+        MemcachedClient("127.0.0.1")
+    settings = settings_from_mapping({"backend": "memcached://127.0.0.1:11211"}, environ={})
+    with pytest.raises(SettingsError, match=r"cache_plugin\.backend: memcached:// needs the " + extra):
+        CachePlugin(settings)
+    # Other backends do not need it (Redis Cluster shares this module's host parsing).
+    open_store("memory://")
+    assert parse_hosts("a:1,b", 2) == [("a", 1), ("b", 2)]
 
 
 async def test_open_store_finds_the_scheme(memcached_url: str) -> None:
