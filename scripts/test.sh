@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (README, CI): set-up, lint, type-check, then every test (unit + end-to-end).
+# The test command (README, CI): set-up, lint, type-check, import contracts, then every test (unit +
+# end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -9,4 +10,5 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
+echo "== import contracts (pyproject.toml [tool.importlinter])"; .venv/bin/lint-imports
 echo "== pytest"; .venv/bin/python -m pytest -q "$@"
