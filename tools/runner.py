@@ -51,7 +51,8 @@ class ProxyProcess:
     """A ``litellm --config ...`` process on a free loopback port.
 
     ``start()`` returns at once; ``wait_ready()`` blocks until the proxy answers (imports take
-    10-20 s on a small machine), so several proxies can boot in parallel.
+    10-20 s on a small machine), so several proxies can boot in parallel. ``litellm_cli`` runs another
+    installation's ``litellm`` command (default: the one next to this interpreter, else on ``PATH``).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class ProxyProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         name: str = "proxy",
+        litellm_cli: Path | None = None,
     ) -> None:
         self.config = config
         self.workdir = workdir
@@ -72,6 +74,7 @@ class ProxyProcess:
         self.env = env or {}
         self.port = port or free_port()
         self.name = name
+        self.litellm_cli = litellm_cli
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
@@ -96,9 +99,12 @@ class ProxyProcess:
             **self.env,
         }
         env.pop("DATABASE_URL", None)
-        litellm_cli = Path(sys.executable).with_name("litellm")
+        litellm_cli = self.litellm_cli
+        if litellm_cli is None:
+            sibling = Path(sys.executable).with_name("litellm")
+            litellm_cli = sibling if sibling.exists() else Path("litellm")
         command = [
-            str(litellm_cli) if litellm_cli.exists() else "litellm",
+            str(litellm_cli),
             "--config",
             str(self.config_path),
             "--host",
