@@ -782,7 +782,7 @@ async def micro_hit_path(
     ctx = plugin.context(kwargs)
     if ctx is None or not ctx.cacheable:
         raise RuntimeError(f"micro-benchmark request is not cacheable: {getattr(ctx, 'reason', None)}")
-    key = plugin.key_for(ctx)
+    key = plugin.region.key_for(ctx)
     payload = realistic_payload(rng)
     await plugin.engine.store_entry(
         key,
@@ -806,9 +806,9 @@ async def micro_hit_path(
         started = time.perf_counter()
         context = plugin.context(kwargs)
         assert context is not None
-        lookup = await plugin.lookup_response(context)
+        lookup = await plugin.region.lookup_response(context)
         elapsed = time.perf_counter() - started
-        plugin.decision_for(call_ids[index])  # the header hook pops it in the proxy
+        plugin.region.decision_for(call_ids[index])  # the header hook pops it in the proxy
         if lookup.entry is None:
             # Failed open (e.g. the 100 ms backend deadline on a starved machine): counted, and its
             # time still counts, as a proxy would have spent it too.
@@ -834,7 +834,7 @@ async def micro_hit_path(
     # The layers in between, to show where the time goes.
     async def engine_lookup(_: int) -> float:
         started = time.perf_counter()
-        await plugin._exact(ctx, key)  # the engine lookup exactly as the plugin calls it
+        await plugin.region.exact(ctx, key)  # the engine lookup exactly as the plugin calls it
         return (time.perf_counter() - started) * 1000
 
     async def guarded_get(_: int) -> float:
@@ -967,7 +967,7 @@ async def memory_child(entries: int) -> dict[str, Any]:
             ]
             ctx = plugin.context(kwargs)
             assert ctx is not None and ctx.cacheable
-            key = plugin.key_for(ctx)
+            key = plugin.region.key_for(ctx)
             payload = realistic_payload(rng)
             payload_bytes += len(payload)
             key_bytes += len(key)

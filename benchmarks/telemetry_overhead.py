@@ -62,7 +62,7 @@ async def _plugin(telemetry: CacheTelemetry | None) -> tuple[CachePlugin, dict[s
     ctx = plugin.context(kwargs)
     assert ctx is not None and ctx.cacheable
     stored = await plugin.engine.store_entry(
-        plugin.key_for(ctx),
+        plugin.region.key_for(ctx),
         orjson.dumps(PAYLOAD),
         tenant=ctx.tenant,
         model_group="llama3.2",
@@ -81,7 +81,7 @@ async def _round(plugin: CachePlugin, kwargs: dict[str, Any], lookups: int) -> f
     for _ in range(lookups):
         ctx = plugin.context(kwargs)
         assert ctx is not None
-        lookup = await plugin.lookup_response(ctx)
+        lookup = await plugin.region.lookup_response(ctx)
         assert lookup.outcome == "HIT"
     return (time.perf_counter() - started) / lookups * 1e6
 

@@ -40,19 +40,19 @@ async def test_hits_misses_bypasses_and_savings_are_counted_once() -> None:
     plugin = _plugin()
     ctx = plugin.context(_kwargs())
     assert ctx is not None
-    assert (await plugin.lookup_response(ctx)).outcome == "MISS"
-    plugin.engine.finish(plugin.key_for(ctx), None)  # the single flight this miss leads
+    assert (await plugin.region.lookup_response(ctx)).outcome == "MISS"
+    plugin.engine.finish(plugin.region.key_for(ctx), None)  # the single flight this miss leads
     body = {"choices": [{"finish_reason": "stop", "message": {"content": "a"}}], "usage": {}}
     await plugin.engine.store_entry(
-        plugin.key_for(ctx), orjson.dumps(body), tenant=ctx.tenant, model_group="g",
+        plugin.region.key_for(ctx), orjson.dumps(body), tenant=ctx.tenant, model_group="g",
         model_version=ctx.request.model_version, ttl=60, upstream_ms=500.0,
         extra={"tok": [10, 20], "gpu": 0.25},
     )  # fmt: skip
     for _ in range(3):
         hit_ctx = plugin.context(_kwargs())
-        assert hit_ctx is not None and (await plugin.lookup_response(hit_ctx)).outcome == "HIT"
+        assert hit_ctx is not None and (await plugin.region.lookup_response(hit_ctx)).outcome == "HIT"
     hot = plugin.context(_kwargs(temperature=0.9))
-    assert hot is not None and (await plugin.lookup_response(hot)).outcome == "BYPASS"
+    assert hot is not None and (await plugin.region.lookup_response(hot)).outcome == "BYPASS"
     row = plugin.engine.stats.snapshot()["exact"]["g"]
     assert (row["hit"], row["miss"], row["bypass"]) == (3, 1, 1)
     assert row["hit_ratio"] == 0.75
@@ -70,7 +70,7 @@ async def test_the_plugins_own_refresh_calls_are_not_counted_as_lookups() -> Non
     assert call["metadata"][REFRESH_FIELD] is True and "something" not in call["metadata"]
     ctx = plugin.context({**source, "metadata": call["metadata"], "cache": call["cache"]})
     assert ctx is not None
-    assert ctx.cacheable and (await plugin.lookup_response(ctx)).outcome == "BYPASS"  # no-cache
+    assert ctx.cacheable and (await plugin.region.lookup_response(ctx)).outcome == "BYPASS"  # no-cache
     assert "exact" not in plugin.engine.stats.snapshot()
 
 
@@ -78,11 +78,13 @@ async def test_coalesced_requests_are_counted_once_in_their_own_model_group() ->
     plugin = _plugin()
     leader = plugin.context(_kwargs())
     assert leader is not None
-    assert (await plugin.lookup_response(leader)).outcome == "MISS"  # leads the single flight
+    assert (await plugin.region.lookup_response(leader)).outcome == "MISS"  # leads the single flight
     waiters = [plugin.context(_kwargs()) for _ in range(3)]
-    pending = [asyncio.ensure_future(plugin.lookup_response(ctx)) for ctx in waiters if ctx is not None]
+    pending = [
+        asyncio.ensure_future(plugin.region.lookup_response(ctx)) for ctx in waiters if ctx is not None
+    ]
     await asyncio.sleep(0.01)
-    key = plugin.key_for(leader)
+    key = plugin.region.key_for(leader)
     body = {"choices": [{"finish_reason": "stop", "message": {"content": "a"}}], "usage": {}}
     entry = await plugin.engine.store_entry(
         key, orjson.dumps(body), tenant=leader.tenant, model_group="g",
@@ -102,11 +104,13 @@ async def test_waiters_of_a_failed_flight_count_as_misses_of_their_group() -> No
     plugin = _plugin()
     leader = plugin.context(_kwargs())
     assert leader is not None
-    assert (await plugin.lookup_response(leader)).outcome == "MISS"
+    assert (await plugin.region.lookup_response(leader)).outcome == "MISS"
     waiters = [plugin.context(_kwargs()) for _ in range(2)]
-    pending = [asyncio.ensure_future(plugin.lookup_response(ctx)) for ctx in waiters if ctx is not None]
+    pending = [
+        asyncio.ensure_future(plugin.region.lookup_response(ctx)) for ctx in waiters if ctx is not None
+    ]
     await asyncio.sleep(0.01)
-    plugin.engine.finish(plugin.key_for(leader), None)  # the upstream call failed: nothing to share
+    plugin.engine.finish(plugin.region.key_for(leader), None)  # the upstream call failed: nothing to share
     assert [lookup.outcome for lookup in await asyncio.gather(*pending)] == ["MISS"] * 2
     exact = plugin.engine.stats.snapshot()["exact"]
     assert set(exact) == {"g"}

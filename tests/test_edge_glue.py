@@ -114,17 +114,17 @@ def test_miss_gets_the_etag_its_stored_entry_will_have() -> None:
     plugin = _Plugin({"scope": "global", "layers": {"edge": {"enabled": True}}})
     decision = _Decision("MISS", EdgeFacts("global", True, 600.0))
     data = {"model": "g", "metadata": {"model_group": "g"}}
-    headers = hook_edge_headers(plugin, data, decision, _ModelResponse(_answer("stop")))  # type: ignore[arg-type]
+    headers = hook_edge_headers(plugin.settings, data, decision, _ModelResponse(_answer("stop")))  # type: ignore[arg-type]
     stored = {k: v for k, v in _answer("stop").items() if k != "model"}
     assert headers["ETag"] == answer_etag(stored)
     assert headers["Cache-Control"] == "public, max-age=0, s-maxage=60"
     # a cut-off answer is not stored, so it has no validator and no shared freshness
-    cut = hook_edge_headers(plugin, data, decision, _ModelResponse(_answer("length")))  # type: ignore[arg-type]
+    cut = hook_edge_headers(plugin.settings, data, decision, _ModelResponse(_answer("length")))  # type: ignore[arg-type]
     assert cut == {"Cache-Control": "private, no-store"}
 
 
 def test_no_edge_layer_anywhere_adds_nothing() -> None:
     plugin = _Plugin({"scope": "global"})
     decision = _Decision("HIT", EdgeFacts("global", True, 600.0, ETAG))
-    assert hook_edge_headers(plugin, {"model": "g"}, decision, None) == {}  # type: ignore[arg-type]
-    assert hook_edge_headers(plugin, {"model": "g"}, None, None) == {}  # type: ignore[arg-type]
+    assert hook_edge_headers(plugin.settings, {"model": "g"}, decision, None) == {}  # type: ignore[arg-type]
+    assert hook_edge_headers(plugin.settings, {"model": "g"}, None, None) == {}  # type: ignore[arg-type]

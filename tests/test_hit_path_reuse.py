@@ -73,16 +73,16 @@ async def test_recent_misses_are_reused_once_and_only_briefly() -> None:
     store = CountingStore()
     plugin.engine.store = store
     absent = await plugin.engine.read("lcp:x:k", tenant=A, model_group="m")
-    plugin.remember_miss(absent)
-    assert plugin._recent_miss("lcp:x:k") is absent
-    assert plugin._recent_miss("lcp:x:k") is None  # taken once
-    plugin.remember_miss(absent)
-    plugin._recent_misses["lcp:x:k"] = (time.monotonic() - 5, absent)
-    assert plugin._recent_miss("lcp:x:k") is None  # too old
+    plugin.region.remember_miss(absent)
+    assert plugin.region._recent_miss("lcp:x:k") is absent
+    assert plugin.region._recent_miss("lcp:x:k") is None  # taken once
+    plugin.region.remember_miss(absent)
+    plugin.region._recent_misses["lcp:x:k"] = (time.monotonic() - 5, absent)
+    assert plugin.region._recent_miss("lcp:x:k") is None  # too old
     await store.set("lcp:x:k", b"x", 60)
     present = await plugin.engine.read("lcp:x:k", tenant=A, model_group="m")
-    plugin.remember_miss(present)
-    assert not plugin._recent_misses  # only absence is ever reused
+    plugin.region.remember_miss(present)
+    assert not plugin.region._recent_misses  # only absence is ever reused
 
 
 def test_model_cost_lookup_is_memoized_only_while_a_hit_is_logged(monkeypatch: pytest.MonkeyPatch) -> None:

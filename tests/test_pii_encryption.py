@@ -147,6 +147,6 @@ async def test_pii_entries_are_per_user_even_within_a_team() -> None:
     alice, bob = plugin.context(kwargs_for("alice")), plugin.context(kwargs_for("bob"))
     assert alice is not None and bob is not None
     assert alice.tenant != bob.tenant
-    assert plugin.key_for(alice) != plugin.key_for(bob)
+    assert plugin.region.key_for(alice) != plugin.region.key_for(bob)
     assert alice.encrypt and alice.ttl == 300
     assert plugin.identity_from(kwargs_for("alice")) == Identity(team_id="ward-1", user_id="alice")

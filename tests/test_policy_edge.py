@@ -12,10 +12,10 @@ from litellm_cache_plugin.policy.edge import (
     edge_headers,
     edge_in_use,
     etag_matches,
-    is_deterministic,
     not_modified_headers,
     payload_etag,
 )
+from litellm_cache_plugin.policy.eligibility import Verdict
 from litellm_cache_plugin.settings import EffectiveSettings, SettingsError, settings_from_mapping
 
 ETAG = '"0123456789abcdef0123456789abcdef"'
@@ -161,10 +161,12 @@ def test_edge_in_use() -> None:
 
 
 def test_deterministic_reasons() -> None:
+    # Decided once, by the eligibility verdict; the edge layer reads the flag, never the reason.
     for reason in ("temperature_0", "default_temperature_0", "top_k_1", "fixed_seed", "force_zero"):
-        assert is_deterministic(reason)
+        assert Verdict(True, reason).deterministic
     for reason in ("first_response", "not_deterministic", "embedding", ""):
-        assert not is_deterministic(reason)
+        assert not Verdict(True, reason).deterministic
+    assert not Verdict(False, "temperature_0").deterministic
 
 
 # --- conditional requests -----------------------------------------------------------------------------

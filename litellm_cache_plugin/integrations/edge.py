@@ -1,7 +1,8 @@
 """Edge layer glue: the policy of :mod:`litellm_cache_plugin.policy.edge` applied to proxy responses.
 
-- :func:`edge_facts` turns an exact-layer lookup into what the policy needs (recorded with the
-  decision of a call, or used directly by the fast path);
+- the region's :func:`~litellm_cache_plugin.region.edge_facts.edge_facts` turns an exact-layer
+  lookup into what the policy needs (recorded with the decision of a call, or used directly by the
+  fast path);
 - :func:`hook_edge_headers` (response-headers hook) and :func:`hit_edge_headers` (fast path) emit the
   same headers for the same entry; on a miss the ETag is computed from the response being sent, with
   the function that hashes stored payloads, so the miss and its later hits agree;
@@ -17,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from litellm_cache_plugin.engine import Lookup
 from litellm_cache_plugin.integrations.asgi import (
     ASGIApp,
     Message,
@@ -29,55 +31,22 @@ from litellm_cache_plugin.integrations.asgi import (
     Send,
     install_in_proxy_app,
 )
+from litellm_cache_plugin.integrations.host import CacheHost
 from litellm_cache_plugin.policy.controls import Outcome
 from litellm_cache_plugin.policy.edge import (
-    EdgeFacts,
     answer_etag,
     edge_headers,
-    edge_in_use,
     etag_matches,
-    is_deterministic,
     not_modified_headers,
-    payload_etag,
 )
-
-if TYPE_CHECKING:
-    from litellm_cache_plugin.engine import Lookup
-    from litellm_cache_plugin.integrations.litellm import CachePlugin, Decision, RequestContext
+from litellm_cache_plugin.policy.storable import complete_response
+from litellm_cache_plugin.region import Decision, RequestContext
+from litellm_cache_plugin.region.edge_facts import edge_facts, in_use
+from litellm_cache_plugin.settings import PluginSettings
 
 log = logging.getLogger("litellm_cache_plugin")
 
-
-_IN_USE_ATTR = "_lcp_edge_in_use"
 _INSTALLED_ATTR = "_lcp_conditional_installed"
-
-
-def in_use(plugin: CachePlugin) -> bool:
-    """:func:`edge_in_use` for the plugin's settings, computed once per plugin."""
-    cached = getattr(plugin, _IN_USE_ATTR, None)
-    if cached is None:
-        cached = edge_in_use(plugin.settings)
-        setattr(plugin, _IN_USE_ATTR, cached)
-    return bool(cached)
-
-
-def edge_facts(plugin: CachePlugin, ctx: RequestContext, lookup: Lookup) -> EdgeFacts | None:
-    """Facts about the exact-layer answer of ``ctx``: a fresh entry found, or a miss whose answer the
-    request is about to store (its ETag is filled in when the answer is known). None otherwise."""
-    if not in_use(plugin):
-        return None
-    effective = plugin.settings.for_model(ctx.request.model_group)
-    if not effective.layers.edge.enabled or effective.pii or ctx.request.kind == "embedding":
-        return None  # private whatever the facts: not worth hashing the answer
-    deterministic = is_deterministic(ctx.reason)
-    scope = ctx.tenant.scope
-    if lookup.outcome == "HIT" and lookup.entry is not None:
-        entry = lookup.entry
-        fresh_left = entry.fresh_for - (plugin.engine.clock() - entry.created_at)
-        return EdgeFacts(scope, deterministic, fresh_left, payload_etag(entry.payload))
-    if lookup.outcome == "MISS" and lookup.reason != "backend_error" and ctx.cacheable:
-        return EdgeFacts(scope, deterministic, ctx.ttl)
-    return None
 
 
 def _model_group(data: Mapping[str, Any]) -> str:
@@ -100,43 +69,42 @@ def _response_body(response: Any) -> dict[str, Any] | None:
 
 
 def hook_edge_headers(
-    plugin: CachePlugin, data: Mapping[str, Any], decision: Decision | None, response: Any
+    settings: PluginSettings, data: Mapping[str, Any], decision: Decision | None, response: Any
 ) -> dict[str, str]:
     """Edge headers for a response of the normal pipeline (``{}`` when no group uses the edge)."""
-    if not in_use(plugin):
+    if not in_use(settings):
         return {}
-    from litellm_cache_plugin.integrations.litellm import _complete_response
-
     stream = data.get("stream") is True
-    effective = plugin.settings.for_model(_model_group(data))
+    effective = settings.for_model(_model_group(data))
     if decision is None:
         return edge_headers(effective, "BYPASS", None, stream=stream)
     facts = decision.edge
     if facts is not None and facts.etag is None and decision.outcome == "MISS" and not stream:
         body = _response_body(response)
-        finish_reasons = plugin.settings.layers.exact.cacheable_finish_reasons
-        # Only an answer the carrier will store gets a validator (a cut-off answer is never stored).
-        if body is not None and _complete_response(body, finish_reasons):
+        finish_reasons = settings.layers.exact.cacheable_finish_reasons
+        # Only an answer the region will store gets a validator (a cut-off answer is never stored).
+        if body is not None and complete_response(body, finish_reasons):
             body.pop("cached", None)
             facts = dataclasses.replace(facts, etag=answer_etag(body))
     return edge_headers(effective, decision.outcome, facts, stream=stream)
 
 
 def hit_edge_headers(
-    plugin: CachePlugin, ctx: RequestContext, lookup: Lookup | None, *, stream: bool
+    host: CacheHost, ctx: RequestContext, lookup: Lookup | None, *, stream: bool
 ) -> dict[str, str]:
     """Edge headers for a hit served by the fast path (``lookup`` None: an embedding batch)."""
-    if not in_use(plugin):
+    settings = host.settings
+    if not in_use(settings):
         return {}
     outcome: Outcome = lookup.outcome if lookup is not None else "HIT"
-    facts = edge_facts(plugin, ctx, lookup) if lookup is not None else None
-    return edge_headers(plugin.settings.for_model(ctx.request.model_group), outcome, facts, stream=stream)
+    facts = edge_facts(settings, host.engine.clock(), ctx, lookup) if lookup is not None else None
+    return edge_headers(settings.for_model(ctx.request.model_group), outcome, facts, stream=stream)
 
 
 class ConditionalResponses:
     """ASGI wrapper: a 200 whose ETag matches the request's ``If-None-Match`` becomes a bodiless 304."""
 
-    def __init__(self, app: ASGIApp, plugin: CachePlugin) -> None:
+    def __init__(self, app: ASGIApp, plugin: CacheHost) -> None:
         self.app = app
         self.plugin = plugin
 
@@ -182,10 +150,10 @@ def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
     return None
 
 
-def install_conditional_responses(plugin: CachePlugin) -> None:
+def install_conditional_responses(plugin: CacheHost) -> None:
     """Put :class:`ConditionalResponses` just inside the proxy's ExceptionMiddleware (around the fast
     path when that is installed first). No-op outside a proxy, without the edge layer, or twice."""
-    if not in_use(plugin) or not getattr(plugin, "proxy_mode", False):
+    if not in_use(plugin.settings) or not plugin.proxy_mode:
         return
     install_in_proxy_app(
         _INSTALLED_ATTR, "edge layer", lambda app, _inside: ConditionalResponses(app, plugin)
@@ -194,7 +162,6 @@ def install_conditional_responses(plugin: CachePlugin) -> None:
 
 __all__ = [
     "ConditionalResponses",
-    "edge_facts",
     "hit_edge_headers",
     "hook_edge_headers",
     "in_use",

@@ -22,24 +22,18 @@ import fnmatch
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from litellm_cache_plugin.policy.keys import Identity, tenant_for
+from litellm_cache_plugin.integrations.host import CacheHost
+from litellm_cache_plugin.policy.keys import tenant_for
 from litellm_cache_plugin.policy.tags import TagError, validate_tag
-
-if TYPE_CHECKING:
-    from litellm_cache_plugin.integrations.litellm import CachePlugin
-
-
-def _text(value: object) -> str | None:
-    return str(value) if value else None
-
+from litellm_cache_plugin.region import identity_of
 
 _MODEL_NAME = re.compile(r"^[\w.:/@+-]{1,256}$")
 _registered_for: set[int] = set()
 
 
-def known_model_groups(plugin: CachePlugin) -> list[str]:
+def known_model_groups(plugin: CacheHost) -> list[str]:
     """The model groups this proxy knows now: every deployment's ``model_name`` in the proxy's
     router (read at call time: models added at runtime count) and every ``cache_plugin.models``
     key. Sorted, without duplicates."""
@@ -60,7 +54,7 @@ def is_known_group(model: str, known: Iterable[str]) -> bool:
     return any(model == name or ("*" in name and fnmatch.fnmatchcase(model, name)) for name in known)
 
 
-def register(plugin: CachePlugin) -> None:
+def register(plugin: CacheHost) -> None:
     try:
         from fastapi import Depends, HTTPException
         from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
@@ -119,11 +113,7 @@ def register(plugin: CachePlugin) -> None:
                 return {"invalidated_tag": tag, "scope": "all_tenants"}
             # A tenant may invalidate its own entries only: the tenant-scoped counters of every tenant
             # its identity can be (team, user, key), never a global counter.
-            identity = Identity(
-                api_key_hash=_text(getattr(auth, "api_key", None) or getattr(auth, "token", None)),
-                team_id=_text(getattr(auth, "team_id", None)),
-                user_id=_text(getattr(auth, "user_id", None)),
-            )
+            identity = identity_of(auth)
             fingerprints = {tenant_for(identity, scope).fingerprint for scope in ("team", "user", "key")}
             await plugin.engine.invalidate_tenant_tag(fingerprints, tag)
             return {"invalidated_tag": tag, "scope": "own_entries"}

@@ -40,9 +40,6 @@ from litellm_cache_plugin.settings import EffectiveSettings, PluginSettings
 
 PRIVATE_NO_STORE: Final[Mapping[str, str]] = {"Cache-Control": "private, no-store"}
 # Eligibility verdicts (policy.eligibility) that mean "the same request always gets the same answer".
-DETERMINISTIC_REASONS: Final = frozenset(
-    {"temperature_0", "default_temperature_0", "top_k_1", "fixed_seed", "force_zero"}
-)
 # Body fields that identify a generation and its answer; the rest is per-response decoration.
 _ETAG_FIELDS: Final = ("id", "choices")
 
@@ -53,7 +50,7 @@ class EdgeFacts:
 
     # Who shares the entry at the proxy: "global", "team", "user", "key" or "anonymous".
     tenant_scope: str
-    # The request was cached because it is deterministic (see DETERMINISTIC_REASONS).
+    # The request was cached because it is deterministic (``policy.eligibility.Verdict.deterministic``).
     deterministic: bool
     # Seconds the proxy keeps serving the entry as fresh from now.
     fresh_left: float
@@ -67,10 +64,6 @@ def edge_in_use(settings: PluginSettings) -> bool:
     if settings.layers.edge.enabled:
         return True
     return any(m.layers is not None and m.layers.edge.enabled for m in settings.models.values())
-
-
-def is_deterministic(reason: str) -> bool:
-    return reason in DETERMINISTIC_REASONS
 
 
 def _without_nulls(value: Any) -> Any:

@@ -31,11 +31,23 @@ SEED_HONOURING_PROVIDERS: frozenset[str] = frozenset({"ollama", "hosted_vllm", "
 TOP_K_HONOURING_PROVIDERS: frozenset[str] = frozenset({"ollama", "hosted_vllm", "vllm"})
 
 
+# Verdicts whose answer is reproducible (so a shared cache may keep it): the edge layer reads
+# ``Verdict.deterministic``, never the reason string.
+DETERMINISTIC_REASONS: frozenset[str] = frozenset(
+    {"temperature_0", "default_temperature_0", "top_k_1", "fixed_seed", "force_zero"}
+)
+
+
 @dataclass(frozen=True)
 class Verdict:
     cacheable: bool
     reason: str
     force_temperature_zero: bool = False
+
+    @property
+    def deterministic(self) -> bool:
+        """Cacheable because the answer is reproducible (not merely the first answer kept)."""
+        return self.cacheable and self.reason in DETERMINISTIC_REASONS
 
 
 def _number(value: Any) -> float | None:

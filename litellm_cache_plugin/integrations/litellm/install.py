@@ -1,0 +1,60 @@
+"""Building the proxy's plugin from its config file and installing every part of it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from litellm_cache_plugin.integrations.edge import install_conditional_responses
+from litellm_cache_plugin.integrations.litellm.plugin import CachePlugin
+from litellm_cache_plugin.settings import SettingsError, load_settings
+
+log = logging.getLogger("litellm_cache_plugin")
+
+_plugin: CachePlugin | None = None
+
+
+def _proxy_config_path() -> str | None:
+    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
+    path = getattr(proxy_server, "user_config_file_path", None) if proxy_server else None
+    return path or os.environ.get("CONFIG_FILE_PATH")
+
+
+def create_proxy_plugin() -> CachePlugin:
+    """Build the proxy instance from the ``cache_plugin:`` section of the proxy's own config file.
+
+    A bad setting stops the proxy with one line naming the key.
+    """
+    global _plugin
+    if _plugin is not None:
+        return _plugin
+    config_path = _proxy_config_path()
+    try:
+        settings = load_settings(config_path)
+        plugin = CachePlugin(settings, proxy_mode=True)
+    except SettingsError as error:
+        message = f"litellm_cache_plugin: invalid configuration: {error}"
+        print(message, file=sys.stderr, flush=True)
+        # Exit here rather than raise: uvicorn would bury the line under a 300-line traceback.
+        os._exit(2)
+    plugin.install()
+    from litellm_cache_plugin.integrations import proxy_routes
+
+    proxy_routes.register(plugin)
+    if settings.fast_path.enabled:
+        from litellm_cache_plugin.integrations.fast_path import install_fast_path
+
+        install_fast_path(plugin)
+    # After the fast path: the 304 wrapper then sits around it (edge layer only).
+    install_conditional_responses(plugin)
+    _plugin = plugin
+    log.info("litellm_cache_plugin ready: backend=%s scope=%s", redact(settings.backend), settings.scope)
+    return plugin
+
+
+def redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
