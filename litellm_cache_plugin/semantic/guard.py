@@ -5,31 +5,42 @@ apart, yet their answers differ. The guard compares the *slots* of two prompts a
 when any slot differs. Pure functions, no I/O, no model; features are extracted once per prompt
 (:func:`features`) and compared in microseconds (:func:`near_miss`).
 
-Slots compared (a difference in any one rejects the pair):
+Rules, in the order they are checked (:data:`RULES`; the first that fires is the reason, returned
+as a :class:`Refusal` with the differing tokens by :func:`check`):
 
 - ``number``: numerals and number words, normalized (``2,700`` == ``2700``, ``three`` == ``3``,
-  ``3rd`` == ``third``), as a multiset.
-- ``time``: weekdays, months, relative days (today, tomorrow, ...).
-- ``unit``: measurement and time units, currencies, periods (``monthly`` == ``per month``).
+  ``twenty-five`` == ``25``, ``45k`` == ``45000``, ``3rd`` == ``third``), as a multiset; a lone ``1``
+  against an article is no difference ("1 cup" / "a cup"); arithmetic signs next to numbers or
+  one-letter variables (``x^2 - 5x`` / ``x^2 + 5x``).
+- ``time``: weekdays, months, seasons, relative days; "today" said on one side only is no difference.
+- ``unit``: measurement units, currencies, periods (``monthly`` == ``per month``); units of time
+  without a period marker ("how many hours") only when both prompts name one.
+- ``quoted``: text in quotes or backticks, exactly. ``code``: identifiers, paths, file names, URLs.
+- ``language``: the prompt is written in another language (function words, script).
+- ``format``: output-format words (json, yaml, table, bullet, python, in French, "as a list"...).
 - ``entity``: capitalized words not at the start of a sentence, acronyms, CamelCase; an entity of one
-  prompt must occur (as a word, any case) in the other, so sentence-initial capitals and lowercase
-  typing do not cause false alarms.
-- ``quoted``: text in quotes or backticks, exactly.
-- ``code``: identifiers, paths, file names, URLs (tokens with ``_ . / \\ ::`` or camelCase).
+  prompt must occur (as a word, any case, hyphens ignored; an acronym as the words it spells: US /
+  United States) in the other.
 - ``negation``: the number of negations (``not``, ``n't``, ``never``, ``without``...) and
   prefix-negated twins (``safe``/``unsafe``, ``transferable``/``non-transferable``).
-- ``antonym``: both prompts use one axis from a small general lexicon (open/closed, add/remove, best/
-  worst, before/after...) with different poles.
-- ``format``: output-format words (json, yaml, table, bullet, python, in French, ...).
-- ``person``: who it is about (I/we vs you vs he/she/they), when both prompts say.
-- ``order``: the same words in other roles around from/to/into/than (from X to Y vs from Y to X).
-- ``swap``: the prompts are otherwise the same sentence but a content word was replaced, added or
-  removed (Bristol -> Brighton, full-time -> part-time, online tax return vs tax return). Typos,
-  inflections, contractions, greetings and a small synonym list do not count as changes.
+- ``antonym``: both prompts use one axis of a small general lexicon with different poles.
+- ``person``: who it is about (I/we vs he/she/they), when both prompts say.
+- ``order``: the same words on the other sides of from/to/into/than/instead of (from X to Y vs from
+  Y to X); a symmetric question ("how far is X from Y" / "the distance from X to Y") is no swap.
+- ``question``: both start a sentence with a question word asking for another kind of answer (when
+  vs how much vs why...); what/which are never compared.
+- ``swap``: the prompts are otherwise the same sentence but a run of content words was replaced,
+  added as a modifier, or added/dropped as a restricting phrase ("... in children", "... by post").
+  Typos, inflections, British spellings, forms of one word (differ/difference), moved words,
+  contractions, greetings and a small synonym lexicon do not count. When the two prompts share less
+  than :data:`SWAP_MIN_FRAME` of their wording (a paraphrase reworded as a whole, where the embedding
+  judged the meaning), only a changed *object* word counts (the word after an article or a
+  preposition, or the last one: "tips for remote work" / "share tips on better sleep").
 
 The ``swap`` rule is what catches lowercase entity swaps and scope changes that no lexicon lists; its
-price is that a single-word synonym substitution outside the synonym list is refused too (a miss,
-never a wrong answer).
+price is that a single-word synonym substitution outside the lexicon, in an otherwise identical
+sentence, is refused too (a miss, never a wrong answer). Measured per rule, with what each rule
+refuses and protects, by ``benchmarks/semantic/run.py``.
 """
 
 from __future__ import annotations
@@ -527,8 +538,6 @@ class PromptFeatures:
     content: tuple[str, ...]
     surface: tuple[str, ...]
     positions: tuple[int, ...]  # index of each content word among all words
-    # The word right after "from" / "to" / "into" (first occurrence): who sends, who receives.
-    roles: tuple[tuple[str, str], ...]
     # Every word part in order, lower case (for the order rule).
     sequence: tuple[str, ...] = ()
     # The content words sorted (a reordering changes nothing), and the direction words' sides.
@@ -790,7 +799,6 @@ def features(text: str) -> PromptFeatures:
         content=tuple(content),
         surface=tuple(surface),
         positions=tuple(positions),
-        roles=_roles(sequence),
         sequence=tuple(sequence),
         bag=tuple(sorted(content)),
         objects=frozenset(objects | set(content[-1:])),
@@ -1161,19 +1169,6 @@ def _swapped(a: PromptFeatures, b: PromptFeatures) -> list[Block] | None:
     if len(blocks) == 1 and ((shared >= 2 and max(sizes[0]) <= 3) or (shared >= 1 and max(sizes[0]) <= 2)):
         return blocks
     return blocks if shared >= 2 and changed <= max(2, shared // 2) else None
-
-
-def _roles(sequence: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    roles: dict[str, str] = {}
-    for i, word in enumerate(sequence):
-        role = _ROLE_WORDS.get(word)
-        if role is None or role in roles:
-            continue
-        for follower in sequence[i + 1 : i + 4]:
-            if follower not in _STOPWORDS and not follower.isdigit():
-                roles[role] = follower
-                break
-    return tuple(sorted(roles.items()))
 
 
 def _role_sides(seq: Sequence[str]) -> tuple[tuple[str, frozenset[str], tuple[str, ...]], ...]:
