@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-_RESULTS = ("hit", "stale", "coalesced", "miss", "bypass")
+_RESULTS = ("hit", "stale", "coalesced", "miss", "refused", "bypass")
 _COLUMNS = (
     ("layer", 10),
     ("model", 22),
@@ -27,6 +27,7 @@ _COLUMNS = (
     ("stale", 6),
     ("coal.", 6),
     ("miss", 7),
+    ("refus.", 6),
     ("bypass", 7),
     ("hit%", 6),
     ("saved s", 9),

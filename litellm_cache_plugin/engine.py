@@ -133,7 +133,7 @@ class EngineStats:
                 continue
             for row in models.values():
                 served = sum(row.get(result, 0) for result in _SERVED)
-                looked = served + row.get("miss", 0)
+                looked = served + row.get("miss", 0) + row.get("refused", 0)  # a refusal is not served
                 row["hit_ratio"] = round(served / looked, 4) if looked else 0.0
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from typing import Any
 
@@ -115,3 +116,47 @@ async def test_waiters_of_a_failed_flight_count_as_misses_of_their_group() -> No
     exact = plugin.engine.stats.snapshot()["exact"]
     assert set(exact) == {"g"}
     assert (exact["g"]["miss"], exact["g"].get("coalesced", 0), exact["g"]["flight_waited"]) == (3, 0, 2)
+
+
+class _RefusingIndex:
+    """A semantic index whose best candidate the guard refused (the region only reads ``resolve``)."""
+
+    def __init__(self) -> None:
+        from litellm_cache_plugin.semantic import SemanticLookup
+
+        self.result = SemanticLookup("refused", None, (_Refusal("number"),))
+
+    async def start(self) -> None:
+        return None
+
+    async def resolve(self, scope: str, text: str) -> Any:
+        return self.result
+
+
+class _Refusal:
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+
+
+async def test_semantic_refusals_are_counted_with_their_rule_and_lower_the_hit_ratio() -> None:
+    settings = settings_from_mapping(
+        {"backend": "memory://", "versions": {"ollama_digest": False}}, environ={}
+    )
+    plugin = CachePlugin(settings)
+    plugin.region.semantic = _RefusingIndex()
+    ctx = plugin.context(_kwargs())
+    assert ctx is not None
+    ctx = dataclasses.replace(ctx, semantic=True)
+    recorded: list[tuple[Any, ...]] = []
+    original = plugin.engine.account
+
+    def account(layer: str, group: str, result: str, reason: str | None = None, **rest: Any) -> None:
+        recorded.append((layer, result, reason))
+        original(layer, group, result, reason, **rest)
+
+    plugin.engine.account = account  # type: ignore[method-assign]
+    assert (await plugin.region.lookup_response(ctx)).outcome == "MISS"
+    assert ("semantic", "refused", "number") in recorded  # the rule is the reason (stats, metrics)
+    row = plugin.engine.stats.snapshot()["semantic"]["g"]
+    assert row["refused"] == 1 and row.get("miss", 0) == 0
+    assert row["hit_ratio"] == 0.0  # a refusal counts as looked up and not served

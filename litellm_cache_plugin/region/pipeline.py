@@ -281,13 +281,22 @@ class CacheRegion:
         self.calls.state(ctx.call_id).semantic = scoped
         try:
             await self._semantic_ready()
-            match = await self.semantic.lookup(scoped[0], scoped[1])
+            resolved = await self.semantic.resolve(scoped[0], scoped[1])
         except Exception:
             log.exception("semantic lookup failed open")
             self.accounting.account(ctx, "semantic", Lookup("MISS", "error"), started)
             return None
+        match = resolved.match
         if match is None:
-            self.accounting.account(ctx, "semantic", Lookup("MISS", "no_match"), started)
+            if resolved.outcome == "refused":
+                # A candidate above the threshold that the guard refused: counted with the rule that
+                # refused the best one (a bounded set of names; the differing words stay out of labels).
+                self.accounting.account(
+                    ctx, "semantic", Lookup("MISS", resolved.reason or "guard"), started, result="refused"
+                )
+            else:
+                reason = "error" if resolved.outcome == "error" else "no_match"
+                self.accounting.account(ctx, "semantic", Lookup("MISS", reason), started)
             return None
         found = await self.exact(ctx, match.entry_key, record=False)
         if found.entry is None:

@@ -77,8 +77,16 @@ def test_paraphrase_served_by_meaning_only_within_the_tenant(
     other_tenant = ask(proxy, TEAM_B, "Tell me how far Paris is from Lyon.")
     assert other_tenant.headers["x-cache"] == "MISS"
 
+    def refused() -> int:
+        stats = httpx.get(
+            f"{proxy.url}/v1/cache/stats", headers={"Authorization": f"Bearer {proxy.master_key}"}
+        ).json()
+        return int(stats["layers"].get("semantic", {}).get("llama3.2", {}).get("refused", 0))
+
+    refused_before = refused()
     trap = ask(proxy, TEAM_A, "How far is Paris from Lyon in miles?")
     assert trap.headers["x-cache"] == "MISS"
+    assert refused() == refused_before + 1  # the guard's refusal is counted as such, not as no match
     assert (
         trap.json()["choices"][0]["message"]["content"] != original.json()["choices"][0]["message"]["content"]
     )
