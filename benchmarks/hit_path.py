@@ -1,85 +1,386 @@
-"""Hit-path benchmark: LiteLLM's built-in Redis cache against the plugin, with and without the fast path.
+"""Hit-path benchmark: the plugin's fast path against LiteLLM's built-in Redis cache at its best.
 
-Runs offline against the Ollama simulator and the local Redis (127.0.0.1:6379), in a minute or two::
+One command, one run, every server up at once and measured side by side::
 
-    LITELLM_LOCAL_MODEL_COST_MAP=True .venv/bin/python benchmarks/hit_path.py [--seconds 10] [--clients 16]
+    LITELLM_LOCAL_MODEL_COST_MAP=True .venv/bin/python -m benchmarks.hit_path [--seconds 5] [--rounds 3]
+        [--workers2] [--profile] [--out results/<dir>]
 
-Cases, each a real ``litellm`` proxy process (one worker, the demo custom_auth):
+Servers (each its own process group; the proxies are real ``litellm`` processes, LiteLLM's uvicorn
+settings, the demo ``custom_auth`` with a team key, in front of the Ollama simulator in its own process
+answering at once):
 
-- ``a-builtin-redis``: LiteLLM's own cache on Redis (``cache: true``, unique namespace), no plugin;
-- ``b-plugin-memory-fast``: the plugin on ``memory://`` with the fast path;
-- ``c-plugin-memory-hooks``: the same with ``fast_path.enabled: false`` (hook path only);
-- ``d-plugin-redis-fast``: the plugin on Redis (unique prefix) with the fast path.
+- ``litellm-priced``: **the baseline**. LiteLLM's own cache on the same Redis
+  (``cache: true, cache_params: {type: redis, host, port, ttl: 900}``: no namespace), every
+  deployment priced with LiteLLM's custom pricing (``input_cost_per_token: 0``,
+  ``output_cost_per_token: 0`` in ``litellm_params``), as a careful user of a local model sets it.
+  The targets are judged against this row only.
+- ``litellm-unpriced``: the same without the pricing: ``ollama_chat/llama3.2:1b`` is then looked up in
+  the cost map on every hit and never found, which makes LiteLLM's hit about three times as expensive
+  (issue 15). Many Ollama users meet it; shown as a second, labelled row, never used for a target.
+- ``plugin-memory`` / ``plugin-redis``: the plugin (``memory://`` / ``redis://`` on the same Redis),
+  same priced deployments, defaults otherwise (so the fast path is on).
+- ``no-cache``: the same priced proxy without any cache: the cost of a miss without us.
+- ``floor``: a trivial ASGI app under the same uvicorn settings (uvloop, log level error) that reads
+  the body and answers a fixed 1.4 KB JSON: the least any Python HTTP server here costs per request.
+- ``--workers2`` adds ``litellm-priced-w2`` and ``plugin-redis-w2``: the same with ``--num_workers 2``.
 
-Every case warms one entry, then ``--clients`` concurrent async clients repeat that request for
-``--seconds`` seconds. Reported: hit latency p50/p99, hits/s, the proxy process's CPU time per hit
-(including its background logging; unlike latency it does not depend on what else the machine is
-running), and the ratios against case (a). Misses:
-unique prompts sent alternately to (b) and (c), one at a time, with an instant simulator; the p50
-difference is what the fast path adds to a miss.
+Method. Each server gets one warmed prompt (sent until it answers from the cache). Then ``--rounds``
+rounds; in each the servers are measured one after the other in rotating order (round r starts r
+places further), so drift on a shared machine hits every server alike; the figure reported is the
+median of the rounds. Per server and round:
+
+1. ``--sequential`` (300) keep-alive requests one at a time on one connection: hit p50 / p99;
+2. ``--clients`` (16) keep-alive connections for ``--seconds``: hits/s, and CPU per hit = the CPU time
+   (user + system, ``/proc``) of every process of the server's process group over the phase and one
+   second after it (background logging of the last hits is part of a hit's cost), divided by hits.
+
+Every response is checked: status 200, the warmed answer's ``id``, the cache's hit header
+(``x-cache: HIT``; ``x-litellm-cache-key`` for LiteLLM's cache), and the simulator's count of chat
+calls must not move during a server's hit phases (no upstream call). A response that fails a check is
+an error, not a sample. Misses: unique prompts, one at a time, the servers interleaved in rotating
+order, ``--misses`` per server: miss p50 and CPU per miss; the added cost is the difference to
+``no-cache``. The client is a minimal HTTP/1.1 client on raw asyncio streams (uvloop), so that its own
+cost (~30 us a request) stays small against what is measured.
+
+``--profile`` then records a py-spy flame graph (``--profile-seconds``, 100 Hz, ``--gil`` off: all
+threads, idle excluded) of each of ``--profile-cases`` under the concurrent load, after the
+measurement (py-spy slows the process it samples).
+
+Output: the tables and verdicts on stdout, and ``results.json`` + ``summary.txt`` (+ flame graphs) in
+``--out`` (default ``results/<date>-hit-path``). Keys written to Redis are deleted at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime
+import inspect
+import json
 import os
+import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import httpx
+import orjson
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python benchmarks/hit_path.py` as well as `python -m benchmarks.hit_path`
+    sys.path.insert(0, str(REPO))
 
-from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
-from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
+from tools.runner import (  # noqa: E402
+    DEMO_AUTH_MODULE,
+    ProxyProcess,
+    free_port,
+    proxy_config,
+    running,
+    stop_process_group,
+)
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 KEY = "sk-team-a-0001"
-# Until create_proxy_plugin() installs the fast path itself, a config-level callback does (idempotent).
-WIRING_MODULE = """
-from litellm.integrations.custom_logger import CustomLogger
-from litellm_cache_plugin.integrations.fast_path import install_fast_path
-from litellm_cache_plugin.integrations.litellm import create_proxy_plugin
+MODEL = "llama3.2"
+Role = Literal["baseline", "unpriced", "plugin", "no-cache", "floor"]
 
-install_fast_path(create_proxy_plugin())
+# --------------------------------------------------------------------------- servers
+
+FLOOR_APP = '''
+"""The floor: the least a Python ASGI server answers a keep-alive POST with (reads the body, fixed JSON)."""
+
+BODY = open(__file__.replace("floor_app.py", "floor_body.json"), "rb").read()
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 
-class FastPathWiring(CustomLogger):
-    pass
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+'''
+
+FLOOR_ID = "chatcmpl-floor"
 
 
-wiring = FastPathWiring()
-"""
+def floor_body() -> bytes:
+    """A chat completion of the size the simulator answers (~1.4 KB), with a fixed id."""
+    words = " ".join(f"word{i % 50}" for i in range(160))
+    return orjson.dumps(
+        {
+            "id": FLOOR_ID,
+            "created": 1700000000,
+            "model": MODEL,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "finish_reason": "stop",
+                    "index": 0,
+                    "message": {"content": words, "role": "assistant"},
+                }
+            ],
+            "usage": {"completion_tokens": 160, "prompt_tokens": 20, "total_tokens": 180},
+            "cached": True,
+        }
+    )
+
+
+class FloorProcess:
+    """``uvicorn floor_app:app`` with the settings the LiteLLM CLI gives its uvicorn (uvloop, log level
+    error, no server header), one worker."""
+
+    def __init__(self, workdir: Path, name: str = "floor") -> None:
+        self.workdir = workdir
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"{name}.log"
+
+    def start(self) -> FloorProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "floor_app.py").write_text(FLOOR_APP, encoding="utf-8")
+        (self.workdir / "floor_body.json").write_bytes(floor_body())
+        command = [
+            sys.executable, "-m", "uvicorn", "floor_app:app", "--host", "127.0.0.1",
+            "--port", str(self.port), "--loop", "uvloop", "--log-level", "error", "--no-server-header",
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> FloorProcess:
+        wait_http(self.url + "/", self.process, self.name, self.log_path, timeout, method="POST")
+        return self
+
+    def stop(self) -> None:
+        stop_process_group(self.process, timeout=10)
+
+
+class SimulatorProcess:
+    """The Ollama simulator in its own process (not in the load generator's GIL), answering at once."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "simulator.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SimulatorProcess:
+        command = [
+            sys.executable, "-m", "litellm_cache_plugin.simulator", "--port", str(self.port),
+            "--latency-ms", "0", "--tokens-per-second", "1e7", "--prompt-tokens-per-second", "1e8",
+            "--parallel", "64",
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
+            )
+        wait_http(self.url + "/api/version", self.process, "simulator", self.log_path, 60.0)
+        return self
+
+    def chat_calls(self) -> int:
+        with urllib.request.urlopen(self.url + "/_sim/stats", timeout=10) as response:
+            return int(json.loads(response.read())["requests"]["chat"])
+
+    def stop(self) -> None:
+        stop_process_group(self.process, timeout=10)
+
+
+def wait_http(
+    url: str,
+    process: subprocess.Popen[bytes] | None,
+    name: str,
+    log_path: Path,
+    timeout: float,
+    method: str = "GET",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {log_path.read_text(errors='replace')[-2000:]}")
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            request = urllib.request.Request(url, data=b"{}" if method == "POST" else None, method=method)
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise TimeoutError(f"{name} not ready after {timeout}s")
+
+
+Server = ProxyProcess | FloorProcess
 
 
 @dataclass
-class Result:
+class Case:
     name: str
-    p50: float
-    p99: float
-    rate: float
-    count: int
-    errors: int
-    cpu_ms: float  # proxy process CPU time per hit (robust to other load on the machine)
+    title: str
+    role: Role
+    server: Server
+    workers: int = 1
+    prompt: str = ""
+    stored_id: str = ""
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux ``/proc``; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+def priced(config: dict[str, Any]) -> dict[str, Any]:
+    """LiteLLM's custom pricing on every deployment (what a careful user of a local model sets)."""
+    for deployment in config["model_list"]:
+        deployment["litellm_params"].update(input_cost_per_token=0, output_cost_per_token=0)
+    return config
 
 
-def percentile(values: list[float], q: float) -> float:
+def proxy_with_workers(
+    config: dict[str, Any], workdir: Path, name: str, workers: int, extra_files: dict[str, str]
+) -> ProxyProcess:
+    """A proxy process with ``workers`` uvicorn workers. ``tools.runner.ProxyProcess`` is used as is;
+    when it has no worker parameter, a wrapper command appends ``--num_workers N`` (click: the last
+    occurrence of an option wins)."""
+    if workers == 1:
+        return ProxyProcess(config, workdir / name, extra_files=extra_files, name=name)
+    if "num_workers" in inspect.signature(ProxyProcess.__init__).parameters:
+        return ProxyProcess(  # type: ignore[call-arg]
+            config, workdir / name, extra_files=extra_files, name=name, num_workers=workers
+        )
+    litellm = Path(sys.executable).with_name("litellm")
+    wrapper = workdir / f"litellm-{workers}-workers"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(f'#!/bin/sh\nexec "{litellm}" "$@" --num_workers {workers}\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    return ProxyProcess(config, workdir / name, extra_files=extra_files, name=name, litellm_cli=wrapper)
+
+
+def build_cases(
+    sim_url: str, run_id: str, workdir: Path, redis_host: str, redis_port: int, workers2: bool
+) -> list[Case]:
+    files = {"demo_auth.py": DEMO_AUTH_MODULE}
+    # No namespace (LiteLLM at its best); a TTL so that the miss phase's entries leave the shared Redis.
+    builtin = {
+        "cache": True,
+        "cache_params": {"type": "redis", "host": redis_host, "port": redis_port, "ttl": 900},
+    }
+    redis_url = f"redis://{redis_host}:{redis_port}/0?prefix=lcp-hitbench-{run_id}:"
+
+    def litellm_cache(pricing: bool) -> dict[str, Any]:
+        config = proxy_config(sim_url, None, with_plugin=False, litellm_settings=builtin)
+        return priced(config) if pricing else config
+
+    def plugin(backend: str) -> dict[str, Any]:
+        return priced(proxy_config(sim_url, {"backend": backend, "ttl": 3600}))
+
+    cases = [
+        Case(
+            "litellm-priced",
+            "LiteLLM's Redis cache, priced deployments (the baseline)",
+            "baseline",
+            proxy_with_workers(litellm_cache(True), workdir, "litellm-priced", 1, files),
+        ),
+        Case(
+            "litellm-unpriced",
+            "LiteLLM's Redis cache, unpriced ollama_chat/llama3.2:1b",
+            "unpriced",
+            proxy_with_workers(litellm_cache(False), workdir, "litellm-unpriced", 1, files),
+        ),
+        Case(
+            "plugin-memory",
+            "plugin, memory://",
+            "plugin",
+            proxy_with_workers(plugin("memory://"), workdir, "plugin-memory", 1, files),
+        ),
+        Case(
+            "plugin-redis",
+            "plugin, redis://",
+            "plugin",
+            proxy_with_workers(plugin(redis_url), workdir, "plugin-redis", 1, files),
+        ),
+        Case(
+            "no-cache",
+            "no cache (priced deployments)",
+            "no-cache",
+            proxy_with_workers(
+                priced(proxy_config(sim_url, None, with_plugin=False)), workdir, "no-cache", 1, files
+            ),
+        ),
+        Case("floor", "trivial keep-alive ASGI app (the floor)", "floor", FloorProcess(workdir / "floor")),
+    ]
+    if workers2:
+        cases += [
+            Case(
+                "litellm-priced-w2",
+                "LiteLLM's Redis cache, priced, 2 workers",
+                "baseline",
+                proxy_with_workers(litellm_cache(True), workdir, "litellm-priced-w2", 2, files),
+                workers=2,
+            ),
+            Case(
+                "plugin-redis-w2",
+                "plugin, redis://, 2 workers",
+                "plugin",
+                proxy_with_workers(plugin(redis_url), workdir, "plugin-redis-w2", 2, files),
+                workers=2,
+            ),
+        ]
+    return cases
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def session_cpu_seconds(leader: int) -> float:
+    """User + system CPU time of every live process in the session ``leader`` started (the server and
+    its workers; each is started with ``start_new_session``)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == leader:  # field 6 of stat: session id
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def server_pid(server: Server) -> int:
+    return server.process.pid if server.process is not None else -1
+
+
+def worker_pids(leader: int) -> list[int]:
+    """The processes of a server's session, leader first."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == leader:
+                    pids.append(int(entry))
+    return sorted(pids, key=lambda pid: (pid != leader, pid))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
@@ -87,197 +388,606 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def build_cases(sim_url: str, run_id: str, workdir: Path) -> dict[str, ProxyProcess]:
-    redis_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix=lcp-bench-{run_id}:"
-    plugin_files = {"demo_auth.py": DEMO_AUTH_MODULE, "fast_path_wiring.py": WIRING_MODULE}
-    wiring = ["litellm_cache_plugin.proxy_plugin", "fast_path_wiring.wiring"]
+class Reply:
+    __slots__ = ("body", "headers", "status")
 
-    def plugin_case(name: str, backend: str, fast: bool) -> ProxyProcess:
-        config = proxy_config(
-            sim_url,
-            {"backend": backend, "ttl": 3600, "fast_path": {"enabled": fast}},
-            with_plugin=False,
-        )
-        config["litellm_settings"]["callbacks"] = wiring
-        return ProxyProcess(config, workdir / name, extra_files=plugin_files, name=name)
+    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
 
-    builtin = proxy_config(
-        sim_url,
-        None,
-        with_plugin=False,
-        litellm_settings={
-            "cache": True,
-            "cache_params": {
-                "type": "redis",
-                "host": REDIS_HOST,
-                "port": REDIS_PORT,
-                "namespace": f"litellm-bench-{run_id}",
-            },
-        },
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection on raw asyncio streams (content-length or chunked bodies)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> Reply:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.reader, self.writer
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.setdefault(name.strip().lower(), value.strip())
+        if b"content-length" in headers:
+            body = await reader.readexactly(int(headers[b"content-length"]))
+        elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+                if size == 0:
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass
+                    break
+                parts.append((await reader.readexactly(size + 2))[:-2])
+            body = b"".join(parts)
+        else:
+            body = await reader.read()
+            headers[b"connection"] = b"close"
+        if headers.get(b"connection", b"").lower() == b"close":
+            await self.close()
+        return Reply(status, headers, body)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+def raw_post(port: int, body: dict[str, Any], path: str = "/v1/chat/completions") -> bytes:
+    payload = orjson.dumps(body)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
-    return {
-        "a-builtin-redis": ProxyProcess(
-            builtin, workdir / "a", extra_files={"demo_auth.py": DEMO_AUTH_MODULE}, name="a-builtin-redis"
-        ),
-        "b-plugin-memory-fast": plugin_case("b-plugin-memory-fast", "memory://", True),
-        "c-plugin-memory-hooks": plugin_case("c-plugin-memory-hooks", "memory://", False),
-        "d-plugin-redis-fast": plugin_case("d-plugin-redis-fast", redis_url, True),
-    }
+    return head.encode() + payload
 
 
 def chat_body(prompt: str) -> dict[str, Any]:
-    return {"model": "llama3.2", "messages": [{"role": "user", "content": prompt}], "temperature": 0}
+    return {
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": prompt},
+        ],
+        "temperature": 0,
+    }
 
 
-async def warm(client: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    """Send until the answer comes from the cache (same response id as the stored answer)."""
-    first = await client.post("/v1/chat/completions", json=body)
-    first.raise_for_status()
-    stored_id = first.json()["id"]
-    for _ in range(100):
-        await asyncio.sleep(0.1)
-        again = await client.post("/v1/chat/completions", json=body)
-        again.raise_for_status()
-        if again.json()["id"] == stored_id and again.headers.get("x-cache", "HIT") == "HIT":
-            return str(stored_id)
-    raise RuntimeError("the entry never became a hit")
+def is_hit(case: Case, reply: Reply) -> bool:
+    if case.role == "floor":
+        return True
+    if case.role in ("baseline", "unpriced"):
+        return b"x-litellm-cache-key" in reply.headers
+    return reply.headers.get(b"x-cache") == b"HIT"
 
 
-async def drive_hits(proxy: ProxyProcess, seconds: float, clients: int) -> Result:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=proxy.url, headers=headers, limits=limits, timeout=30) as client:
-        body = chat_body(f"Benchmark question {uuid.uuid4().hex[:8]}: what is a cache?")
-        stored_id = await warm(client, body)
-        for _ in range(50):  # warm connections and code paths
-            await client.post("/v1/chat/completions", json=body)
-        latencies: list[float] = []
-        errors = 0
-        deadline = time.perf_counter() + seconds
+def check(case: Case, reply: Reply) -> str | None:
+    """Why a hit-phase reply is not the warmed answer served from the cache (None: it is)."""
+    if reply.status != 200:
+        return f"status {reply.status}"
+    if not is_hit(case, reply):
+        return "not a hit"
+    try:
+        got = orjson.loads(reply.body).get("id")
+    except orjson.JSONDecodeError:
+        return "bad json"
+    if got == case.stored_id:
+        return None
+    # A hit of another answer: a request fell through (e.g. a backend deadline under load), went
+    # upstream and replaced the entry. Counted once (and its upstream call is counted too); the new
+    # entry is then the one to check against, or one fall-through would fail the rest of the phase.
+    case.stored_id = str(got)
+    return "entry replaced"
 
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.post("/v1/chat/completions", json=body)
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200 or response.json().get("id") != stored_id:
-                    errors += 1
-                    continue
-                latencies.append(elapsed * 1000)
 
-        pid = proxy.process.pid if proxy.process is not None else -1
-        cpu_before = process_cpu_seconds(pid)
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        took = time.perf_counter() - began
-        await asyncio.sleep(1.0)  # let background logging of the last hits finish: it is part of the cost
-        cpu = process_cpu_seconds(pid) - cpu_before
-    return Result(
-        proxy.name,
-        statistics.median(latencies) if latencies else float("nan"),
-        percentile(latencies, 0.99),
-        len(latencies) / took,
-        len(latencies),
-        errors,
-        cpu * 1000 / max(1, len(latencies) + errors),
+async def warm(case: Case) -> None:
+    """Send the case's prompt until its answer comes from the cache (writes happen in the background)."""
+    port = case.server.port
+    if case.role == "floor":
+        case.stored_id = FLOOR_ID
+        return
+    case.prompt = f"Benchmark question {uuid.uuid4().hex[:8]} for {case.name}: what is a cache?"
+    request = raw_post(port, chat_body(case.prompt))
+    connection = Connection(port)
+    try:
+        first = await connection.request(request)
+        if first.status != 200:
+            raise RuntimeError(f"{case.name}: warm-up answered {first.status}: {first.body[:300]!r}")
+        case.stored_id = str(orjson.loads(first.body)["id"])
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            reply = await connection.request(request)
+            if check(case, reply) is None:
+                return
+        raise RuntimeError(f"{case.name}: the entry never became a hit")
+    finally:
+        await connection.close()
+
+
+@dataclass
+class HitRound:
+    p50: float
+    p99: float
+    seq_errors: int
+    rate: float
+    hits: int
+    errors: int
+    cpu_ms: float
+    fast_path_share: float
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+
+async def sequential(case: Case, count: int) -> tuple[list[float], dict[str, int], int]:
+    request = raw_post(case.server.port, chat_body(case.prompt))
+    connection = Connection(case.server.port)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    fast = 0
+    try:
+        for _ in range(20):  # connection, code paths, the credential hint
+            await connection.request(request)
+        for _ in range(count):
+            started = time.perf_counter()
+            reply = await connection.request(request)
+            elapsed = (time.perf_counter() - started) * 1000
+            problem = check(case, reply)
+            if problem is None:
+                latencies.append(elapsed)
+                fast += b"x-litellm-version" not in reply.headers
+            else:
+                errors[problem] = errors.get(problem, 0) + 1
+    finally:
+        await connection.close()
+    return latencies, errors, fast
+
+
+async def concurrent(
+    case: Case, clients: int, seconds: float, settle: float = 1.0
+) -> tuple[int, dict[str, int], float, float, int]:
+    request = raw_post(case.server.port, chat_body(case.prompt))
+    connections = [Connection(case.server.port) for _ in range(clients)]
+    for connection in connections:  # open and warm every connection first
+        await connection.request(request)
+    ok = 0
+    fast = 0
+    errors: dict[str, int] = {}
+    deadline = 0.0
+
+    async def worker(connection: Connection) -> None:
+        nonlocal ok, fast
+        while time.perf_counter() < deadline:
+            reply = await connection.request(request)
+            problem = check(case, reply)
+            if problem is None:
+                ok += 1
+                fast += b"x-litellm-version" not in reply.headers
+            else:
+                errors[problem] = errors.get(problem, 0) + 1
+
+    leader = server_pid(case.server)
+    cpu_before = session_cpu_seconds(leader)
+    began = time.perf_counter()
+    deadline = began + seconds
+    await asyncio.gather(*(worker(connection) for connection in connections))
+    took = time.perf_counter() - began
+    await asyncio.sleep(settle)  # background logging of the last hits is part of their cost
+    cpu = session_cpu_seconds(leader) - cpu_before
+    for connection in connections:
+        await connection.close()
+    return ok, errors, took, cpu, fast
+
+
+async def measure_hits(case: Case, sequential_count: int, clients: int, seconds: float) -> HitRound:
+    latencies, seq_errors, seq_fast = await sequential(case, sequential_count)
+    ok, errors, took, cpu, fast = await concurrent(case, clients, seconds)
+    total_errors = sum(errors.values()) + sum(seq_errors.values())
+    kinds = {k: seq_errors.get(k, 0) + errors.get(k, 0) for k in {*seq_errors, *errors}}
+    return HitRound(
+        p50=statistics.median(latencies) if latencies else float("nan"),
+        p99=percentile(latencies, 0.99),
+        seq_errors=sum(seq_errors.values()),
+        rate=ok / took,
+        hits=ok,
+        errors=sum(errors.values()),
+        cpu_ms=cpu * 1000 / max(1, ok + sum(errors.values())),
+        fast_path_share=(fast + seq_fast) / max(1, ok + len(latencies)),
+        error_kinds=kinds if total_errors else {},
     )
 
 
-async def drive_misses(
-    fast: ProxyProcess, hooks: ProxyProcess, count: int
-) -> tuple[list[float], list[float]]:
-    """Unique (cacheable) prompts, alternating between the two proxies so drift hits both alike."""
-    headers = {"Authorization": f"Bearer {KEY}"}
-    samples: dict[str, list[float]] = {fast.name: [], hooks.name: []}
-    async with (
-        httpx.AsyncClient(base_url=fast.url, headers=headers, timeout=30) as fast_client,
-        httpx.AsyncClient(base_url=hooks.url, headers=headers, timeout=30) as hooks_client,
-    ):
-        pairs = ((fast, fast_client), (hooks, hooks_client))
-        for number in range(count + 20):
-            for proxy, client in pairs if number % 2 == 0 else pairs[::-1]:
-                body = chat_body(f"Unique miss {uuid.uuid4().hex}")
+async def measure_misses(cases: Sequence[Case], count: int, offset: int) -> dict[str, dict[str, Any]]:
+    """Unique cacheable prompts, one at a time, the cases interleaved in rotating order."""
+    connections = {case.name: Connection(case.server.port) for case in cases}
+    samples: dict[str, list[float]] = {case.name: [] for case in cases}
+    outcomes: dict[str, dict[str, int]] = {case.name: {} for case in cases}
+    cpu_before: dict[str, float] = {}
+    try:
+        for number in range(count + 10):
+            if number == 10:  # the first ones warm connections and paths
+                cpu_before = {c.name: session_cpu_seconds(server_pid(c.server)) for c in cases}
+            shift = (number + offset) % len(cases)
+            for case in [*cases[shift:], *cases[:shift]]:
+                body = chat_body(f"Unique miss {uuid.uuid4().hex} for {case.name}: what is a queue?")
+                request = raw_post(case.server.port, body)
                 started = time.perf_counter()
-                response = await client.post("/v1/chat/completions", json=body)
+                reply = await connections[case.name].request(request)
                 elapsed = (time.perf_counter() - started) * 1000
-                response.raise_for_status()
-                if number >= 20:  # the first ones warm connections and the credential hint
-                    samples[proxy.name].append(elapsed)
-    return samples[fast.name], samples[hooks.name]
+                if reply.status != 200:
+                    raise RuntimeError(f"{case.name}: miss answered {reply.status}: {reply.body[:300]!r}")
+                if number >= 10:
+                    samples[case.name].append(elapsed)
+                    outcome = (
+                        reply.headers.get(b"x-cache", b"-").decode()
+                        if case.role == "plugin"
+                        else ("HIT" if b"x-litellm-cache-key" in reply.headers else "MISS")
+                    )
+                    outcomes[case.name][outcome] = outcomes[case.name].get(outcome, 0) + 1
+        await asyncio.sleep(1.0)
+    finally:
+        for connection in connections.values():
+            await connection.close()
+    return {
+        case.name: {
+            "p50": statistics.median(samples[case.name]),
+            "p99": percentile(samples[case.name], 0.99),
+            "count": len(samples[case.name]),
+            "outcomes": outcomes[case.name],
+            "cpu_ms": (session_cpu_seconds(server_pid(case.server)) - cpu_before[case.name])
+            * 1000
+            / max(1, len(samples[case.name])),
+        }
+        for case in cases
+    }
 
 
-def cleanup_redis(run_id: str) -> None:
+def profile(case: Case, out_dir: Path, clients: int, seconds: float) -> list[str]:
+    """py-spy flame graphs of every process of the case's server under the concurrent load."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists() and shutil.which("py-spy") is None:
+        print("py-spy not installed: no profile", flush=True)
+        return []
+    spy_cmd = str(spy) if spy.exists() else "py-spy"
+    leader = server_pid(case.server)
+    pids = worker_pids(leader)
+    workers = [pid for pid in pids if pid != leader] or pids  # uvicorn's workers (or the only process)
+    written = []
+    recorders = []
+    for number, pid in enumerate(workers):
+        suffix = f"-w{number}" if len(workers) > 1 else ""
+        path = out_dir / f"flame-{case.name}{suffix}.svg"
+        command = [
+            spy_cmd, "record", "--pid", str(pid), "--rate", "100", "--duration", str(int(seconds)),
+            "--format", "flamegraph", "--output", str(path), "--nonblocking",
+        ]  # fmt: skip
+        recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        written.append(path.name)
+    asyncio.run(concurrent(case, clients, seconds + 1, settle=0.0))
+    for recorder in recorders:
+        try:
+            _, err = recorder.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            err = b"timeout"
+        if recorder.returncode:
+            print(f"py-spy failed for {case.name}: {err.decode(errors='replace')[-500:]}", flush=True)
+    return written
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    redis_version = "?"
+    with contextlib.suppress(Exception):
+        import redis
+
+        redis_version = str(redis.Redis(socket_timeout=2).info("server").get("redis_version"))
+    import importlib.metadata as metadata
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "litellm": metadata.version("litellm"),
+        "uvicorn": metadata.version("uvicorn"),
+        "redis_server": redis_version,
+        "httptools": _installed("httptools"),
+    }
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def load_average() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def median_of(rounds: Sequence[HitRound], attr: str) -> float:
+    return statistics.median(float(getattr(r, attr)) for r in rounds)
+
+
+@dataclass
+class Verdict:
+    target: str
+    value: float
+    limit: float
+    met: bool
+
+
+def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any]]) -> list[Verdict]:
+    out: list[Verdict] = []
+    base = summary["litellm-priced"]
+    floor = summary["floor"]
+
+    def add(target: str, value: float, limit: float, *, at_least: bool) -> None:
+        out.append(Verdict(target, value, limit, value >= limit if at_least else value <= limit))
+
+    for name in ("plugin-memory", "plugin-redis"):
+        ours = summary[name]
+        add(f"{name}: hits/s vs LiteLLM priced (16 clients) >= 5x", ours["rate"] / base["rate"], 5.0,
+            at_least=True)  # fmt: skip
+        add(f"{name}: sequential hit p50 vs LiteLLM priced <= 0.2x", ours["p50"] / base["p50"], 0.2,
+            at_least=False)  # fmt: skip
+        add(f"{name}: CPU per hit vs LiteLLM priced <= 0.2x", ours["cpu_ms"] / base["cpu_ms"], 0.2,
+            at_least=False)  # fmt: skip
+        add(f"{name}: sequential hit p50 vs the floor <= 10x", ours["p50"] / floor["p50"], 10.0,
+            at_least=False)  # fmt: skip
+        add(f"{name}: miss p50 added over no cache <= 1 ms", misses[name]["p50"] - misses["no-cache"]["p50"],
+            1.0, at_least=False)  # fmt: skip
+    if "plugin-redis-w2" in summary and "litellm-priced-w2" in summary:
+        ours, base2 = summary["plugin-redis-w2"], summary["litellm-priced-w2"]
+        add("plugin-redis, 2 workers: hits/s vs LiteLLM priced, 2 workers >= 5x",
+            ours["rate"] / base2["rate"], 5.0, at_least=True)  # fmt: skip
+        add("plugin-redis, 2 workers: sequential p50 vs LiteLLM priced, 2 workers <= 0.2x",
+            ours["p50"] / base2["p50"], 0.2, at_least=False)  # fmt: skip
+        add("plugin-redis, 2 workers: CPU per hit vs LiteLLM priced, 2 workers <= 0.2x",
+            ours["cpu_ms"] / base2["cpu_ms"], 0.2, at_least=False)  # fmt: skip
+    return out
+
+
+def render(report: dict[str, Any]) -> str:
+    summary: dict[str, dict[str, Any]] = report["hits"]
+    misses: dict[str, dict[str, Any]] = report["misses"]
+    base = summary["litellm-priced"]
+    unpriced = summary["litellm-unpriced"]
+    floor = summary["floor"]
+    lines = [
+        f"hit path benchmark, run {report['run_id']} ({report['started']}), {report['command']}",
+        "machine: {nproc} CPUs ({cpu_model}), {memory_gib} GiB, Python {python}, LiteLLM {litellm}, "
+        "uvicorn {uvicorn} (httptools: {httptools}), Redis {redis_server}".format(**report["machine"]),
+        "load average (1/5/15 min) at start {}, during the rounds {}, at the end {}".format(
+            report["load"]["start"], [x[0] for x in report["load"]["rounds"]], report["load"]["end"]
+        ),
+        f"{report['rounds']} rounds in rotating order, medians of rounds; {report['sequential']} sequential "
+        f"keep-alive hits (p50/p99), then {report['clients']} keep-alive clients for {report['seconds']:g} s "
+        "(hits/s, CPU per hit of the server's processes)",
+        "",
+        "hits (medians of rounds)     seq p50 ms  seq p99 ms   hits/s  CPU ms/hit  fast%  "
+        "hits/s÷base  p50÷base  CPU÷base  p50÷floor  hits/s÷unpriced  errors (of which upstream calls)",
+    ]
+    for name, row in summary.items():
+        lines.append(
+            f"{name:28} {row['p50']:10.2f} {row['p99']:11.2f} {row['rate']:8.1f} {row['cpu_ms']:11.2f} "
+            f"{row['fast_path_share'] * 100:5.0f}  {row['rate'] / base['rate']:11.2f} "
+            f"{row['p50'] / base['p50']:9.3f} {row['cpu_ms'] / base['cpu_ms']:9.3f} "
+            f"{row['p50'] / floor['p50']:10.1f} {row['rate'] / unpriced['rate']:16.2f}  {row['errors']} "
+            f"({row['upstream_calls_during_hits']} upstream)"
+        )
+    lines += ["", "rows: " + "; ".join(f"{name} = {row['title']}" for name, row in summary.items()), ""]
+    lines.append("misses (one at a time, interleaved)   p50 ms   p99 ms  CPU ms/miss  added p50 ms  "
+                 "added CPU ms  outcomes")  # fmt: skip
+    none = misses["no-cache"]
+    for name, row in misses.items():
+        lines.append(
+            f"{name:36} {row['p50']:8.2f} {row['p99']:8.2f} {row['cpu_ms']:12.2f} "
+            f"{row['p50'] - none['p50']:+13.2f} {row['cpu_ms'] - none['cpu_ms']:+13.2f}  {row['outcomes']}"
+        )
+    lines += ["", "idle CPU of each server before the run (ms per second): " + ", ".join(
+        f"{name} {value:.1f}" for name, value in report["idle_cpu_ms_per_s"].items())]  # fmt: skip
+    lines += ["", "acceptance (issue 15; against litellm-priced only):"]
+    for verdict in report["verdicts"]:
+        lines.append(
+            f"  {'MET    ' if verdict['met'] else 'MISSED '} {verdict['target']}: {verdict['value']:.3f}"
+        )
+    lines += ["", "per round (p50 ms / hits/s / CPU ms per hit):"]
+    for name, rounds in report["rounds_detail"].items():
+        cells = "   ".join(f"{r['p50']:.2f} / {r['rate']:.1f} / {r['cpu_ms']:.2f}" for r in rounds)
+        lines.append(f"  {name:26} {cells}")
+    if report.get("flame_graphs"):
+        lines += ["", "flame graphs: " + ", ".join(report["flame_graphs"])]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def cleanup_redis(host: str, port: int, run_id: str, litellm_keys: Sequence[str]) -> None:
     try:
         import redis
     except ImportError:
         return
     try:
-        with redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2) as client:
-            for pattern in (f"lcp-bench-{run_id}:*", f"litellm-bench-{run_id}*"):
-                keys = list(client.scan_iter(match=pattern, count=1000))
-                for start in range(0, len(keys), 500):
-                    client.delete(*keys[start : start + 500])
+        with redis.Redis(host=host, port=port, socket_timeout=2) as client:
+            keys = list(client.scan_iter(match=f"lcp-hitbench-{run_id}:*", count=1000)) + list(litellm_keys)
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
     except redis.RedisError:
         pass
 
 
-def main() -> int:
+@contextlib.contextmanager
+def started(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
+    try:
+        yield simulator.start()
+    finally:
+        simulator.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="hit phase length per case")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the hit phase")
-    parser.add_argument("--misses", type=int, default=150, help="miss samples per proxy")
-    parser.add_argument("--keep", action="store_true", help="keep the proxies' work directory")
-    args = parser.parse_args()
-
-    run_id = uuid.uuid4().hex[:10]
-    workdir = Path(tempfile.mkdtemp(prefix="lcp-bench-"))
-    simulator = SimulatorThread(SimulatorConfig(latency_ms=0, tokens_per_second=1e6, parallel=64))
-    simulator.start()
-    cases = build_cases(simulator.url, run_id, workdir)
-    try:
-        with running(cases.values(), timeout=240):
-            print(
-                f"proxies ready ({workdir}); {args.clients} clients x {args.seconds:.0f}s per case",
-                flush=True,
-            )
-            results = [asyncio.run(drive_hits(proxy, args.seconds, args.clients)) for proxy in cases.values()]
-            fast_misses, hook_misses = asyncio.run(
-                drive_misses(cases["b-plugin-memory-fast"], cases["c-plugin-memory-hooks"], args.misses)
-            )
-    finally:
-        simulator.stop()
-        cleanup_redis(run_id)
-
-    base = results[0]
-    print()
-    header = ("case", "p50 ms", "p99 ms", "hits/s", "p50/a", "rate/a", "cpu ms", "cpu/a", "n", "err")
-    print(f"{header[0]:24} " + " ".join(f"{title:>8}" for title in header[1:]))
-    for result in results:
-        cells = (
-            result.p50,
-            result.p99,
-            result.rate,
-            result.p50 / base.p50,
-            result.rate / base.rate,
-            result.cpu_ms,
-            result.cpu_ms / base.cpu_ms,
-        )
-        numbers = " ".join(f"{value:8.2f}" for value in cells)
-        print(f"{result.name:24} {numbers} {result.count:8d} {result.errors:8d}")
-    fast_p50, hook_p50 = statistics.median(fast_misses), statistics.median(hook_misses)
-    print()
-    print(
-        f"miss p50: fast path on {fast_p50:.2f} ms, off {hook_p50:.2f} ms, "
-        f"added {fast_p50 - hook_p50:+.2f} ms ({len(fast_misses)} samples each)"
+    parser.add_argument("--seconds", type=float, default=5.0, help="concurrent phase per server and round")
+    parser.add_argument("--clients", type=int, default=16, help="keep-alive clients in the concurrent phase")
+    parser.add_argument("--sequential", type=int, default=300, help="sequential hits per server and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--misses", type=int, default=150, help="miss samples per server")
+    parser.add_argument("--workers2", action="store_true", help="also LiteLLM and plugin-redis, 2 workers")
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graphs after the measurement")
+    parser.add_argument("--profile-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--profile-cases", default="plugin-memory,plugin-redis,litellm-priced", help="comma-separated"
     )
-    if not args.keep:
-        import shutil
+    parser.add_argument("--redis-host", default="127.0.0.1")
+    parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--out", type=Path, default=None, help="results directory")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' work directory")
+    args = parser.parse_args(argv)
 
-        shutil.rmtree(workdir, ignore_errors=True)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    run_id = uuid.uuid4().hex[:10]
+    today = datetime.date.today().isoformat()
+    out_dir: Path = args.out or REPO / "results" / f"{today}-hit-path"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="lcp-hitbench-"))
+    load: dict[str, Any] = {"start": load_average(), "rounds": []}
+    litellm_keys: list[str] = []
+    report: dict[str, Any] = {
+        "run_id": run_id,
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.hit_path " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(),
+        "rounds": args.rounds,
+        "sequential": args.sequential,
+        "clients": args.clients,
+        "seconds": args.seconds,
+    }
+    began = time.monotonic()
+    try:
+        with started(SimulatorProcess(workdir)) as simulator:
+            cases = build_cases(
+                simulator.url, run_id, workdir, args.redis_host, args.redis_port, args.workers2
+            )
+            with running([case.server for case in cases], timeout=400):  # type: ignore[misc]
+                print(f"{len(cases)} servers ready after {time.monotonic() - began:.0f} s ({workdir})",
+                      flush=True)  # fmt: skip
+                before = {c.name: session_cpu_seconds(server_pid(c.server)) for c in cases}
+                time.sleep(3.0)
+                report["idle_cpu_ms_per_s"] = {
+                    c.name: (session_cpu_seconds(server_pid(c.server)) - before[c.name]) * 1000 / 3.0
+                    for c in cases
+                }
+                for case in cases:
+                    if case.role != "no-cache":
+                        asyncio.run(warm(case))
+                detail: dict[str, list[HitRound]] = {case.name: [] for case in cases}
+                upstream: dict[str, int] = {case.name: 0 for case in cases}
+                hit_cases = [c for c in cases if c.role != "no-cache"]
+                for number in range(args.rounds):
+                    shift = (number * max(1, len(hit_cases) // args.rounds)) % len(hit_cases)
+                    order = [*hit_cases[shift:], *hit_cases[:shift]]
+                    for case in order:
+                        calls_before = simulator.chat_calls()
+                        result = asyncio.run(measure_hits(case, args.sequential, args.clients, args.seconds))
+                        upstream[case.name] += simulator.chat_calls() - calls_before
+                        detail[case.name].append(result)
+                        print(
+                            f"round {number + 1} {case.name:20} p50 {result.p50:7.2f} ms  "
+                            f"{result.rate:7.1f} hits/s  {result.cpu_ms:6.2f} CPU-ms/hit  "
+                            f"errors {result.errors + result.seq_errors}",
+                            flush=True,
+                        )
+                    load["rounds"].append(load_average())
+                miss_cases = [
+                    c
+                    for c in cases
+                    if c.role in ("no-cache", "plugin", "baseline", "unpriced") and c.workers == 1
+                ]
+                report["misses"] = asyncio.run(measure_misses(miss_cases, args.misses, 0))
+                summary: dict[str, dict[str, Any]] = {}
+                for case in hit_cases:
+                    rounds = detail[case.name]
+                    summary[case.name] = {
+                        "title": case.title,
+                        "workers": case.workers,
+                        **{
+                            a: median_of(rounds, a)
+                            for a in ("p50", "p99", "rate", "cpu_ms", "fast_path_share")
+                        },
+                        "errors": sum(r.errors + r.seq_errors for r in rounds),
+                        "upstream_calls_during_hits": upstream[case.name],
+                    }
+                    if upstream[case.name]:
+                        summary[case.name]["errors"] += upstream[case.name]
+                report["hits"] = summary
+                report["rounds_detail"] = {n: [asdict(r) for r in rs] for n, rs in detail.items() if rs}
+                report["verdicts"] = [asdict(v) for v in verdicts(summary, report["misses"])]
+                load["end"] = load_average()
+                report["load"] = load
+                if args.profile:
+                    wanted = [c for c in cases if c.name in args.profile_cases.split(",")]
+                    graphs: list[str] = []
+                    for case in wanted:
+                        print(f"profiling {case.name} for {args.profile_seconds:g} s", flush=True)
+                        graphs += profile(case, out_dir, args.clients, args.profile_seconds)
+                    report["flame_graphs"] = graphs
+                litellm_keys += collect_litellm_keys(cases)
+    finally:
+        cleanup_redis(args.redis_host, args.redis_port, run_id, litellm_keys)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report["minutes"] = round((time.monotonic() - began) / 60, 1)
+    text = render(report)
+    print()
+    print(text)
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "summary.txt").write_text(text, encoding="utf-8")
+    print(f"written to {out_dir}")
     return 0
+
+
+def collect_litellm_keys(cases: Sequence[Case]) -> list[str]:
+    """LiteLLM's own cache keys (no namespace, so no pattern): asked from each LiteLLM proxy by
+    sending its warmed prompt once more (the hit reports its key)."""
+    keys: list[str] = []
+
+    async def ask(case: Case) -> None:
+        connection = Connection(case.server.port)
+        try:
+            reply = await connection.request(raw_post(case.server.port, chat_body(case.prompt)))
+            key = reply.headers.get(b"x-litellm-cache-key")
+            if key:
+                keys.append(key.decode())
+        finally:
+            await connection.close()
+
+    for case in cases:
+        if case.role in ("baseline", "unpriced"):
+            with contextlib.suppress(Exception):
+                asyncio.run(ask(case))
+    return keys
 
 
 if __name__ == "__main__":
