@@ -69,6 +69,10 @@ class SemanticLayer(_Strict):
     max_chars: int = Field(default=1000, ge=1)
     # Records another replica wrote that are loaded inline on one lookup; the rest load in background.
     sync_batch: int = Field(default=512, ge=1, le=100_000)
+    # Where the vectors are searched: "local" (an in-process index in every replica, filled from the
+    # backend) or "redis+search://host:port/db?prefix=..." / "rediss+search://..." (one index on a
+    # Redis server with the search module, shared by every replica; see semantic/shared.py).
+    index: str = Field(default="local", pattern=r"^(local|rediss?\+search://.+)$")
 
 
 class EmbeddingLayer(_Strict):

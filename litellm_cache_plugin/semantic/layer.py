@@ -21,6 +21,11 @@ the missing ones with ``get_many``: at most ``sync_batch`` inline, the rest in a
 process starts empty and fills each scope on its first lookup. ``{<scope>}`` is a Redis Cluster hash
 tag, so a scope's keys share a slot.
 
+Shared index (``settings.index = "redis+search://..."``): the vectors are not kept in the process
+at all. ``add`` writes one document to a search engine shared by every replica, ``resolve`` asks it
+for the nearest records of the scope (a TAG filter), ``forget`` deletes one; no sequence counter, no
+sync, nothing to load at start (see ``shared``).
+
 Failure: every embedder or store error is a miss (logged), never an exception to the caller.
 """
 
@@ -44,7 +49,8 @@ from litellm_cache_plugin.settings import SemanticLayer
 from litellm_cache_plugin.store.base import Store, StoreError
 
 if TYPE_CHECKING:
-    from litellm_cache_plugin.semantic.index import Record, Vector, VectorIndex
+    from litellm_cache_plugin.semantic.index import Candidate, Record, Vector, VectorIndex
+    from litellm_cache_plugin.semantic.shared import SharedVectorIndex
 
 __all__ = [
     "SCOPE_SCHEMA",
@@ -65,6 +71,8 @@ MISSING_GRACE_S = 2.0
 _MAX_MISSING = 1024
 _QUERY_CACHE = 1024
 _GET_MANY_CHUNK = 256
+# Background deletions of dead records on a shared index in flight at once; beyond, they expire.
+_MAX_BACKGROUND = 256
 
 
 # --- scope ----------------------------------------------------------------------------------------
@@ -206,6 +214,9 @@ class SemanticIndex:
     ``store`` should be the same (guarded) store the engine uses; ``namespace`` the plugin namespace.
     Raises :class:`~litellm_cache_plugin.semantic.embedder.SemanticUnavailable` (with the install
     hint) when the ``[semantic]`` extra is missing.
+
+    ``shared``: the vectors live in a shared search engine instead of this process (built from
+    ``settings.index`` when that is a URL; ``index_timeout`` is then each call's deadline, seconds).
     """
 
     def __init__(
@@ -216,6 +227,8 @@ class SemanticIndex:
         embedder: Embedder,
         settings: SemanticLayer | None = None,
         clock: Callable[[], float] = time.time,
+        shared: SharedVectorIndex | None = None,
+        index_timeout: float = 0.1,
     ) -> None:
         require_semantic_extra()
         from litellm_cache_plugin.semantic.index import VectorIndex
@@ -233,6 +246,12 @@ class SemanticIndex:
         self._vectors: OrderedDict[str, Vector] = OrderedDict()
         self._features: OrderedDict[str, PromptFeatures] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        if shared is None and self.settings.index != "local":
+            from litellm_cache_plugin.semantic.shared import open_shared_index
+
+            shared = open_shared_index(self.settings.index, timeout=index_timeout)
+        self.shared: SharedVectorIndex | None = shared
+        self._dims: int | None = None  # size of the embedder's vectors, once one was seen
 
     # -- keys ---------------------------------------------------------------------------------------
 
@@ -278,6 +297,8 @@ class SemanticIndex:
             self.stats["too_long"] += 1
             return _TOO_LONG
         skey = self._skey(scope)
+        if self.shared is not None:
+            return await self._resolve_shared(scope, skey, text, now, min_generation)
         # Embedding (a thread) and the store round trip run at the same time.
         embedded, synced = await asyncio.gather(
             self._vector(text), self._sync(skey, now), return_exceptions=True
@@ -304,6 +325,38 @@ class SemanticIndex:
             self.stats["error"] += 1
             log.warning("semantic search failed open: %s", error)
             return _ERROR
+        return self._judge(scope, skey, text, candidates)
+
+    async def _resolve_shared(
+        self, scope: str, skey: str, text: str, now: float, min_generation: int
+    ) -> SemanticLookup:
+        """:meth:`resolve` on the shared index: embed, then one search filtered by the scope."""
+        assert self.shared is not None
+        try:
+            query = await self._vector(text)
+            candidates = await self.shared.search(
+                skey,
+                query,
+                threshold=self.settings.threshold,
+                k=self.settings.candidates,
+                now=now,
+                min_generation=min_generation,
+                features=self._prompt_features,
+            )
+        except (StoreError, ValueError) as error:
+            # A slow or dead search server (the deadline and the breaker made it a StoreError), or a
+            # vector of the wrong size: a miss, never an error for the request.
+            self.stats["error"] += 1
+            log.warning("semantic lookup failed open: %s", error)
+            return _ERROR
+        except Exception as error:  # the embedder
+            self.stats["error"] += 1
+            log.warning("semantic lookup failed open: %r", error)
+            return _ERROR
+        return self._judge(scope, skey, text, candidates)
+
+    def _judge(self, scope: str, skey: str, text: str, candidates: Sequence[Candidate]) -> SemanticLookup:
+        """The first candidate the guard lets through, or why none (counted in :attr:`stats`)."""
         if not candidates:
             self.stats["miss"] += 1
             return _MISS
@@ -326,7 +379,8 @@ class SemanticIndex:
                         refusal.detail,
                     )
                     continue
-            self._index.touch(skey, candidate.entry_key)
+            if self.shared is None:
+                self._index.touch(skey, candidate.entry_key)
             self.stats["hit"] += 1
             match = SemanticMatch(candidate.entry_key, candidate.similarity, candidate.text, scope)
             return SemanticLookup("hit", match, tuple(refusals))
@@ -358,6 +412,24 @@ class SemanticIndex:
             self.stats["error"] += 1
             log.warning("semantic add skipped: %r", error)
             return False
+        if self.shared is not None:
+            try:
+                await self.shared.add(
+                    skey,
+                    entry_key,
+                    text,
+                    vector,
+                    ttl=ttl,
+                    expires_at=now + ttl,
+                    generation=generation,
+                    created_at=now,
+                )
+            except (StoreError, ValueError) as error:
+                self.stats["error"] += 1
+                log.warning("semantic record not shared: %s", error)
+                return False
+            self.stats["add"] += 1
+            return True
         from litellm_cache_plugin.semantic.index import Record, encode_record
 
         prompt_features = self._prompt_features(text)
@@ -386,8 +458,22 @@ class SemanticIndex:
         return True
 
     def forget(self, scope: str, entry_key: str) -> None:
-        """Drop a prompt whose exact entry is gone (expired, evicted, invalidated) from this process."""
-        self._index.remove(self._skey(scope), entry_key)
+        """Drop a prompt whose exact entry is gone (expired, evicted, invalidated) from this process,
+        or, on a shared index, delete its record there (in the background, best effort)."""
+        if self.shared is None:
+            self._index.remove(self._skey(scope), entry_key)
+            return
+        if self._dims is None or len(self._tasks) >= _MAX_BACKGROUND:
+            return  # the record still expires with its entry's TTL
+        self._spawn(self._forget_shared(self._skey(scope), entry_key, self._dims))
+
+    async def _forget_shared(self, skey: str, entry_key: str, dims: int) -> None:
+        assert self.shared is not None
+        try:
+            if await self.shared.remove(skey, entry_key, dims):
+                self.stats["forgotten"] += 1
+        except (StoreError, ValueError) as error:
+            log.debug("semantic record not deleted: %s", error)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -395,8 +481,13 @@ class SemanticIndex:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.shared is not None:
+            with contextlib.suppress(Exception):
+                await self.shared.close()
 
     def index_stats(self) -> dict[str, Any]:
+        if self.shared is not None:
+            return {**self.shared.stats(), **{k: v for k, v in sorted(self.stats.items())}}
         return {**self._index.stats(), **{k: v for k, v in sorted(self.stats.items())}}
 
     # -- embedding --------------------------------------------------------------------------------
@@ -411,6 +502,7 @@ class SemanticIndex:
             return cached
         (raw,) = await self.embedder.embed([text])
         vector = unit(raw)
+        self._dims = len(vector)
         self._vectors[text] = vector
         if len(self._vectors) > _QUERY_CACHE:
             self._vectors.popitem(last=False)

@@ -25,10 +25,10 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import litellm
-from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_cache_plugin.crypto import CipherConfigError, PayloadCipher
 from litellm_cache_plugin.engine import CacheEngine, SingleFlightSettings
+from litellm_cache_plugin.integrations.compat import CustomLogger, text_completion_stream_wrapper
 from litellm_cache_plugin.integrations.edge import hook_edge_headers
 from litellm_cache_plugin.integrations.litellm.carrier import CarrierCache
 from litellm_cache_plugin.integrations.litellm.context import (
@@ -142,10 +142,17 @@ class CachePlugin(CustomLogger):
         try:
             embedder = build_embedder(layer, litellm_embed=litellm_embed(layer.embedder))
             return SemanticIndex(
-                engine.store, namespace=settings.namespace, embedder=embedder, settings=layer
+                engine.store,
+                namespace=settings.namespace,
+                embedder=embedder,
+                settings=layer,
+                # A shared vector index (layers.semantic.index) has the same deadline as the backend.
+                index_timeout=settings.backend_timeout_ms / 1000.0,
             )
         except SemanticUnavailable as error:
             raise SettingsError(f"cache_plugin.layers.semantic: {error}") from None
+        except ValueError as error:  # a malformed layers.semantic.index URL or option
+            raise SettingsError(f"cache_plugin.layers.semantic.index: {error}") from None
 
     # -- installation ------------------------------------------------------------------------------
 
@@ -301,7 +308,6 @@ def _as_text_chunk(chunk: Any, request_data: Mapping[str, Any]) -> Any:
     if getattr(chunk, "object", None) != "chat.completion.chunk":
         return chunk
     from litellm import TextCompletionResponse
-    from litellm.utils import TextCompletionStreamWrapper
 
     if not getattr(chunk, "choices", None):  # the usage chunk of ``stream_options.include_usage``
         return TextCompletionResponse(
@@ -309,7 +315,7 @@ def _as_text_chunk(chunk: Any, request_data: Mapping[str, Any]) -> Any:
             choices=[], usage=getattr(chunk, "usage", None),
         )  # fmt: skip
     options = request_data.get("stream_options")
-    converter = TextCompletionStreamWrapper(
+    converter = text_completion_stream_wrapper()(
         completion_stream=None,
         model=chunk.model,
         stream_options=options if isinstance(options, dict) else None,
