@@ -251,6 +251,10 @@ class SemanticIndex:
 
             shared = open_shared_index(self.settings.index, timeout=index_timeout)
         self.shared: SharedVectorIndex | None = shared
+        if shared is not None and getattr(store, "name", None) == "memory":
+            # Replicas would find each other's vectors but not the entries they point to, and delete
+            # them as dead: a shared index wants a shared backend.
+            log.warning("layers.semantic.index is shared but the backend is memory://: use a shared backend")
         self._dims: int | None = None  # size of the embedder's vectors, once one was seen
 
     # -- keys ---------------------------------------------------------------------------------------
@@ -268,10 +272,16 @@ class SemanticIndex:
     # -- public API ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the embedding model now (in a thread) instead of on the first request."""
+        """Load the embedding model now (in a thread) instead of on the first request; with a shared
+        index, also connect to it and create its index (a failure there is logged, never raised)."""
         load = getattr(self.embedder, "load", None)
         if callable(load):
             await asyncio.to_thread(load)
+        if self.shared is not None:
+            try:
+                await self.shared.prepare(len(await self._vector("ping")))
+            except Exception as error:
+                log.warning("semantic index not prepared (lookups fail open until it answers): %s", error)
 
     async def lookup(
         self, scope: str, text: str, *, now: float | None = None, min_generation: int = 0

@@ -119,6 +119,10 @@ class SharedVectorIndex:
     async def drop_scope(self, scope: str, dims: int) -> int:
         return await self.search_engine.drop_tag(scope, dims)
 
+    async def prepare(self, dims: int) -> None:
+        """Connect and create the index now (start-up), so a first lookup is one round trip."""
+        await self.search_engine.ensure_index(dims)
+
     async def count(self, dims: int) -> int | None:
         return await self.search_engine.count(dims)
 

@@ -101,6 +101,10 @@ class VectorSearch(Protocol):
 
     async def delete(self, tag: str, member: str, dims: int) -> bool: ...
 
+    async def ensure_index(self, dims: int) -> None:
+        """Create the index of ``dims``-sized vectors if it does not exist (idempotent)."""
+        ...
+
     async def drop_tag(self, tag: str, dims: int) -> int:
         """Delete every member of ``tag``; returns how many."""
         ...
@@ -280,8 +284,7 @@ class RedisVectorSearch:
         if len(vector) != 4 * dims:
             raise ValueError(f"a vector of {dims} float32 values is {4 * dims} bytes, got {len(vector)}")
         _check_name("tag", tag)
-        if dims not in self._ready:
-            await self.ensure_index(dims)
+        # No FT.CREATE first: one round trip. A missing index is created below, on its error.
         query = (
             Query(f"(@{_TAG_FIELD}:{{{tag}}})=>[KNN {int(k)} @{_VECTOR_FIELD} $vec AS dist]")
             .sort_by("dist")
@@ -435,6 +438,9 @@ class GuardedVectorSearch:
 
     async def drop_tag(self, tag: str, dims: int) -> int:
         return await self._call("drop_tag", lambda: self.inner.drop_tag(tag, dims))
+
+    async def ensure_index(self, dims: int) -> None:
+        await self._call("ensure_index", lambda: self.inner.ensure_index(dims))
 
     async def count(self, dims: int) -> int | None:
         return await self._call("count", lambda: self.inner.count(dims))

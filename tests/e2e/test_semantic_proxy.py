@@ -1,5 +1,6 @@
 """The semantic layer through the real proxy: a paraphrase is served by meaning, never to another
-tenant, and a near-miss (same words, different unit) goes upstream."""
+tenant, and a near-miss (same words, different unit) goes upstream. Every test runs on both index
+kinds (in-process, and the shared redis+search index)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,24 @@ pytestmark = pytest.mark.e2e
 pytest.importorskip("onnxruntime", reason="the [semantic] extra is not installed")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["local", "shared"])
 def semantic_proxy(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[ProxyProcess, SimulatorThread]]:
+    """One proxy per index kind: the in-process index ("local") and the shared vector index on a
+    Redis server with the search module ("shared", ``layers.semantic.index: redis+search://``)."""
+    semantic: dict[str, object] = {"enabled": True}
+    if request.param == "shared":
+        search_url: str = request.getfixturevalue("redis_search_url")
+        semantic["index"] = search_url.replace("prefix=", "prefix=semproxy-", 1)
     with SimulatorThread(SimulatorConfig(latency_ms=50)) as sim:
-        config = proxy_config(sim.url, {"backend": "memory://", "layers": {"semantic": {"enabled": True}}})
+        config = proxy_config(sim.url, {"backend": "memory://", "layers": {"semantic": semantic}})
         proxy = ProxyProcess(
             config,
             tmp_path_factory.mktemp("semantic"),
             extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
-            name="sem",
+            name=f"sem-{request.param}",
         )
         with proxy:
             yield proxy, sim
