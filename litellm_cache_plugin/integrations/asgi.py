@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
+from litellm_cache_plugin.integrations import compat
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -25,11 +27,8 @@ def install_in_proxy_app(marker: str, name: str, wrap: Wrapper) -> Literal["inst
     """Put ``wrap(...)`` just inside the LiteLLM proxy app's ExceptionMiddleware (else around the whole
     stack), once per app (``marker`` is set on it). Before Starlette has built the stack (it does on
     the first ASGI call) the builder is wrapped instead. None: no proxy app, or already installed."""
-    try:
-        from litellm.proxy.proxy_server import app
-    except ImportError:
-        return None
-    if getattr(app, marker, False):
+    app = compat.proxy_app()
+    if app is None or getattr(app, marker, False):
         return None
     setattr(app, marker, True)
     if app.middleware_stack is not None:
@@ -40,7 +39,7 @@ def install_in_proxy_app(marker: str, name: str, wrap: Wrapper) -> Literal["inst
     def build_with_wrapper() -> Any:
         return _wrap_inside_exceptions(build(), name, wrap)
 
-    app.build_middleware_stack = build_with_wrapper  # type: ignore[method-assign]
+    app.build_middleware_stack = build_with_wrapper
     return "deferred"
 
 

@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from litellm.integrations.custom_logger import CustomLogger
 
+from litellm_cache_plugin.integrations.compat import CustomLogger
 from litellm_cache_plugin.prefix.affinity import FailureMemory, InflightTracker, choose_deployment
 from litellm_cache_plugin.prefix.canonical import CanonicalPrompts, affinity_key, canonicalize_messages
 from litellm_cache_plugin.prefix.reuse import EvalRate, PrefixReuse, TokenRatio, ollama_reuse, openai_reuse

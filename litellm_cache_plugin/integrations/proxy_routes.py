@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.host import CacheHost
 from litellm_cache_plugin.policy.keys import tenant_for
 from litellm_cache_plugin.policy.tags import TagError, validate_tag
@@ -38,8 +38,7 @@ def known_model_groups(plugin: CacheHost) -> list[str]:
     router (read at call time: models added at runtime count) and every ``cache_plugin.models``
     key. Sorted, without duplicates."""
     names = set(plugin.settings.models)
-    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
-    router = getattr(proxy_server, "llm_router", None)
+    router = getattr(compat.loaded_proxy_server(), "llm_router", None)
     if router is not None:
         for deployment in router.get_model_list() or []:
             name = deployment.get("model_name")
@@ -57,24 +56,25 @@ def is_known_group(model: str, known: Iterable[str]) -> bool:
 def register(plugin: CacheHost) -> None:
     try:
         from fastapi import Depends, HTTPException
-        from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
-        from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
-        from litellm.proxy.proxy_server import app
     except ImportError:  # SDK use without the proxy extra: no routes to add
         return
+    lit = compat.routes_internals()
+    if lit is None:  # no proxy here, or this LiteLLM lacks what the routes need (logged once)
+        return
+    app, user_api_key_auth, roles = lit.app, lit.user_api_key_auth, lit.LitellmUserRoles
     if id(app) in _registered_for:
         return
     _registered_for.add(id(app))
 
-    def _is_admin(auth: UserAPIKeyAuth) -> bool:
+    def _is_admin(auth: Any) -> bool:
         role = getattr(auth, "user_role", None)
-        return role == LitellmUserRoles.PROXY_ADMIN or role == LitellmUserRoles.PROXY_ADMIN.value
+        return bool(role == roles.PROXY_ADMIN or role == roles.PROXY_ADMIN.value)
 
-    def require_admin(auth: UserAPIKeyAuth) -> None:
+    def require_admin(auth: Any) -> None:
         if not _is_admin(auth):
             raise HTTPException(status_code=403, detail="cache administration requires the proxy admin role")
 
-    async def cache_stats(auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
+    async def cache_stats(auth: Any = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
         require_admin(auth)
         backend = await plugin.engine.backend_stats()
         return {
@@ -85,7 +85,7 @@ def register(plugin: CacheHost) -> None:
 
     async def invalidate_model(
         model: str,
-        auth: UserAPIKeyAuth = Depends(user_api_key_auth),  # noqa: B008
+        auth: Any = Depends(user_api_key_auth),  # noqa: B008
     ) -> dict[str, Any]:
         require_admin(auth)
         if not _MODEL_NAME.match(model):
@@ -102,7 +102,7 @@ def register(plugin: CacheHost) -> None:
             raise HTTPException(status_code=503, detail=f"cache backend unavailable: {error}") from None
         return {"invalidated": model, "generation": generation}
 
-    async def invalidate_tag(tag: str, auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
+    async def invalidate_tag(tag: str, auth: Any = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
         try:
             validate_tag(tag)
         except TagError as error:
@@ -122,7 +122,7 @@ def register(plugin: CacheHost) -> None:
         except Exception as error:
             raise HTTPException(status_code=503, detail=f"cache backend unavailable: {error}") from None
 
-    async def refresh_versions(auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
+    async def refresh_versions(auth: Any = Depends(user_api_key_auth)) -> dict[str, Any]:  # noqa: B008
         require_admin(auth)
         await plugin.versions.refresh_all()
         return {"refreshed": True}
@@ -144,7 +144,7 @@ def register(plugin: CacheHost) -> None:
             body, content_type = runtime.prometheus_text()
             return Response(content=body, media_type=content_type)
 
-        async def scrape_as_admin(auth: UserAPIKeyAuth = Depends(user_api_key_auth)) -> Response:  # noqa: B008
+        async def scrape_as_admin(auth: Any = Depends(user_api_key_auth)) -> Response:  # noqa: B008
             require_admin(auth)
             return await scrape()
 

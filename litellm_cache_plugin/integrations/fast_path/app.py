@@ -73,6 +73,7 @@ import orjson
 
 from litellm_cache_plugin.engine import Lookup, Prefetched
 from litellm_cache_plugin.envelope import Entry
+from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.asgi import (
     ASGIApp,
     Message,
@@ -253,10 +254,8 @@ class FastPathApp:
     def hook_plan(self) -> tuple[list[Any], bool]:
         """The pre-call hooks to run here, in the proxy's order, and whether the fast path must stand
         aside (a guardrail, or a third-party hook that could refuse, rewrite or post-process)."""
-        from litellm.integrations.custom_logger import CustomLogger
-        from litellm.proxy.utils import ProxyLogging
-
-        caps = ProxyLogging.callback_capabilities()
+        lit = compat.fast_path_internals()
+        caps = lit.ProxyLogging.callback_capabilities()
         callbacks = list(caps.resolved_callbacks)
         key = (id(caps), *(id(c) for c in callbacks))
         if key == self._hook_plan_key:
@@ -271,11 +270,11 @@ class FastPathApp:
             "async_post_call_response_headers_hook",
         )
         for callback in callbacks:
-            if not isinstance(callback, CustomLogger) or id(callback) in seen:
+            if not isinstance(callback, lit.CustomLogger) or id(callback) in seen:
                 continue
             seen.add(id(callback))
             own = vars(type(callback))
-            builtin = type(callback).__module__.startswith("litellm.")
+            builtin = compat.is_litellm_module(type(callback).__module__)
             if id(callback) == id(self.plugin):  # the plugin itself (typed here by what it offers)
                 plan.append(callback)
                 continue
@@ -283,7 +282,7 @@ class FastPathApp:
                 stand_aside = True
             overrides = (
                 "async_pre_call_hook" in own
-                and type(callback).async_pre_call_hook is not CustomLogger.async_pre_call_hook
+                and type(callback).async_pre_call_hook is not lit.CustomLogger.async_pre_call_hook
             )
             if not overrides:
                 continue
@@ -327,9 +326,7 @@ class _Attempt:
         if not isinstance(reservation, dict):
             return
         try:
-            from litellm.proxy.spend_tracking.budget_reservation import release_unbound_budget_reservation
-
-            await release_unbound_budget_reservation(reservation)
+            await compat.fast_path_internals().release_unbound_budget_reservation(reservation)
         except Exception:
             log.warning("fast path could not release a budget reservation", exc_info=True)
 
@@ -339,8 +336,7 @@ class _Attempt:
         problem = check_body(data, self.kind)
         if problem is not None:
             raise _Skip(problem)
-        from litellm.proxy import proxy_server
-
+        proxy_server = compat.fast_path_internals().proxy_server
         router = proxy_server.llm_router
         model_group: str = data["model"]
         if router is None or _aliased(model_group, router):
@@ -434,9 +430,9 @@ class _Attempt:
 
     async def _authenticate(self) -> Any:
         """LiteLLM's own auth on a Request over this scope (the body replayed to it)."""
-        from litellm.proxy.auth import user_api_key_auth as auth_module
         from starlette.requests import Request
 
+        auth_module = compat.fast_path_internals()
         body = self.body
         delivered = False
 
@@ -463,8 +459,7 @@ class _Attempt:
 
     async def _may_use(self, auth: Any, model_group: str, router: Any, proxy_server: Any) -> bool:
         """LiteLLM's key-level model access check; anything it refuses is left to the normal pipeline."""
-        from litellm.proxy.auth.auth_checks import can_key_call_model
-
+        can_key_call_model = compat.fast_path_internals().can_key_call_model
         aliases = getattr(auth, "aliases", None)
         if isinstance(aliases, dict) and model_group in aliases:
             return False
@@ -491,9 +486,7 @@ class _Attempt:
 
     async def _setup(self, auth: Any, proxy_server: Any) -> dict[str, Any] | None:
         """The route's own request setup, on a fresh parse of the body."""
-        from litellm.proxy.common_request_processing import resolve_litellm_call_id
-        from litellm.proxy.litellm_pre_call_utils import add_litellm_data_to_request
-
+        lit = compat.fast_path_internals()
         data: dict[str, Any] = orjson.loads(self.body)
         if not isinstance(data.get("metadata"), dict):
             data["metadata"] = {}
@@ -505,7 +498,7 @@ class _Attempt:
             value = getattr(auth, attr, None)
             if value is not None:
                 data["metadata"][field] = value
-        data = await add_litellm_data_to_request(
+        data = await lit.add_litellm_data_to_request(
             data=data,
             request=self.request,
             general_settings=proxy_server.general_settings,
@@ -513,7 +506,7 @@ class _Attempt:
             version=proxy_server.version,
             proxy_config=proxy_server.proxy_config,
         )
-        data["litellm_call_id"] = resolve_litellm_call_id(self.headers.get("x-litellm-call-id"))
+        data["litellm_call_id"] = lit.resolve_litellm_call_id(self.headers.get("x-litellm-call-id"))
         return data
 
     async def _run_hooks(
@@ -521,23 +514,20 @@ class _Attempt:
     ) -> bool:
         """Run pre-call hooks like ``ProxyLogging.pre_call_hook`` does. False: not servable here (the
         normal pipeline runs them again and answers what they decide)."""
-        from litellm.proxy import proxy_server
-        from litellm.proxy.hooks.parallel_request_limiter_v3 import PROXY_MaxParallelRequestsHandler_v3
-        from litellm.types.passthrough_endpoints.pass_through_endpoints import EndpointType
-
-        cache = proxy_server.proxy_logging_obj.call_details["user_api_key_cache"]
+        lit = compat.fast_path_internals()
+        cache = lit.proxy_server.proxy_logging_obj.call_details["user_api_key_cache"]
         call_type = CALL_TYPES[self.kind]
         for callback in plan:
             if is_rate_limiter(callback) != limiter:
                 continue
             before = _request_shape(data)
-            if isinstance(callback, PROXY_MaxParallelRequestsHandler_v3):
+            if isinstance(callback, lit.rate_limiter_v3):
                 response = await callback.async_pre_call_hook(
                     user_api_key_dict=auth,
                     cache=cache,
                     data=data,
                     call_type=call_type,
-                    endpoint_type=EndpointType.GENERIC,
+                    endpoint_type=lit.EndpointType.GENERIC,
                 )
             else:
                 response = await callback.async_pre_call_hook(
@@ -658,9 +648,12 @@ async def exact_lookup(
 
 def install_fast_path(plugin: CacheHost) -> None:
     """Insert the fast path into the proxy app's middleware stack (no-op when disabled, outside a proxy,
-    or already installed). Safe before the stack is built: it is then inserted when Starlette builds it."""
+    when this LiteLLM lacks an internal it needs (see ``compat``), or already installed). Safe before the
+    stack is built: it is then inserted when Starlette builds it."""
     if not plugin.settings.fast_path.enabled or not getattr(plugin, "proxy_mode", False):
         return
+    if not compat.fast_path_support().ok:
+        return  # this LiteLLM lacks an internal the fast path needs (logged once, by the check)
     state = install_in_proxy_app(
         _INSTALLED_ATTR,
         "fast path",

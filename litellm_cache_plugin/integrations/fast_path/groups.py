@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.host import CacheHost
 from litellm_cache_plugin.policy.keys import OUTPUT_PARAMS
 
@@ -111,9 +112,7 @@ def same_version(plugin: CacheHost, kwargs: Mapping[str, Any], info: GroupInfo, 
 def requested_model(request_data: Mapping[str, Any]) -> str | None:
     """The model name the proxy puts in responses: what the client asked for, unless the request's
     metadata asks for the raw deployment name (LiteLLM's ``return_raw_model_name``)."""
-    from litellm.proxy.common_request_processing import should_return_raw_model_name
-
-    if should_return_raw_model_name(dict(request_data)):
+    if compat.fast_path_internals().should_return_raw_model_name(dict(request_data)):
         return None
     model = request_data.get("model")
     return model if isinstance(model, str) else None

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.fast_path.pipeline import is_rate_limiter
 from litellm_cache_plugin.integrations.fast_path.wire import CALL_TYPES
 from litellm_cache_plugin.policy.keys import RequestKind
@@ -21,9 +22,7 @@ log = logging.getLogger("litellm_cache_plugin")
 
 
 def _count_tokens(text: str) -> int:
-    from litellm.utils import token_counter
-
-    return int(token_counter(text=text, count_response_tokens=True))
+    return int(compat.fast_path_internals().token_counter(text=text, count_response_tokens=True))
 
 
 def _log_hit(
@@ -37,9 +36,7 @@ def _log_hit(
 ) -> None:
     """Queue the hit's success logging on LiteLLM's logging worker (off the request path)."""
     try:
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-
-        GLOBAL_LOGGING_WORKER.ensure_initialized_and_enqueue(
+        compat.fast_path_internals().logging_worker.ensure_initialized_and_enqueue(
             async_coroutine=_log_hit_now(kind, kwargs, response, start, end, apply_rate_limits)
         )
     except Exception:
@@ -56,9 +53,8 @@ async def _log_hit_now(
 ) -> None:
     try:
         import litellm
-        from litellm.litellm_core_utils.rules import Rules
-        from litellm.utils import function_setup
 
+        lit = compat.fast_path_internals()
         start_dt, end_dt = datetime.fromtimestamp(start), datetime.fromtimestamp(end)
         call_type = CALL_TYPES[kind]
         # No deployment served the hit: without a deployment id the router does not count it as that
@@ -67,7 +63,7 @@ async def _log_hit_now(
         metadata = {**(kwargs.get("metadata") or {}), "model_info": model_info}
         logged = {k: v for k, v in kwargs.items() if k != "stream"}
         logged.update(model_info=model_info, metadata=metadata)
-        logging_obj, _ = function_setup(call_type, Rules(), start_dt, **logged)
+        logging_obj, _ = lit.function_setup(call_type, lit.Rules(), start_dt, **logged)
         provider = kwargs.get("custom_llm_provider")
         model = str(kwargs.get("model") or "")
         if isinstance(provider, str) and model.startswith(provider + "/"):
@@ -111,7 +107,7 @@ async def _log_hit_now(
         # The provider's own name for the model (as upstream answered it): LiteLLM resolves cost-map
         # entries for it quickly, while the prefixed name takes a slow path for Ollama on every call.
         logged_response = {**response, "model": model} if isinstance(response, dict) and model else response
-        result = _response_object(kind, logged_response, litellm)
+        result = _response_object(kind, logged_response, litellm, lit.convert_to_model_response_object)
         _install_model_cost_memo()
         logging_hit = _LOGGING_HIT.set(True)
         try:
@@ -139,11 +135,10 @@ def _install_model_cost_memo() -> None:
     ninth of a fast-path hit's CPU. For one (model, provider, API base, response model) the answer
     does not change between hits. The memo answers only while a hit is being logged here (a context
     variable); every other call goes to LiteLLM's function unchanged. Installed once, idempotent."""
-    try:
-        from litellm.litellm_core_utils.litellm_logging import StandardLoggingPayloadSetup
-    except ImportError:
+    setup = compat.internal("StandardLoggingPayloadSetup")
+    if setup is None:
         return
-    current = StandardLoggingPayloadSetup.__dict__.get("get_model_cost_information")
+    current = setup.__dict__.get("get_model_cost_information")
     original = current.__func__ if isinstance(current, staticmethod) else None
     if original is None or getattr(original, _MEMO_MARK, False):
         return
@@ -178,9 +173,7 @@ def _install_model_cost_memo() -> None:
         return info
 
     setattr(get_model_cost_information, _MEMO_MARK, True)
-    StandardLoggingPayloadSetup.get_model_cost_information = staticmethod(  # type: ignore[method-assign]
-        get_model_cost_information
-    )
+    setup.get_model_cost_information = staticmethod(get_model_cost_information)
 
 
 def _cost_info_key(arguments: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -236,19 +229,13 @@ def _memoize_saved_cost(logging_obj: Any, call_type: str, kwargs: Mapping[str, A
     setattr(logging_obj, "response_cost_calculator", response_cost_calculator)  # noqa: B010
 
 
-def _response_object(kind: RequestKind, payload: Any, litellm: Any) -> Any:
+def _response_object(kind: RequestKind, payload: Any, litellm: Any, convert: Any) -> Any:
     if kind == "embedding":
         result = litellm.EmbeddingResponse(**payload)
     elif kind == "text":
         result = litellm.TextCompletionResponse(**payload)
     else:
-        from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
-            convert_to_model_response_object,
-        )
-
-        result = convert_to_model_response_object(
-            response_object=dict(payload), model_response_object=litellm.ModelResponse()
-        )
+        result = convert(response_object=dict(payload), model_response_object=litellm.ModelResponse())
     hidden = getattr(result, "_hidden_params", None)
     if isinstance(hidden, dict):
         hidden["cache_hit"] = True

@@ -8,10 +8,14 @@ from typing import Any
 
 import orjson
 
+from litellm_cache_plugin.integrations import compat
+
 
 def is_rate_limiter(callback: object) -> bool:
     module = type(callback).__module__
-    return module.startswith("litellm.") and ("rate_limit" in module or "parallel_request_limiter" in module)
+    return compat.is_litellm_module(module) and (
+        "rate_limit" in module or "parallel_request_limiter" in module
+    )
 
 
 def _request_shape(data: Mapping[str, Any]) -> bytes:
@@ -27,6 +31,5 @@ def _replace(data: dict[str, Any], response: Mapping[str, Any]) -> dict[str, Any
 
 
 def _limiters() -> list[Any]:
-    from litellm.proxy.utils import ProxyLogging
-
-    return [c for c in ProxyLogging.callback_capabilities().resolved_callbacks if is_rate_limiter(c)]
+    capabilities = compat.fast_path_internals().ProxyLogging.callback_capabilities()
+    return [c for c in capabilities.resolved_callbacks if is_rate_limiter(c)]

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from litellm.caching.caching import Cache
 
+from litellm_cache_plugin.integrations.compat import Cache
 from litellm_cache_plugin.payloads import response_for_reader, stored_vector
 from litellm_cache_plugin.region import CacheRegion, EmbeddingItems, RequestContext
 from litellm_cache_plugin.savings import upstream_facts

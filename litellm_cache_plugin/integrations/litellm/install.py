@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.edge import install_conditional_responses
 from litellm_cache_plugin.integrations.litellm.plugin import CachePlugin
 from litellm_cache_plugin.settings import SettingsError, load_settings
@@ -16,7 +17,7 @@ _plugin: CachePlugin | None = None
 
 
 def _proxy_config_path() -> str | None:
-    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
+    proxy_server = compat.loaded_proxy_server()
     path = getattr(proxy_server, "user_config_file_path", None) if proxy_server else None
     return path or os.environ.get("CONFIG_FILE_PATH")
 

@@ -25,10 +25,10 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import litellm
-from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_cache_plugin.crypto import CipherConfigError, PayloadCipher
 from litellm_cache_plugin.engine import CacheEngine, SingleFlightSettings
+from litellm_cache_plugin.integrations.compat import CustomLogger, text_completion_stream_wrapper
 from litellm_cache_plugin.integrations.edge import hook_edge_headers
 from litellm_cache_plugin.integrations.litellm.carrier import CarrierCache
 from litellm_cache_plugin.integrations.litellm.context import (
@@ -308,7 +308,6 @@ def _as_text_chunk(chunk: Any, request_data: Mapping[str, Any]) -> Any:
     if getattr(chunk, "object", None) != "chat.completion.chunk":
         return chunk
     from litellm import TextCompletionResponse
-    from litellm.utils import TextCompletionStreamWrapper
 
     if not getattr(chunk, "choices", None):  # the usage chunk of ``stream_options.include_usage``
         return TextCompletionResponse(
@@ -316,7 +315,7 @@ def _as_text_chunk(chunk: Any, request_data: Mapping[str, Any]) -> Any:
             choices=[], usage=getattr(chunk, "usage", None),
         )  # fmt: skip
     options = request_data.get("stream_options")
-    converter = TextCompletionStreamWrapper(
+    converter = text_completion_stream_wrapper()(
         completion_stream=None,
         model=chunk.model,
         stream_options=options if isinstance(options, dict) else None,

@@ -4,12 +4,12 @@ and embedding through a model group (``embedder: "litellm:<group>"``)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 import litellm
 
+from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.litellm.context import IDENTITY_FIELD, REFRESH_FIELD, metadata_of
 from litellm_cache_plugin.policy.keys import OUTPUT_PARAMS
 from litellm_cache_plugin.region import RequestContext
@@ -63,8 +63,7 @@ def litellm_embed(embedder: str) -> Any:
     group = embedder.split(":", 1)[1]
 
     async def embed(texts: Any) -> list[list[float]]:
-        proxy_server = sys.modules.get("litellm.proxy.proxy_server")
-        router = getattr(proxy_server, "llm_router", None)
+        router = getattr(compat.loaded_proxy_server(), "llm_router", None)
         call = router.aembedding if router is not None else litellm.aembedding
         response = await call(model=group, input=list(texts))
         return [list(item["embedding"]) for item in response.data]
