@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,13 +63,15 @@ class TelemetryRuntime:
     backend_size: StoreSize | None = None
     _sampler: asyncio.Task[None] | None = None
 
-    def prometheus_text(self) -> tuple[bytes, str]:
-        """The current metrics in the Prometheus text format, and its content type."""
+    def prometheus_text(self, labels: Mapping[str, str] | None = None) -> tuple[bytes, str]:
+        """The current metrics in the Prometheus text format, and its content type. ``labels`` are
+        added to every sample (the proxy adds ``worker_pid`` when it runs several workers)."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         if self.prometheus_registry is None:
             raise RuntimeError("prometheus export is not enabled")
-        return generate_latest(self.prometheus_registry), CONTENT_TYPE_LATEST
+        source = _Labelled(self.prometheus_registry, dict(labels)) if labels else self.prometheus_registry
+        return generate_latest(source), CONTENT_TYPE_LATEST
 
     def ensure_sampler(self, sample: Callable[[], Any]) -> None:
         """Sample backend size/eviction figures in the background (the gauges' callbacks run in the
@@ -96,6 +101,26 @@ class TelemetryRuntime:
         for provider in self.own_providers:
             with contextlib.suppress(Exception):
                 provider.shutdown()
+
+
+class _Labelled:
+    """A registry's metric families with extra labels on every sample (for ``generate_latest``)."""
+
+    def __init__(self, registry: Any, labels: dict[str, str]) -> None:
+        self.registry = registry
+        self.labels = labels
+
+    def collect(self) -> Iterator[Any]:
+        for family in self.registry.collect():
+            labelled = copy.copy(family)  # a collector may hand out the same family object again
+            labelled.samples = [s._replace(labels={**s.labels, **self.labels}) for s in family.samples]
+            yield labelled
+
+
+def resource_attributes() -> dict[str, str]:
+    """The resource of the providers the plugin builds: one ``service.instance.id`` per process, so
+    that a collector keeps the series of several proxy workers (or replicas) apart."""
+    return {"service.name": SERVICE_NAME, "service.instance.id": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def build_telemetry(settings: TelemetrySettings, *, backend: str) -> TelemetryRuntime | None:
@@ -135,7 +160,7 @@ def build_telemetry(settings: TelemetrySettings, *, backend: str) -> TelemetryRu
             from opentelemetry.sdk.resources import Resource
 
             meter_provider = MeterProvider(
-                metric_readers=readers, resource=Resource.create({"service.name": SERVICE_NAME})
+                metric_readers=readers, resource=Resource.create(resource_attributes())
             )
             own.append(meter_provider)
         tracer_provider = None
@@ -145,7 +170,7 @@ def build_telemetry(settings: TelemetrySettings, *, backend: str) -> TelemetryRu
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            tracer_provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+            tracer_provider = TracerProvider(resource=Resource.create(resource_attributes()))
             tracer_provider.add_span_processor(
                 BatchSpanProcessor(
                     OTLPSpanExporter(

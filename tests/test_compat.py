@@ -293,3 +293,23 @@ def test_the_environment_variable_hides_names(monkeypatch: pytest.MonkeyPatch) -
     support = compat.fast_path_support()
     assert set(support.problems) == {"resolve_litellm_call_id", "token_counter"}
     assert seen[0] == {"resolve_litellm_call_id", "token_counter"}
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def test_worker_count_comes_from_litellms_num_workers_variable() -> None:
+    assert compat.proxy_workers({}) == 1
+    assert compat.proxy_workers({"NUM_WORKERS": "4"}) == 4
+    assert compat.proxy_workers({"NUM_WORKERS": "zero"}) == 1
+    assert compat.proxy_workers({"NUM_WORKERS": "0"}) == 1
+
+
+def test_memory_backend_with_several_workers_says_each_has_its_own_cache() -> None:
+    from litellm_cache_plugin.integrations.litellm.install import per_worker_cache_note
+
+    note = per_worker_cache_note("memory://?max_bytes=1000", 2, 4242)
+    assert note is not None and "each worker" in note and "pid 4242" in note and "redis://" in note
+    assert "\n" not in note
+    assert per_worker_cache_note("memory://", 1, 1) is None
+    assert per_worker_cache_note("redis://localhost:6379/0", 4, 1) is None

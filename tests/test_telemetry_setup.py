@@ -48,6 +48,34 @@ def test_prometheus_text_has_the_per_layer_series() -> None:
     assert "secret" not in body
 
 
+def test_prometheus_text_can_name_the_worker_on_every_sample() -> None:
+    runtime = build_telemetry(
+        TelemetrySettings.model_validate({"prometheus": {"enabled": True}}), backend="memory://"
+    )
+    assert runtime is not None
+    try:
+        runtime.telemetry.record_lookup("exact", "llama3.2", "hit", "fresh")
+        plain = runtime.prometheus_text()[0].decode()
+        labelled = runtime.prometheus_text({"worker_pid": "4242"})[0].decode()
+        again = runtime.prometheus_text()[0].decode()
+    finally:
+        runtime.shutdown()
+    samples = [line for line in labelled.splitlines() if line and not line.startswith("#")]
+    assert samples and all('worker_pid="4242"' in line for line in samples)
+    assert "worker_pid" not in plain and "worker_pid" not in again  # the registry itself is unchanged
+    assert len(samples) == len([line for line in plain.splitlines() if line and not line.startswith("#")])
+
+
+def test_the_resource_names_this_process() -> None:
+    import os
+
+    from litellm_cache_plugin.telemetry_setup import SERVICE_NAME, resource_attributes
+
+    attributes = resource_attributes()
+    assert attributes["service.name"] == SERVICE_NAME
+    assert attributes["service.instance.id"].endswith(f":{os.getpid()}")
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: dict[str, list[bytes]] = {}
 

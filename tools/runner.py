@@ -6,6 +6,7 @@ No LiteLLM import here: the proxy runs in its own process exactly as a user woul
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -53,6 +54,8 @@ class ProxyProcess:
     ``start()`` returns at once; ``wait_ready()`` blocks until the proxy answers (imports take
     10-20 s on a small machine), so several proxies can boot in parallel. ``litellm_cli`` runs another
     installation's ``litellm`` command (default: the one next to this interpreter, else on ``PATH``).
+    ``num_workers``: uvicorn worker processes (``litellm --num_workers``); each loads its own plugin,
+    and ``wait_ready`` returns once one of them answers (see :meth:`wait_workers`).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class ProxyProcess:
         port: int | None = None,
         name: str = "proxy",
         litellm_cli: Path | None = None,
+        num_workers: int = 1,
     ) -> None:
         self.config = config
         self.workdir = workdir
@@ -75,6 +79,7 @@ class ProxyProcess:
         self.port = port or free_port()
         self.name = name
         self.litellm_cli = litellm_cli
+        self.num_workers = num_workers
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
@@ -99,6 +104,10 @@ class ProxyProcess:
             **self.env,
         }
         env.pop("DATABASE_URL", None)
+        if self.num_workers > 1:
+            # uvicorn kills a worker that misses its 5 s health ping; importing LiteLLM on a busy
+            # 2-core machine can hold the GIL that long (LiteLLM's --timeout_worker_healthcheck).
+            env.setdefault("TIMEOUT_WORKER_HEALTHCHECK", "120")
         litellm_cli = self.litellm_cli
         if litellm_cli is None:
             sibling = Path(sys.executable).with_name("litellm")
@@ -112,7 +121,7 @@ class ProxyProcess:
             "--port",
             str(self.port),
             "--num_workers",
-            "1",
+            str(self.num_workers),
         ]
         log_file = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -139,6 +148,25 @@ class ProxyProcess:
                 pass
             time.sleep(0.25)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def wait_workers(self, timeout: float = 180.0) -> set[int]:
+        """Block until every worker answers (each loads its config and plugin on its own); the pids
+        that answered ``GET /v1/cache/stats``, asked on a new connection each time."""
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while time.monotonic() < deadline and len(seen) < self.num_workers:
+            request = urllib.request.Request(
+                f"{self.url}/v1/cache/stats", headers={"Authorization": f"Bearer {self.master_key}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    seen.add(int(json.loads(response.read())["worker"]["pid"]))
+            except (urllib.error.URLError, OSError, KeyError, ValueError):
+                time.sleep(0.25)
+        if len(seen) < self.num_workers:
+            answered = f"{len(seen)} of {self.num_workers} workers answered"
+            raise TimeoutError(f"{self.name}: {answered}:\n{self.log_tail()}")
+        return seen
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -619,6 +619,16 @@ def proxy_app() -> Any:
     return None
 
 
+def proxy_workers(environ: Mapping[str, str]) -> int:
+    """How many worker processes the proxy runs: ``litellm --num_workers N`` (or env ``NUM_WORKERS``)
+    sets ``NUM_WORKERS`` in its own environment before it starts them (uvicorn, gunicorn, granian),
+    so every worker inherits it (``proxy_cli.run_server``, 1.106-1.110)."""
+    try:
+        return max(1, int(environ.get("NUM_WORKERS", "1")))
+    except ValueError:
+        return 1
+
+
 def is_litellm_module(module: str) -> bool:
     return module.startswith(LITELLM_MODULE_PREFIXES)
 
@@ -652,6 +662,7 @@ __all__ = [
     "off_line",
     "proxy_app",
     "proxy_modules",
+    "proxy_workers",
     "reset_for_tests",
     "resolve",
     "routes_internals",

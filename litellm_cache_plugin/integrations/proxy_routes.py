@@ -5,11 +5,13 @@
   name, so that a typo does not pass for an invalidation.
 - ``DELETE /v1/cache/tags/{tag}``: an admin invalidates the tag for every tenant; any other caller
   invalidates it for its own entries only (team, user and key scopes of its identity).
-- ``GET /v1/cache/stats``: per-layer, per-model counters of this worker plus backend stats.
+- ``GET /v1/cache/stats``: per-layer, per-model counters of the worker that answers (``"scope":
+  "worker"``, ``worker: {pid, workers}``) plus backend stats.
 - ``POST /v1/cache/versions/refresh``: re-read model digests from Ollama servers now.
 - ``GET /v1/cache/metrics`` (``telemetry.prometheus``): the OpenTelemetry metrics in the Prometheus
   text format; open like LiteLLM's own ``/metrics`` unless ``require_auth`` (aggregates per model
-  group only: no prompt, key or tenant appears in a label).
+  group only: no prompt, key or tenant appears in a label). With several workers every sample carries
+  ``worker_pid``: the answer is that worker's counters.
 
 Both require the proxy-admin role, checked with the proxy's own authentication dependency. Neither
 can read an entry. Stats are per worker process (each uvicorn worker loads its own plugin copy).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -53,6 +56,12 @@ def is_known_group(model: str, known: Iterable[str]) -> bool:
     return any(model == name or ("*" in name and fnmatch.fnmatchcase(model, name)) for name in known)
 
 
+def worker_info() -> dict[str, Any]:
+    """Which process answered: ``layers`` counts only this worker's requests (each uvicorn worker
+    loads its own plugin); ``backend`` figures are the backend's, shared by every worker on Redis."""
+    return {"pid": os.getpid(), "workers": compat.proxy_workers(os.environ), "counters": "this worker only"}
+
+
 def register(plugin: CacheHost) -> None:
     try:
         from fastapi import Depends, HTTPException
@@ -79,6 +88,7 @@ def register(plugin: CacheHost) -> None:
         backend = await plugin.engine.backend_stats()
         return {
             "scope": "worker",
+            "worker": worker_info(),
             "layers": plugin.engine.stats.snapshot(),
             "backend": dataclasses.asdict(backend) if backend is not None else None,
         }
@@ -141,7 +151,9 @@ def register(plugin: CacheHost) -> None:
         from fastapi import Response
 
         async def scrape() -> Response:
-            body, content_type = runtime.prometheus_text()
+            workers = compat.proxy_workers(os.environ)
+            labels = {"worker_pid": str(os.getpid())} if workers > 1 else None
+            body, content_type = runtime.prometheus_text(labels)
             return Response(content=body, media_type=content_type)
 
         async def scrape_as_admin(auth: Any = Depends(user_api_key_auth)) -> Response:  # noqa: B008

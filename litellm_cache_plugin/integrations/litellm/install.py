@@ -51,7 +51,21 @@ def create_proxy_plugin() -> CachePlugin:
     install_conditional_responses(plugin)
     _plugin = plugin
     log.info("litellm_cache_plugin ready: backend=%s scope=%s", redact(settings.backend), settings.scope)
+    note = per_worker_cache_note(settings.backend, compat.proxy_workers(os.environ), os.getpid())
+    if note is not None:
+        log.warning(note)
     return plugin
+
+
+def per_worker_cache_note(backend: str, workers: int, pid: int) -> str | None:
+    """The start-up line of each worker when workers do not share one cache (``memory://``)."""
+    if workers <= 1 or not backend.startswith("memory://"):
+        return None
+    return (
+        f"litellm_cache_plugin: backend memory:// with {workers} proxy workers: each worker (this one: "
+        f"pid {pid}) has its own cache, so a request is a hit only in a worker that stored it, and "
+        "DELETE /v1/cache/... and single-flight reach one worker; use redis:// to share one cache"
+    )
 
 
 def redact(url: str) -> str:
