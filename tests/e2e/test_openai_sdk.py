@@ -4,10 +4,22 @@ Written against defects users met with a client nobody here wrote: text completi
 in the chat shape whenever a stream was involved, embeddings keyed on ``encoding_format`` (the SDK
 sends base64 by default), and ``no-store`` treated as "bypass" instead of LiteLLM's "may serve, do
 not store".
+
+Covered: ``/v1/completions`` in all four miss/hit stream orders; embeddings with the SDK's default
+base64 and with float (one entry, identical decoded vectors, batch order); ``extra_body={"cache":
+...}`` and ``Cache-Control`` controls with a fresh entry and on a miss (chat, streams, embeddings);
+``with_raw_response`` reading ``x-cache``/``x-cache-layer``/``Age`` and the body marker on chat;
+``stream_options.include_usage`` (one usage chunk, the same token counts on hit and miss, from a
+streamed or a plain miss); tool calls (the same calls and ``finish_reason`` on a hit, streamed too;
+tools are part of the key); ``response_format: json_object`` (a JSON answer, served as the same
+document; part of the key); the async client (misses, concurrent hits, a streamed hit, embeddings,
+a text completion). LiteLLM's SDK as a client: ``test_litellm_sdk_client.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -212,3 +224,189 @@ def test_no_store_embeddings_are_served_and_not_stored(path: tuple[FastClient, o
     time.sleep(0.3)
     assert client.counter("embedding", EMBED_MODEL, "store") == stores
     assert _vectors(sdk, [fresh])[0] == "MISS"
+
+
+# --- chat through the SDK: headers, usage in streams, tools, JSON mode, the async client ------------
+
+
+def _warm_chat(client: FastClient, sdk: openai.OpenAI, **params: Any) -> Any:
+    """A non-streamed chat miss, waited for until its entry is stored; returns the parsed miss."""
+    stores = client.counter("exact", "llama3.2", "store")
+    raw = sdk.chat.completions.with_raw_response.create(model="llama3.2", temperature=0, **params)
+    assert raw.headers["x-cache"] == "MISS"
+    _wait_more(_stored(client, "llama3.2"), stores)
+    return raw.parse()
+
+
+def test_with_raw_response_reads_the_cache_headers_of_a_chat_hit(
+    path: tuple[FastClient, openai.OpenAI],
+) -> None:
+    client, sdk = path
+    messages: Any = [{"role": "user", "content": unique("Headers through the SDK.")}]
+    miss = _warm_chat(client, sdk, messages=messages)
+    raw = sdk.chat.completions.with_raw_response.create(model="llama3.2", messages=messages, temperature=0)
+    assert raw.headers["x-cache"] == "HIT"
+    assert raw.headers["x-cache-layer"] == "exact"
+    assert int(raw.headers["age"]) >= 0
+    hit = raw.parse()
+    assert hit.choices[0].message.content == miss.choices[0].message.content
+    assert hit.model_extra is not None and hit.model_extra.get("cached") is True  # the body marker
+
+
+def _streamed_usage(sdk: openai.OpenAI, messages: Any) -> tuple[str, str, dict[str, Any]]:
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="llama3.2",
+        messages=messages,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = [c.usage for c in chunks if c.usage is not None]
+    # Exactly one chunk carries usage, the last one. (OpenAI sends it with no choices; LiteLLM's own
+    # misses send one empty delta with it, which the SDK reads the same way.)
+    assert len(usage) == 1 and chunks[-1].usage is not None, usage
+    return raw.headers["x-cache"], text, usage[0].model_dump(exclude_none=True)
+
+
+def _counts(usage: dict[str, Any]) -> tuple[int, int, int]:
+    return usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]
+
+
+@pytest.mark.parametrize("miss_stream", [True, False], ids=["stream-stream", "plain-stream"])
+def test_streamed_usage_is_identical_on_hit_and_miss(
+    path: tuple[FastClient, openai.OpenAI], miss_stream: bool
+) -> None:
+    client, sdk = path
+    messages: Any = [{"role": "user", "content": unique("Usage in a stream.")}]
+    if miss_stream:
+        stores = client.counter("exact", "llama3.2", "store")
+        status, miss_text, miss_usage = _streamed_usage(sdk, messages)
+        assert status == "MISS"
+        _wait_more(_stored(client, "llama3.2"), stores)
+    else:
+        plain = _warm_chat(client, sdk, messages=messages)
+        miss_text, miss_usage = plain.choices[0].message.content, plain.usage.model_dump(exclude_none=True)
+    upstream = client.upstream_calls()
+    status, hit_text, hit_usage = _streamed_usage(sdk, messages)
+    assert (status, hit_text) == ("HIT", miss_text)
+    assert _counts(hit_usage) == _counts(miss_usage)
+    assert miss_usage["total_tokens"] == miss_usage["prompt_tokens"] + miss_usage["completion_tokens"] > 0
+    assert client.upstream_calls() == upstream
+
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city", "days"],
+        },
+    },
+}
+
+
+def _tool_calls(message: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(call.function.name, json.loads(call.function.arguments)) for call in message.tool_calls or []]
+
+
+def test_tool_calls_are_cached_and_replayed(path: tuple[FastClient, openai.OpenAI]) -> None:
+    client, sdk = path
+    messages: Any = [{"role": "user", "content": unique("What is the weather in Lisbon?")}]
+    miss = _warm_chat(client, sdk, messages=messages, tools=[WEATHER_TOOL])
+    calls = _tool_calls(miss.choices[0].message)
+    assert calls and calls[0][0] == "get_weather" and set(calls[0][1]) == {"city", "days"}
+    assert miss.choices[0].finish_reason == "tool_calls"
+    upstream = client.upstream_calls()
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="llama3.2", messages=messages, temperature=0, tools=[WEATHER_TOOL]
+    )
+    assert raw.headers["x-cache"] == "HIT"
+    hit = raw.parse()
+    assert _tool_calls(hit.choices[0].message) == calls
+    assert hit.choices[0].finish_reason == "tool_calls"
+    assert all(call.id and call.type == "function" for call in hit.choices[0].message.tool_calls or [])
+    # The same request without the tool is another request (tools are part of the key).
+    other = sdk.chat.completions.with_raw_response.create(model="llama3.2", messages=messages, temperature=0)
+    assert other.headers["x-cache"] == "MISS" and not other.parse().choices[0].message.tool_calls
+    # Streamed, the hit is the same call, assembled from the chunks the SDK yields.
+    stream = sdk.chat.completions.with_raw_response.create(
+        model="llama3.2", messages=messages, temperature=0, tools=[WEATHER_TOOL], stream=True
+    )
+    assert stream.headers["x-cache"] == "HIT"
+    names, arguments = "", ""
+    finish = None
+    for chunk in stream.parse():
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                names += (delta.function.name or "") if delta.function else ""
+                arguments += (delta.function.arguments or "") if delta.function else ""
+            finish = choice.finish_reason or finish
+    assert (names, json.loads(arguments)) == calls[0]
+    assert finish == "tool_calls"
+    assert client.upstream_calls() == upstream + 1  # only the request without tools went upstream
+
+
+def test_json_mode_answers_are_cached_as_json(path: tuple[FastClient, openai.OpenAI]) -> None:
+    client, sdk = path
+    messages: Any = [{"role": "user", "content": unique("Reply in JSON: the capital of France.")}]
+    json_mode: Any = {"type": "json_object"}
+    miss = _warm_chat(client, sdk, messages=messages, response_format=json_mode)
+    document = json.loads(str(miss.choices[0].message.content))
+    assert isinstance(document, dict) and document
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="llama3.2", messages=messages, temperature=0, response_format=json_mode
+    )
+    assert raw.headers["x-cache"] == "HIT"
+    assert json.loads(str(raw.parse().choices[0].message.content)) == document
+    # Without JSON mode it is another request: the output format is part of the key.
+    plain = sdk.chat.completions.with_raw_response.create(model="llama3.2", messages=messages, temperature=0)
+    assert plain.headers["x-cache"] == "MISS"
+
+
+async def test_the_async_client_sees_misses_hits_and_streams(path: tuple[FastClient, openai.OpenAI]) -> None:
+    client, _ = path
+    prompt = unique("Asked by the async client.")
+    messages: Any = [{"role": "user", "content": prompt}]
+    async with openai.AsyncOpenAI(
+        base_url=f"{client.proxy.url}/v1", api_key=OK, max_retries=0, timeout=60
+    ) as sdk:
+        stores = client.counter("exact", "llama3.2", "store")
+        miss = await sdk.chat.completions.with_raw_response.create(
+            model="llama3.2", messages=messages, temperature=0
+        )
+        assert miss.headers["x-cache"] == "MISS"
+        _wait_more(_stored(client, "llama3.2"), stores)
+        answer = miss.parse().choices[0].message.content
+        upstream = client.upstream_calls()
+        hits = await asyncio.gather(
+            *(
+                sdk.chat.completions.with_raw_response.create(
+                    model="llama3.2", messages=messages, temperature=0
+                )
+                for _ in range(4)
+            )
+        )
+        assert [h.headers["x-cache"] for h in hits] == ["HIT"] * 4
+        assert {h.parse().choices[0].message.content for h in hits} == {answer}
+        stream = await sdk.chat.completions.with_raw_response.create(
+            model="llama3.2", messages=messages, temperature=0, stream=True
+        )
+        assert stream.headers["x-cache"] == "HIT"
+        text = "".join([c.choices[0].delta.content or "" async for c in stream.parse() if c.choices])
+        assert text == answer
+        inputs = [unique("async vector")]
+        embed_stores = client.counter("embedding", EMBED_MODEL, "store")
+        first = await sdk.embeddings.with_raw_response.create(model=EMBED_MODEL, input=inputs)
+        assert first.headers["x-cache"] == "MISS"
+        _wait_more(_stored(client, EMBED_MODEL, "embedding"), embed_stores)
+        again = await sdk.embeddings.with_raw_response.create(model=EMBED_MODEL, input=inputs)
+        assert again.headers["x-cache"] == "HIT"
+        assert [d.embedding for d in again.parse().data] == [d.embedding for d in first.parse().data]
+        completion = await sdk.completions.create(model=TEXT_MODEL, prompt=prompt, temperature=0)
+        assert completion.choices[0].text
+        assert client.upstream_calls() == upstream  # chat hits only; the completion is another endpoint
