@@ -168,9 +168,8 @@ def main() -> int:
                             statistics.median(misses[label]),
                         )
                     )
-                print(
-                    f"fast path {args.fast_path}; {args.rounds} rounds x {args.hits} hits / {args.misses} misses"
-                )
+                shape = f"{args.rounds} rounds x {args.hits} hits / {args.misses} misses"
+                print(f"fast path {args.fast_path}; {shape}")
                 print(f"load average at the end: {os.getloadavg()}")
                 print(
                     f"{'rev':<4} {'hit p50 ms':>11} {'hit p99 ms':>11} {'CPU ms/hit':>11} {'miss p50 ms':>12}"
