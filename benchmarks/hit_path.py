@@ -56,7 +56,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import inspect
 import json
 import os
 import platform
@@ -92,7 +91,7 @@ from tools.runner import (  # noqa: E402
 
 KEY = "sk-team-a-0001"
 MODEL = "llama3.2"
-Role = Literal["baseline", "unpriced", "plugin", "no-cache", "floor"]
+Role = Literal["baseline", "unpriced", "plugin", "before", "no-cache", "floor", "experiment"]
 
 # --------------------------------------------------------------------------- servers
 
@@ -119,6 +118,62 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 '''
+
+# Issue 15's miss experiment, as a proxy callback module (``--miss-experiment``): the plugin without its
+# carrier. ``litellm.cache`` stays None, so LiteLLM's caching handler does nothing on a miss; the
+# pre-call hook does the region's lookup the carrier would have done (it claims the single flight),
+# and the success callback stores the answer (and releases the flight). Hits come from the fast path.
+# A measurement prototype of the design's miss path, not a complete design (no stale/semantic
+# serving on the hook path, no per-item embeddings, no stream replay): see the README of the results.
+NO_CARRIER_MODULE = """
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+
+from litellm_cache_plugin.integrations.fast_path.groups import group_info, sdk_kwargs
+from litellm_cache_plugin.integrations.litellm import create_proxy_plugin
+
+plugin = create_proxy_plugin()
+litellm.cache = None  # the experiment: no carrier, so no LiteLLM caching handler on any call
+
+
+def _sdk_kwargs(data):
+    from litellm.proxy import proxy_server
+
+    router = proxy_server.llm_router
+    group = data.get("model")
+    deployments = [d for d in router.model_list if d.get("model_name") == group]
+    info = group_info(deployments) if deployments else None
+    return sdk_kwargs(data, info, group) if info is not None else None
+
+
+class CallbackStore(CustomLogger):
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
+        kwargs = _sdk_kwargs(data)
+        ctx = plugin.context({**kwargs, "litellm_call_id": data.get("litellm_call_id")}) if kwargs else None
+        if ctx is not None and ctx.cacheable:
+            await plugin.region.lookup_response(ctx)  # claims the flight of a miss, like the carrier
+        return data
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        if kwargs.get("cache_hit"):
+            return
+        params = kwargs.get("litellm_params") or {}
+        sdk = {
+            **(kwargs.get("optional_params") or {}),
+            "model": kwargs.get("model"),
+            "messages": kwargs.get("messages"),
+            "metadata": params.get("metadata"),
+            "custom_llm_provider": kwargs.get("custom_llm_provider"),
+            "api_base": params.get("api_base"),
+            "model_info": params.get("model_info"),
+            "litellm_call_id": kwargs.get("litellm_call_id"),
+            "litellm_logging_obj": kwargs.get("litellm_logging_obj"),
+        }
+        await plugin.carrier.async_add_cache(response_obj, **sdk)
+
+
+store = CallbackStore()
+"""
 
 FLOOR_ID = "chatcmpl-floor"
 
@@ -254,25 +309,73 @@ def priced(config: dict[str, Any]) -> dict[str, Any]:
 def proxy_with_workers(
     config: dict[str, Any], workdir: Path, name: str, workers: int, extra_files: dict[str, str]
 ) -> ProxyProcess:
-    """A proxy process with ``workers`` uvicorn workers. ``tools.runner.ProxyProcess`` is used as is;
-    when it has no worker parameter, a wrapper command appends ``--num_workers N`` (click: the last
-    occurrence of an option wins)."""
-    if workers == 1:
-        return ProxyProcess(config, workdir / name, extra_files=extra_files, name=name)
-    if "num_workers" in inspect.signature(ProxyProcess.__init__).parameters:
-        return ProxyProcess(  # type: ignore[call-arg]
-            config, workdir / name, extra_files=extra_files, name=name, num_workers=workers
-        )
-    litellm = Path(sys.executable).with_name("litellm")
-    wrapper = workdir / f"litellm-{workers}-workers"
-    wrapper.parent.mkdir(parents=True, exist_ok=True)
-    wrapper.write_text(f'#!/bin/sh\nexec "{litellm}" "$@" --num_workers {workers}\n', encoding="utf-8")
-    wrapper.chmod(0o755)
-    return ProxyProcess(config, workdir / name, extra_files=extra_files, name=name, litellm_cli=wrapper)
+    """A proxy process with ``workers`` uvicorn workers (``tools.runner.ProxyProcess(num_workers=...)``,
+    which also lets a worker importing LiteLLM on a busy machine miss uvicorn's health checks)."""
+    return ProxyProcess(config, workdir / name, extra_files=extra_files, name=name, num_workers=workers)
+
+
+def wait_all_workers(case: Case, timeout: float = 300.0) -> None:
+    """Block until every worker of a multi-worker server accepts connections: ``running`` returns once
+    one answers. New keep-alive connections are opened and answered, then the established sockets of
+    each worker process are counted (``/proc/<pid>/fd`` and ``/proc/net/tcp``)."""
+    if case.workers < 2:
+        return
+    deadline = time.monotonic() + timeout
+    port = case.server.port
+    leader = server_pid(case.server)
+    request = f"GET /health/liveliness HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+    async def workers_answering() -> int:
+        connections = [Connection(port) for _ in range(4 * case.workers)]
+        try:
+            for connection in connections:
+                await connection.request(request)
+            established = established_inodes(port)
+            workers = [pid for pid in worker_pids(leader) if pid != leader]
+            return sum(1 for pid in workers if socket_inodes(pid) & established)
+        finally:
+            for connection in connections:
+                await connection.close()
+
+    while time.monotonic() < deadline:
+        if asyncio.run(workers_answering()) >= case.workers:
+            return
+        time.sleep(2.0)
+    raise TimeoutError(f"{case.name}: not every worker accepted connections after {timeout:g}s")
+
+
+def established_inodes(port: int) -> set[int]:
+    """Inodes of established TCP sockets whose local port is ``port`` (server side)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(int(fields[9]))
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
 
 
 def build_cases(
-    sim_url: str, run_id: str, workdir: Path, redis_host: str, redis_port: int, workers2: bool
+    sim_url: str,
+    run_id: str,
+    workdir: Path,
+    redis_host: str,
+    redis_port: int,
+    workers2: bool,
+    miss_experiment: bool = False,
+    before: tuple[str, Path] | None = None,
 ) -> list[Case]:
     files = {"demo_auth.py": DEMO_AUTH_MODULE}
     # No namespace (LiteLLM at its best); a TTL so that the miss phase's entries leave the shared Redis.
@@ -324,6 +427,42 @@ def build_cases(
         ),
         Case("floor", "trivial keep-alive ASGI app (the floor)", "floor", FloorProcess(workdir / "floor")),
     ]
+    if before is not None:  # the plugin at another revision, from its git worktree (PYTHONPATH first)
+        revision, tree = before
+        before_redis = redis_url.replace("hitbench-", "hitbench-b-")
+        for backend, label in (("memory://", "memory"), (before_redis, "redis")):
+            name = f"plugin-{label}-before"
+            cases.append(
+                Case(
+                    name,
+                    f"plugin, {label}://, at {revision}",
+                    "before",
+                    ProxyProcess(
+                        plugin(backend),
+                        workdir / name,
+                        extra_files=files,
+                        env={"PYTHONPATH": str(tree)},
+                        name=name,
+                    ),
+                )
+            )
+    if miss_experiment:
+        config = priced(proxy_config(sim_url, {"backend": "memory://", "ttl": 3600}))
+        config["litellm_settings"]["callbacks"].append("no_carrier.store")
+        cases.append(
+            Case(
+                "plugin-memory-no-carrier",
+                "experiment: plugin, memory://, no litellm.cache (lookup in a pre-call hook, store from "
+                "the success callback)",
+                "experiment",
+                ProxyProcess(
+                    config,
+                    workdir / "no-carrier",
+                    extra_files={**files, "no_carrier.py": NO_CARRIER_MODULE},
+                    name="plugin-memory-no-carrier",
+                ),
+            )
+        )
     if workers2:
         cases += [
             Case(
@@ -404,6 +543,16 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, raw: bytes) -> Reply:
+        reused = self.writer is not None
+        try:
+            return await self._request(raw)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            await self.close()
+            if not reused:
+                raise
+            return await self._request(raw)  # the server closed an idle keep-alive connection: once more
+
+    async def _request(self, raw: bytes) -> Reply:
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = self.reader, self.writer
@@ -627,7 +776,7 @@ async def measure_misses(cases: Sequence[Case], count: int, offset: int) -> dict
                     samples[case.name].append(elapsed)
                     outcome = (
                         reply.headers.get(b"x-cache", b"-").decode()
-                        if case.role == "plugin"
+                        if case.role in ("plugin", "before", "experiment")
                         else ("HIT" if b"x-litellm-cache-key" in reply.headers else "MISS")
                     )
                     outcomes[case.name][outcome] = outcomes[case.name].get(outcome, 0) + 1
@@ -649,8 +798,30 @@ async def measure_misses(cases: Sequence[Case], count: int, offset: int) -> dict
     }
 
 
-def profile(case: Case, out_dir: Path, clients: int, seconds: float) -> list[str]:
-    """py-spy flame graphs of every process of the case's server under the concurrent load."""
+async def miss_load(case: Case, clients: int, seconds: float) -> int:
+    """``clients`` keep-alive connections sending unique cacheable prompts for ``seconds``."""
+    port = case.server.port
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        connection = Connection(port)
+        try:
+            while time.perf_counter() < deadline:
+                body = chat_body(f"Unique miss {uuid.uuid4().hex} for {case.name}: what is a queue?")
+                reply = await connection.request(raw_post(port, body))
+                done += reply.status == 200
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return done
+
+
+def profile(case: Case, out_dir: Path, clients: int, seconds: float, *, misses: bool = False) -> list[str]:
+    """py-spy flame graphs of every process of the case's server under the concurrent load (hits of
+    the warmed prompt, or with ``misses`` unique prompts)."""
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists() and shutil.which("py-spy") is None:
         print("py-spy not installed: no profile", flush=True)
@@ -663,14 +834,17 @@ def profile(case: Case, out_dir: Path, clients: int, seconds: float) -> list[str
     recorders = []
     for number, pid in enumerate(workers):
         suffix = f"-w{number}" if len(workers) > 1 else ""
-        path = out_dir / f"flame-{case.name}{suffix}.svg"
+        path = out_dir / f"flame-{case.name}{'-misses' if misses else ''}{suffix}.svg"
         command = [
             spy_cmd, "record", "--pid", str(pid), "--rate", "100", "--duration", str(int(seconds)),
             "--format", "flamegraph", "--output", str(path), "--nonblocking",
         ]  # fmt: skip
         recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         written.append(path.name)
-    asyncio.run(concurrent(case, clients, seconds + 1, settle=0.0))
+    if misses:
+        asyncio.run(miss_load(case, clients, seconds + 1))
+    else:
+        asyncio.run(concurrent(case, clients, seconds + 1, settle=0.0))
     for recorder in recorders:
         try:
             _, err = recorder.communicate(timeout=60)
@@ -735,6 +909,8 @@ class Verdict:
 
 def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any]]) -> list[Verdict]:
     out: list[Verdict] = []
+    if not {"litellm-priced", "floor"} <= summary.keys() or "no-cache" not in misses:
+        return out  # a partial (--only) run
     base = summary["litellm-priced"]
     floor = summary["floor"]
 
@@ -742,6 +918,8 @@ def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any
         out.append(Verdict(target, value, limit, value >= limit if at_least else value <= limit))
 
     for name in ("plugin-memory", "plugin-redis"):
+        if name not in summary:
+            continue
         ours = summary[name]
         add(f"{name}: hits/s vs LiteLLM priced (16 clients) >= 5x", ours["rate"] / base["rate"], 5.0,
             at_least=True)  # fmt: skip
@@ -767,9 +945,10 @@ def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any
 def render(report: dict[str, Any]) -> str:
     summary: dict[str, dict[str, Any]] = report["hits"]
     misses: dict[str, dict[str, Any]] = report["misses"]
-    base = summary["litellm-priced"]
-    unpriced = summary["litellm-unpriced"]
-    floor = summary["floor"]
+    nan_row = {"rate": float("nan"), "p50": float("nan"), "cpu_ms": float("nan")}
+    base = summary.get("litellm-priced", nan_row)
+    unpriced = summary.get("litellm-unpriced", nan_row)
+    floor = summary.get("floor", nan_row)
     lines = [
         f"hit path benchmark, run {report['run_id']} ({report['started']}), {report['command']}",
         "machine: {nproc} CPUs ({cpu_model}), {memory_gib} GiB, Python {python}, LiteLLM {litellm}, "
@@ -795,7 +974,7 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", "rows: " + "; ".join(f"{name} = {row['title']}" for name, row in summary.items()), ""]
     lines.append("misses (one at a time, interleaved)   p50 ms   p99 ms  CPU ms/miss  added p50 ms  "
                  "added CPU ms  outcomes")  # fmt: skip
-    none = misses["no-cache"]
+    none = misses.get("no-cache", {"p50": float("nan"), "cpu_ms": float("nan")})
     for name, row in misses.items():
         lines.append(
             f"{name:36} {row['p50']:8.2f} {row['p99']:8.2f} {row['cpu_ms']:12.2f} "
@@ -827,7 +1006,7 @@ def cleanup_redis(host: str, port: int, run_id: str, litellm_keys: Sequence[str]
         return
     try:
         with redis.Redis(host=host, port=port, socket_timeout=2) as client:
-            keys = list(client.scan_iter(match=f"lcp-hitbench-{run_id}:*", count=1000)) + list(litellm_keys)
+            keys = list(client.scan_iter(match=f"lcp-hitbench-*{run_id}:*", count=1000)) + list(litellm_keys)
             for start in range(0, len(keys), 500):
                 client.delete(*keys[start : start + 500])
     except redis.RedisError:
@@ -852,10 +1031,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--misses", type=int, default=150, help="miss samples per server")
     parser.add_argument("--workers2", action="store_true", help="also LiteLLM and plugin-redis, 2 workers")
+    parser.add_argument(
+        "--miss-experiment",
+        action="store_true",
+        help="also the plugin without litellm.cache (misses stored from a success callback), misses only",
+    )
+    parser.add_argument(
+        "--before",
+        default=None,
+        metavar="REV",
+        help="also the plugin (memory://, redis://) at git revision REV, from a temporary worktree",
+    )
+    parser.add_argument("--only", default=None, help="comma-separated case names (development runs)")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs after the measurement")
     parser.add_argument("--profile-seconds", type=float, default=15.0)
     parser.add_argument(
         "--profile-cases", default="plugin-memory,plugin-redis,litellm-priced", help="comma-separated"
+    )
+    parser.add_argument(
+        "--profile-miss-cases",
+        default="no-cache,plugin-memory,plugin-memory-no-carrier",
+        help="comma-separated; profiled under 4 clients sending unique prompts",
     )
     parser.add_argument("--redis-host", default="127.0.0.1")
     parser.add_argument("--redis-port", type=int, default=6379)
@@ -885,11 +1081,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": args.seconds,
     }
     began = time.monotonic()
+    before_tree: Path | None = None
+    if args.before:
+        before_tree = workdir / "before-tree"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(before_tree), args.before],
+            check=True,
+        )
+        report["before"] = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", args.before], capture_output=True, text=True
+        ).stdout.strip()
     try:
         with started(SimulatorProcess(workdir)) as simulator:
             cases = build_cases(
-                simulator.url, run_id, workdir, args.redis_host, args.redis_port, args.workers2
+                simulator.url,
+                run_id,
+                workdir,
+                args.redis_host,
+                args.redis_port,
+                args.workers2,
+                args.miss_experiment,
+                (args.before, before_tree) if before_tree is not None else None,
             )
+            if args.only:
+                cases = [case for case in cases if case.name in args.only.split(",")]
             with running([case.server for case in cases], timeout=400):  # type: ignore[misc]
                 print(f"{len(cases)} servers ready after {time.monotonic() - began:.0f} s ({workdir})",
                       flush=True)  # fmt: skip
@@ -900,11 +1115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for c in cases
                 }
                 for case in cases:
-                    if case.role != "no-cache":
+                    wait_all_workers(case)
+                    if case.role not in ("no-cache", "experiment"):
                         asyncio.run(warm(case))
                 detail: dict[str, list[HitRound]] = {case.name: [] for case in cases}
                 upstream: dict[str, int] = {case.name: 0 for case in cases}
-                hit_cases = [c for c in cases if c.role != "no-cache"]
+                hit_cases = [c for c in cases if c.role not in ("no-cache", "experiment")]
                 for number in range(args.rounds):
                     shift = (number * max(1, len(hit_cases) // args.rounds)) % len(hit_cases)
                     order = [*hit_cases[shift:], *hit_cases[:shift]]
@@ -923,7 +1139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 miss_cases = [
                     c
                     for c in cases
-                    if c.role in ("no-cache", "plugin", "baseline", "unpriced") and c.workers == 1
+                    if c.role in ("no-cache", "plugin", "before", "baseline", "unpriced", "experiment")
+                    and c.workers == 1
                 ]
                 report["misses"] = asyncio.run(measure_misses(miss_cases, args.misses, 0))
                 summary: dict[str, dict[str, Any]] = {}
@@ -952,10 +1169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for case in wanted:
                         print(f"profiling {case.name} for {args.profile_seconds:g} s", flush=True)
                         graphs += profile(case, out_dir, args.clients, args.profile_seconds)
+                    for case in [c for c in cases if c.name in args.profile_miss_cases.split(",")]:
+                        print(f"profiling misses of {case.name} for {args.profile_seconds:g} s", flush=True)
+                        graphs += profile(case, out_dir, 4, args.profile_seconds, misses=True)
                     report["flame_graphs"] = graphs
                 litellm_keys += collect_litellm_keys(cases)
     finally:
         cleanup_redis(args.redis_host, args.redis_port, run_id, litellm_keys)
+        if before_tree is not None:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)], check=False
+            )
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     report["minutes"] = round((time.monotonic() - began) / 60, 1)
