@@ -44,14 +44,24 @@ class IdentitySigner:
         # Tokens already verified (a request's token is checked several times: pre-call, lookup,
         # write); only exact strings this secret signed are in here, so a hit is as good as a check.
         self._verified: dict[str, Identity] = {}
+        # Tokens already made (every request is signed, by the pre-call hook and the fast path's probe;
+        # an identity's token never changes): bounded like ``_verified``.
+        self._signed: dict[Identity, str] = {}
 
     def sign(self, identity: Identity) -> str:
+        known = self._signed.get(identity)
+        if known is not None:
+            return known
         body = json.dumps(
             [identity.api_key_hash, identity.team_id, identity.user_id, identity.org_id],
             separators=(",", ":"),
         )
         mac = hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
-        return f"{body}|{mac}"
+        token = f"{body}|{mac}"
+        if len(self._signed) >= 10_000:
+            self._signed.clear()
+        self._signed[identity] = token
+        return token
 
     def verify(self, token: object) -> Identity | None:
         if not isinstance(token, str) or "|" not in token:

@@ -407,7 +407,9 @@ class _Attempt:
     async def _probe(self, data: dict[str, Any], hint: _Hint, info: GroupInfo) -> bool:
         """Is there possibly an entry? Keys computed with the remembered tenant, one raw store read."""
         plugin = self.plugin
-        provisional: dict[str, Any] = orjson.loads(self.body)
+        # A shallow copy is enough: the hook replaces what it edits (metadata, cache) and only sets
+        # top-level fields; nested client objects (messages) are read, never changed.
+        provisional: dict[str, Any] = dict(data)
         provisional["metadata"] = {}
         provisional["proxy_server_request"] = {"headers": self.headers}
         await plugin.async_pre_call_hook(hint, None, provisional, CALL_TYPES[self.kind])
@@ -517,10 +519,12 @@ class _Attempt:
         lit = compat.fast_path_internals()
         cache = lit.proxy_server.proxy_logging_obj.call_details["user_api_key_cache"]
         call_type = CALL_TYPES[self.kind]
+        # What the answer depends on, before any hook ran: compared once at the end (the plugin's own
+        # hook never changes these fields), not around every hook.
+        before = _request_shape(data)
         for callback in plan:
             if is_rate_limiter(callback) != limiter:
                 continue
-            before = _request_shape(data)
             if isinstance(callback, lit.rate_limiter_v3):
                 response = await callback.async_pre_call_hook(
                     user_api_key_dict=auth,
@@ -537,9 +541,7 @@ class _Attempt:
                 data = response if response is data else _replace(data, response)
             elif response is not None:
                 return False  # a rejection message or exception object: the proxy's own words
-            if callback is not self.plugin and _request_shape(data) != before:
-                return False  # a hook rerouted or rewrote the request
-        return True
+        return _request_shape(data) == before  # else a hook rerouted or rewrote the request
 
     async def _response_hit(
         self,

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.fast_path.pipeline import is_rate_limiter
@@ -93,16 +94,17 @@ async def _log_hit_now(
             stream=False,
             custom_llm_provider=provider,
         )
-        if not apply_rate_limits:
-            combine = logging_obj.get_combined_callback_list
+        combine = logging_obj.get_combined_callback_list
 
-            def without_limiters(dynamic_success_callbacks: Any, global_callbacks: Any) -> list[Any]:
-                return [
-                    c for c in combine(dynamic_success_callbacks, global_callbacks) if not is_rate_limiter(c)
-                ]
+        def observers(dynamic_success_callbacks: Any, global_callbacks: Any) -> list[Any]:
+            return [
+                c
+                for c in combine(dynamic_success_callbacks, global_callbacks)
+                if _observes_success(c) and (apply_rate_limits or not is_rate_limiter(c))
+            ]
 
-            # Per call: the hit's logging object only, never LiteLLM's global callback list.
-            setattr(logging_obj, "get_combined_callback_list", without_limiters)  # noqa: B010
+        # Per call: the hit's logging object only, never LiteLLM's global callback list.
+        setattr(logging_obj, "get_combined_callback_list", observers)  # noqa: B010
         _memoize_saved_cost(logging_obj, call_type, kwargs, response)
         # The provider's own name for the model (as upstream answered it): LiteLLM resolves cost-map
         # entries for it quickly, while the prefixed name takes a slow path for Ollama on every call.
@@ -118,6 +120,28 @@ async def _log_hit_now(
             _LOGGING_HIT.reset(logging_hit)
     except Exception:
         log.warning("fast path hit not logged", exc_info=True)
+
+
+# What LiteLLM's async success handler calls on a CustomLogger (besides redaction helpers whose result
+# only goes to these): a logger whose class overrides none of them cannot see a hit.
+_SUCCESS_METHODS = ("async_logging_hook", "async_log_success_event", "async_log_stream_event")
+
+
+def _observes_success(callback: object) -> bool:
+    """False for a CustomLogger that inherits every success method from CustomLogger itself (no-ops:
+    the plugin, most of the proxy's built-in hooks); LiteLLM's handler would still redact, copy and
+    call into each of them per hit. Anything else (strings, functions, other objects) is kept."""
+    if not isinstance(callback, CustomLogger):
+        return True
+    kind = type(callback)
+    known = _OBSERVING_CLASSES.get(kind)
+    if known is None:
+        known = any(getattr(kind, name, None) is not getattr(CustomLogger, name) for name in _SUCCESS_METHODS)
+        _OBSERVING_CLASSES[kind] = known
+    return known
+
+
+_OBSERVING_CLASSES: dict[type, bool] = {}  # per class (the registered callbacks' classes are few)
 
 
 # True while this module logs a hit (and in tasks that logging starts): see _install_model_cost_memo.

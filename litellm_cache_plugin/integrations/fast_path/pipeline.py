@@ -12,10 +12,19 @@ from litellm_cache_plugin.integrations import compat
 
 
 def is_rate_limiter(callback: object) -> bool:
-    module = type(callback).__module__
-    return compat.is_litellm_module(module) and (
-        "rate_limit" in module or "parallel_request_limiter" in module
-    )
+    # Per class, not per call: asked for every callback of every hit (and of every hit's logging).
+    kind = type(callback)
+    known = _LIMITER_CLASSES.get(kind)
+    if known is None:
+        module = kind.__module__
+        known = compat.is_litellm_module(module) and (
+            "rate_limit" in module or "parallel_request_limiter" in module
+        )
+        _LIMITER_CLASSES[kind] = known
+    return known
+
+
+_LIMITER_CLASSES: dict[type, bool] = {}  # classes are few (the registered callbacks')
 
 
 def _request_shape(data: Mapping[str, Any]) -> bytes:
