@@ -268,7 +268,7 @@ def test_unrated_layers_get_no_hit_ratio(clock: Clock) -> None:
 async def test_refresh_lock_is_exclusive_across_replicas(clock: Clock) -> None:
     shared = MemoryStore(clock=clock)
     one, two = CacheEngine(shared, namespace="t"), CacheEngine(shared, namespace="t")
-    owners = await asyncio.gather(*(e.try_refresh_lock("k", 30) for e in [one, two, one, two]))
+    owners = await asyncio.gather(*(e.flights.try_refresh_lock("k", 30) for e in [one, two, one, two]))
     assert sum(owner is not None for owner in owners) == 1
 
 

@@ -411,7 +411,7 @@ class CacheRegion:
         holds the lock until it expires, so a failing upstream is retried at most once per lock TTL."""
         model_group = ctx.request.model_group
         lock_ttl = max(5.0, min(self.settings.single_flight.timeout, ctx.stale_for or 5.0))
-        owner = await self.engine.try_refresh_lock(key, lock_ttl)
+        owner = await self.engine.flights.try_refresh_lock(key, lock_ttl)
         if owner is None:
             return
         observer = self.observer
@@ -443,4 +443,4 @@ class CacheRegion:
         self.engine.stats.bump("exact", model_group, "refresh_ok")
         if observer is not None:
             observer.record_refresh(model_group, "ok")
-        await self.engine.release_refresh_lock(key, owner)
+        await self.engine.flights.release_refresh_lock(key, owner)

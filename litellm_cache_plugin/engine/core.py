@@ -1,8 +1,6 @@
-"""The cache engine: policy decisions applied to a store. Knows nothing about LiteLLM.
-
-Every backend call is bounded (the store is wrapped in :class:`GuardedStore` by the caller) and every
-failure is a miss or a skipped write: the cache never fails a request.
-"""
+""":class:`CacheEngine`: lookups (the envelope, the tenant, the invalidation counters, decryption and
+freshness judged per entry), writes, the count of every result, background tasks. Single flight and
+invalidation are its collaborators (``flights.py``, ``invalidation.py``)."""
 
 from __future__ import annotations
 
@@ -10,14 +8,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from litellm_cache_plugin.crypto import PayloadCipher
+from litellm_cache_plugin.engine.flights import FlightRole, SingleFlight, SingleFlightSettings
+from litellm_cache_plugin.engine.invalidation import Invalidation
+from litellm_cache_plugin.engine.stats import SERVED, UNRATED_LAYERS, EngineStats
 from litellm_cache_plugin.envelope import (
     HARD_MAX_PAYLOAD,
     Corrupt,
@@ -29,18 +29,11 @@ from litellm_cache_plugin.envelope import (
     encode_entry,
     read_entry,
 )
-from litellm_cache_plugin.observe import INVALIDATION_KIND, Observer
+from litellm_cache_plugin.observe import Observer
 from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
 from litellm_cache_plugin.policy.keys import Tenant
-from litellm_cache_plugin.policy.tags import (
-    counters_for,
-    is_invalidated,
-    model_counter,
-    tag_counter,
-    tenant_counter,
-    tenant_tag_counter,
-)
+from litellm_cache_plugin.policy.tags import counters_for, is_invalidated
 from litellm_cache_plugin.savings import Savings
 from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
 from litellm_cache_plugin.store.own_entries import OwnEntries
@@ -68,103 +61,6 @@ class Prefetched:
     counter_keys: tuple[str, ...]
     raw: bytes | None
     values: tuple[int, ...]
-
-
-# Results that served a cached answer (see telemetry.SERVED_RESULTS).
-_SERVED = ("hit", "stale", "coalesced")
-# Stats rows that count events of a path or of the admin API, not lookups of a cache layer: they get
-# no hit ratio. The glue may name its own (``CacheEngine(unrated_layers=...)``); the default keeps the
-# rows the proxy glue has always written ("fast_path").
-UNRATED_LAYERS: frozenset[str] = frozenset({"admin", "fast_path"})
-# Saving totals kept per (layer, model group), in the order the stats show them.
-SAVING_FIELDS = (
-    "latency_saved_ms",
-    "input_tokens_saved",
-    "output_tokens_saved",
-    "cost_saved_usd",
-    "gpu_seconds_saved",
-)
-
-
-@dataclass
-class EngineStats:
-    """In-process counters (per worker). Keys: (layer, model_group, outcome-or-event).
-
-    Lookup results (hit, stale, coalesced, miss, bypass) are counted once per request and layer by
-    :meth:`CacheEngine.account`, which feeds OpenTelemetry the same numbers."""
-
-    counts: Counter[tuple[str, str, str]]
-    saved: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
-    # Rows without a hit ratio (see UNRATED_LAYERS).
-    unrated_layers: frozenset[str] = UNRATED_LAYERS
-
-    def bump(self, layer: str, model_group: str, what: str, amount: int = 1) -> None:
-        self.counts[(layer, model_group, what)] += amount
-
-    def get(self, layer: str, model_group: str, what: str) -> int:
-        return self.counts.get((layer, model_group, what), 0)
-
-    def add_savings(self, layer: str, model_group: str, savings: Savings) -> None:
-        totals = self.saved.setdefault((layer, model_group), dict.fromkeys(SAVING_FIELDS, 0.0))
-        for name, value in zip(
-            SAVING_FIELDS,
-            (
-                savings.latency_ms,
-                savings.input_tokens,
-                savings.output_tokens,
-                savings.cost_usd,
-                savings.gpu_seconds,
-            ),
-            strict=True,
-        ):
-            if value is not None:
-                totals[name] += value
-
-    def snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for (layer, model, what), count in sorted(self.counts.items()):
-            out.setdefault(layer, {}).setdefault(model, {})[what] = count
-        for (layer, model), totals in sorted(self.saved.items()):
-            row = out.setdefault(layer, {}).setdefault(model, {})
-            for name, value in totals.items():
-                row[name] = round(value, 9 if name == "cost_saved_usd" else 3)
-        for layer_name, models in out.items():
-            if layer_name in self.unrated_layers:
-                continue
-            for row in models.values():
-                served = sum(row.get(result, 0) for result in _SERVED)
-                looked = served + row.get("miss", 0) + row.get("refused", 0)  # a refusal is not served
-                row["hit_ratio"] = round(served / looked, 4) if looked else 0.0
-        return out
-
-
-@dataclass
-class _Flight:
-    future: asyncio.Future[Entry | None]
-    owner: str
-    model_group: str  # the key's model group: what the flight's counts are counted under
-    layer: str = "exact"  # ... and the layer
-    call_id: str | None = None
-    lock_key: str | None = None
-    handle: asyncio.TimerHandle | None = None
-    waiters: int = 0
-
-
-@dataclass(frozen=True)
-class FlightRole:
-    """``leader``: go upstream and store. Otherwise ``entry`` is what the leader produced (None: the
-    leader failed or the wait timed out — go upstream yourself)."""
-
-    leader: bool
-    entry: Entry | None = None
-    waited_ms: float = 0.0
-
-
-@dataclass
-class SingleFlightSettings:
-    timeout: float = 30.0
-    poll_initial: float = 0.01
-    poll_max: float = 0.1
 
 
 @dataclass
@@ -197,12 +93,11 @@ class CacheEngine:
         self.namespace = namespace
         self.clock = clock
         self.stats = EngineStats(Counter(), unrated_layers=frozenset(unrated_layers) | {"admin"})
-        self.single_flight = single_flight or SingleFlightSettings()
-        self._flights: dict[str, _Flight] = {}
+        self.flights = SingleFlight(self, single_flight)
+        self.invalidation = Invalidation(self)
         self._background = _Background()
         # Every key the engine writes starts with "<namespace>:".
         self.own_entries = OwnEntries(store, f"{namespace}:")
-        self._owner = secrets.token_hex(8)
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -339,7 +234,7 @@ class CacheEngine:
         embedding batch with the same result, no savings). The per-worker stats and OpenTelemetry
         get the same numbers from here."""
         self.stats.bump(layer, model_group, result, count)
-        served = result in _SERVED and savings is not None
+        served = result in SERVED and savings is not None
         if served:
             assert savings is not None
             self.stats.add_savings(layer, model_group, savings)
@@ -566,7 +461,7 @@ class CacheEngine:
         assert self.cipher is not None
         return self.cipher.encrypt(payload, _associated(key, tenant.fingerprint))
 
-    # -- single-flight -------------------------------------------------------------------------------
+    # -- single flight and invalidation, called through the engine by the region and the admin routes
 
     async def claim(
         self,
@@ -577,148 +472,30 @@ class CacheEngine:
         call_id: str | None = None,
         layer: str = "exact",
     ) -> FlightRole:
-        """Coalesce concurrent misses of ``key`` (of ``model_group`` in ``layer``, under which the
-        flight's own events are counted: ``flight_polled``, ``flight_waited``).
-
-        Within this process the first caller leads and the others wait on an in-memory future (no
-        backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
-        a process that finds the lock taken lets one local caller ``poll`` the backend for the result
-        (bounded backoff) and shares it with its local waiters. Every wait ends after the single-flight
-        timeout: the caller then goes upstream itself. Backend errors make the caller a leader (fail open).
-        """
-        started = time.perf_counter()
-        timeout = self.single_flight.timeout
-        flight = self._flights.get(key)
-        if flight is not None and call_id is not None and flight.call_id == call_id:
-            return FlightRole(True)  # a retry of the leading request must not wait for itself
-        if flight is not None:
-            flight.waiters += 1
-            entry = await self._wait(flight.future, timeout)
-            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
-
-        loop = asyncio.get_running_loop()
-        flight = _Flight(
-            future=loop.create_future(),
-            owner=f"{self._owner}:{secrets.token_hex(4)}",
-            call_id=call_id,
-            model_group=model_group,
-            layer=layer,
-        )
-        self._flights[key] = flight
-        flight.handle = loop.call_later(timeout, self.finish, key, None)
-        lock_key = f"{self.namespace}:lock:fill:{key.rsplit(':', 1)[-1]}"
-        try:
-            acquired = await self.store.acquire_lock(lock_key, flight.owner, timeout)
-        except StoreError:
-            acquired = True  # cannot coordinate: behave as if alone
-            lock_key = ""
-        if acquired:
-            flight.lock_key = lock_key or None
-            return FlightRole(True)
-
-        # Another process leads: poll for its result on behalf of every local waiter.
-        delay = self.single_flight.poll_initial
-        deadline = time.monotonic() + timeout
-        entry = None
-        while time.monotonic() < deadline and not flight.future.done():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.single_flight.poll_max)
-            try:
-                entry = await poll()
-            except StoreError:
-                entry = None
-            if entry is not None:
-                break
-        self.stats.bump(flight.layer, flight.model_group, "flight_polled")
-        self.finish(key, entry)
-        return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+        """:meth:`SingleFlight.claim`."""
+        return await self.flights.claim(key, poll=poll, model_group=model_group, call_id=call_id, layer=layer)
 
     def finish(self, key: str, entry: Entry | None) -> None:
-        """The leader's result (or None: failed/not cacheable). Wakes local waiters, frees the lock."""
-        flight = self._flights.pop(key, None)
-        if flight is None:
-            return
-        if flight.handle is not None:
-            flight.handle.cancel()
-        if not flight.future.done():
-            flight.future.set_result(entry)
-        if flight.waiters:
-            # Requests that waited on this flight, in its model group. Not "coalesced": each waiter
-            # counts its own result once (coalesced when the leader stored an answer, else the miss
-            # it then became) through account(), like every other request.
-            self.stats.bump(flight.layer, flight.model_group, "flight_waited", flight.waiters)
-            if self.telemetry is not None:
-                self.telemetry.record_coalesced(flight.model_group, flight.waiters)
-        if flight.lock_key:
-            self._spawn(self._release_quietly(flight.lock_key, flight.owner))
-
-    def in_flight(self, key: str) -> bool:
-        return key in self._flights
-
-    @staticmethod
-    async def _wait(future: asyncio.Future[Entry | None], timeout: float) -> Entry | None:
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            return None
-
-    # -- stale-while-revalidate ----------------------------------------------------------------------
-
-    async def try_refresh_lock(self, key: str, ttl: float) -> str | None:
-        """Take the refresh lock for ``key`` (across replicas). Returns the owner token or None."""
-        owner = f"{self._owner}:{secrets.token_hex(4)}"
-        try:
-            if await self.store.acquire_lock(self._refresh_lock_key(key), owner, ttl):
-                return owner
-        except StoreError:
-            return None
-        return None
-
-    async def release_refresh_lock(self, key: str, owner: str) -> None:
-        await self._release_quietly(self._refresh_lock_key(key), owner)
-
-    def _refresh_lock_key(self, key: str) -> str:
-        return f"{self.namespace}:lock:refresh:{key.rsplit(':', 1)[-1]}"
-
-    # -- invalidation and admin ----------------------------------------------------------------------
+        """:meth:`SingleFlight.finish`."""
+        self.flights.finish(key, entry)
 
     async def invalidate_model(self, model_group: str) -> int:
-        """Constant time: bump the model group's counter. Every entry of the group (every tenant,
-        every layer) misses from now on and is cleaned up by its TTL."""
-        with self._invalidation_span("model"):
-            value = await self.store.incr(model_counter(self.namespace, model_group))
-        self.stats.bump("admin", model_group, "invalidate_model")
-        return value
+        """:meth:`Invalidation.invalidate_model`."""
+        return await self.invalidation.invalidate_model(model_group)
 
     async def invalidate_tag(self, tag: str) -> int:
-        """Admin: every entry carrying ``tag``, whatever its tenant. Constant time."""
-        with self._invalidation_span("tag"):
-            value = await self.store.incr(tag_counter(self.namespace, tag))
-        self.stats.bump("admin", "-", "invalidate_tag")
-        return value
+        """:meth:`Invalidation.invalidate_tag`."""
+        return await self.invalidation.invalidate_tag(tag)
 
     async def invalidate_tenant_tag(self, tenant_fingerprints: Iterable[str], tag: str) -> int:
-        """A tenant's own entries carrying ``tag`` (the caller's tenants only). Constant time."""
-        fingerprints = sorted(set(tenant_fingerprints))
-        with self._invalidation_span("tenant_tag"):
-            for fingerprint in fingerprints:
-                await self.store.incr(tenant_tag_counter(self.namespace, fingerprint, tag))
-        self.stats.bump("admin", "-", "invalidate_tenant_tag")
-        return len(fingerprints)
+        """:meth:`Invalidation.invalidate_tenant_tag`."""
+        return await self.invalidation.invalidate_tenant_tag(tenant_fingerprints, tag)
 
     async def invalidate_tenant(self, tenant_fingerprint: str) -> int:
-        with self._invalidation_span("tenant"):
-            return await self.store.incr(tenant_counter(self.namespace, tenant_fingerprint))
+        """:meth:`Invalidation.invalidate_tenant`."""
+        return await self.invalidation.invalidate_tenant(tenant_fingerprint)
 
-    @contextlib.contextmanager
-    def _invalidation_span(self, kind: str) -> Iterator[None]:
-        """Span and counter of one invalidation (counted when it succeeded)."""
-        if self.telemetry is None:
-            yield
-            return
-        with self.telemetry.span("llm_cache.invalidate", {INVALIDATION_KIND: kind}):
-            yield
-        self.telemetry.record_invalidation(kind)
+    # -- admin ---------------------------------------------------------------------------------------
 
     async def backend_stats(self) -> StoreStats | None:
         """The backend's figures, ``entries`` being the count of this cache's own keys where the
@@ -734,10 +511,6 @@ class CacheEngine:
     async def _delete_quietly(self, key: str) -> None:
         with contextlib.suppress(StoreError):
             await self.store.delete(key)
-
-    async def _release_quietly(self, lock_key: str, owner: str) -> None:
-        with contextlib.suppress(StoreError):
-            await self.store.release_lock(lock_key, owner)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a strong reference until it ends."""

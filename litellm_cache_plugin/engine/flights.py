@@ -1,0 +1,191 @@
+"""Single flight: one upstream call per key across the workers and replicas sharing a store.
+
+Concurrent misses of one key are coalesced (:meth:`SingleFlight.claim`: one leader goes upstream, the
+others wait for its entry; :meth:`SingleFlight.finish` shares it and frees the fill lock), and one
+replica refreshes a stale entry at a time (the refresh lock). Locks live in the shared backend; every
+backend failure fails open (the caller goes upstream itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from litellm_cache_plugin.engine.stats import EngineStats
+from litellm_cache_plugin.envelope import Entry
+from litellm_cache_plugin.observe import Observer
+from litellm_cache_plugin.store.base import Store, StoreError
+
+__all__ = ["FlightRole", "SingleFlight", "SingleFlightSettings"]
+
+
+@dataclass
+class _Flight:
+    future: asyncio.Future[Entry | None]
+    owner: str
+    model_group: str  # the key's model group: what the flight's counts are counted under
+    layer: str = "exact"  # ... and the layer
+    call_id: str | None = None
+    lock_key: str | None = None
+    handle: asyncio.TimerHandle | None = None
+    waiters: int = 0
+
+
+@dataclass(frozen=True)
+class FlightRole:
+    """``leader``: go upstream and store. Otherwise ``entry`` is what the leader produced (None: the
+    leader failed or the wait timed out — go upstream yourself)."""
+
+    leader: bool
+    entry: Entry | None = None
+    waited_ms: float = 0.0
+
+
+@dataclass
+class SingleFlightSettings:
+    timeout: float = 30.0
+    poll_initial: float = 0.01
+    poll_max: float = 0.1
+
+
+class _Engine(Protocol):
+    """What the single flight uses of its engine, read at each call (the engine's store and observer
+    may be replaced after it was built)."""
+
+    store: Store
+    namespace: str
+    stats: EngineStats
+    telemetry: Observer | None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
+class SingleFlight:
+    """The engine's single flight and refresh locks (``CacheEngine.flights``)."""
+
+    def __init__(self, engine: _Engine, settings: SingleFlightSettings | None = None) -> None:
+        self._engine = engine
+        self.settings = settings or SingleFlightSettings()
+        self._flights: dict[str, _Flight] = {}
+        self._owner = secrets.token_hex(8)
+
+    async def claim(
+        self,
+        key: str,
+        *,
+        poll: Callable[[], Coroutine[Any, Any, Entry | None]],
+        model_group: str,
+        call_id: str | None = None,
+        layer: str = "exact",
+    ) -> FlightRole:
+        """Coalesce concurrent misses of ``key`` (of ``model_group`` in ``layer``, under which the
+        flight's own events are counted: ``flight_polled``, ``flight_waited``).
+
+        Within this process the first caller leads and the others wait on an in-memory future (no
+        backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
+        a process that finds the lock taken lets one local caller ``poll`` the backend for the result
+        (bounded backoff) and shares it with its local waiters. Every wait ends after the single-flight
+        timeout: the caller then goes upstream itself. Backend errors make the caller a leader (fail open).
+        """
+        started = time.perf_counter()
+        timeout = self.settings.timeout
+        flight = self._flights.get(key)
+        if flight is not None and call_id is not None and flight.call_id == call_id:
+            return FlightRole(True)  # a retry of the leading request must not wait for itself
+        if flight is not None:
+            flight.waiters += 1
+            entry = await self._wait(flight.future, timeout)
+            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+        loop = asyncio.get_running_loop()
+        flight = _Flight(
+            future=loop.create_future(),
+            owner=f"{self._owner}:{secrets.token_hex(4)}",
+            call_id=call_id,
+            model_group=model_group,
+            layer=layer,
+        )
+        self._flights[key] = flight
+        flight.handle = loop.call_later(timeout, self.finish, key, None)
+        lock_key = f"{self._engine.namespace}:lock:fill:{key.rsplit(':', 1)[-1]}"
+        try:
+            acquired = await self._engine.store.acquire_lock(lock_key, flight.owner, timeout)
+        except StoreError:
+            acquired = True  # cannot coordinate: behave as if alone
+            lock_key = ""
+        if acquired:
+            flight.lock_key = lock_key or None
+            return FlightRole(True)
+
+        # Another process leads: poll for its result on behalf of every local waiter.
+        delay = self.settings.poll_initial
+        deadline = time.monotonic() + timeout
+        entry = None
+        while time.monotonic() < deadline and not flight.future.done():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.poll_max)
+            try:
+                entry = await poll()
+            except StoreError:
+                entry = None
+            if entry is not None:
+                break
+        self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
+        self.finish(key, entry)
+        return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+    def finish(self, key: str, entry: Entry | None) -> None:
+        """The leader's result (or None: failed/not cacheable). Wakes local waiters, frees the lock."""
+        flight = self._flights.pop(key, None)
+        if flight is None:
+            return
+        if flight.handle is not None:
+            flight.handle.cancel()
+        if not flight.future.done():
+            flight.future.set_result(entry)
+        if flight.waiters:
+            # Requests that waited on this flight, in its model group. Not "coalesced": each waiter
+            # counts its own result once (coalesced when the leader stored an answer, else the miss
+            # it then became) through account(), like every other request.
+            self._engine.stats.bump(flight.layer, flight.model_group, "flight_waited", flight.waiters)
+            if self._engine.telemetry is not None:
+                self._engine.telemetry.record_coalesced(flight.model_group, flight.waiters)
+        if flight.lock_key:
+            self._engine.spawn(self._release_quietly(flight.lock_key, flight.owner))
+
+    def in_flight(self, key: str) -> bool:
+        return key in self._flights
+
+    @staticmethod
+    async def _wait(future: asyncio.Future[Entry | None], timeout: float) -> Entry | None:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    # -- the refresh lock of stale-while-revalidate ------------------------------------------------
+
+    async def try_refresh_lock(self, key: str, ttl: float) -> str | None:
+        """Take the refresh lock for ``key`` (across replicas). Returns the owner token or None."""
+        owner = f"{self._owner}:{secrets.token_hex(4)}"
+        try:
+            if await self._engine.store.acquire_lock(self._refresh_lock_key(key), owner, ttl):
+                return owner
+        except StoreError:
+            return None
+        return None
+
+    async def release_refresh_lock(self, key: str, owner: str) -> None:
+        await self._release_quietly(self._refresh_lock_key(key), owner)
+
+    def _refresh_lock_key(self, key: str) -> str:
+        return f"{self._engine.namespace}:lock:refresh:{key.rsplit(':', 1)[-1]}"
+
+    async def _release_quietly(self, lock_key: str, owner: str) -> None:
+        with contextlib.suppress(StoreError):
+            await self._engine.store.release_lock(lock_key, owner)
