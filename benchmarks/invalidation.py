@@ -99,7 +99,7 @@ async def single_flight(url: str, levels: list[int], upstream_ms: float) -> None
                 )
                 return again.entry
 
-            role = await engine.claim(key, poll=poll)
+            role = await engine.claim(key, poll=poll, model_group="bench")
             if not role.leader and role.entry is not None:
                 return True
             calls += 1
