@@ -354,3 +354,16 @@ async def test_guard_turns_every_failure_into_a_store_error() -> None:
         await guarded.delete("a", "b", 1)
     assert time.monotonic() - started < 0.2
     assert guarded.counters() == {"failures": 2, "timeouts": 1, "short_circuits": 0}
+
+
+async def test_start_connects_and_creates_the_index(redis_search_url: str) -> None:
+    url = with_prefix(redis_search_url)
+    engine = RedisVectorSearch.from_url(url)
+    index = make("shared", url)
+    try:
+        assert await engine.count(DIMS) is None  # no index yet
+        await index.start()
+        assert await engine.count(DIMS) == 0  # created at start-up: the first lookup is one round trip
+    finally:
+        await index.close()
+        await engine.close()
