@@ -359,7 +359,7 @@ async def run_shared(
     gc.collect()
     result.update(
         index="redis+search, "
-        + ("HNSW (M=16, ef_construction=200, ef_runtime=10)" if args.algorithm == "hnsw" else "FLAT"),
+        + ("HNSW (M=16, ef_construction=200, ef_runtime=100)" if args.algorithm == "hnsw" else "FLAT"),
         records=count,
         load=loaded,
         process_rss_mb={"0_records": round(rss0, 1), "after": round(rss_mb(), 1)},

@@ -142,8 +142,10 @@ class RedisVectorSearch:
 
     ``client`` must return bytes (``decode_responses=False``). ``algorithm``: ``hnsw`` (approximate,
     ``m``/``ef_construction``/``ef_runtime``) or ``flat`` (exact brute force over the tag's
-    documents). With a selective tag filter the module itself brute-forces the filtered documents,
-    so a small scope is searched exactly whatever the algorithm.
+    documents). ``ef_runtime`` defaults to 100, not the module's 10: a served match must be found, and
+    with 10 the benchmark's 100 k-record scope lost 45% of its hits (75 of 136). With a selective tag
+    filter the module itself brute-forces the filtered documents, so a small scope is searched exactly
+    whatever the algorithm.
     """
 
     name = "redis+search"
@@ -156,7 +158,7 @@ class RedisVectorSearch:
         algorithm: Algorithm = "hnsw",
         m: int = 16,
         ef_construction: int = 200,
-        ef_runtime: int = 10,
+        ef_runtime: int = 100,
     ) -> None:
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
@@ -175,7 +177,7 @@ class RedisVectorSearch:
     def from_url(cls, url: str, **options: Any) -> RedisVectorSearch:
         """``redis+search://[user:password@]host[:port][/db][?option=value&...]`` (``rediss+search://``
         for TLS). Options: ``prefix`` (``lcp:sv:``), ``algorithm`` (``hnsw`` or ``flat``), ``m`` (16),
-        ``ef_construction`` (200), ``ef_runtime`` (10), and every connection option of
+        ``ef_construction`` (200), ``ef_runtime`` (100), and every connection option of
         :meth:`~litellm_cache_plugin.store.redis.RedisStore.from_url` (``max_connections``,
         ``socket_timeout``, ...). Nothing connects until the first command."""
         from litellm_cache_plugin.store.redis import RedisStore
@@ -285,8 +287,10 @@ class RedisVectorSearch:
             raise ValueError(f"a vector of {dims} float32 values is {4 * dims} bytes, got {len(vector)}")
         _check_name("tag", tag)
         # No FT.CREATE first: one round trip. A missing index is created below, on its error.
+        # EF_RUNTIME per query: the URL's value holds even for an index created with another one.
+        ef = f" EF_RUNTIME {self.ef_runtime}" if self.algorithm == "hnsw" else ""
         query = (
-            Query(f"(@{_TAG_FIELD}:{{{tag}}})=>[KNN {int(k)} @{_VECTOR_FIELD} $vec AS dist]")
+            Query(f"(@{_TAG_FIELD}:{{{tag}}})=>[KNN {int(k)} @{_VECTOR_FIELD} $vec{ef} AS dist]")
             .sort_by("dist")
             .return_fields("dist", _TAG_FIELD, *fields)
             .paging(0, int(k))
