@@ -71,6 +71,38 @@ def inclusive(svg: str, under: str | None = None) -> tuple[int, dict[str, int]]:
     return total, counts
 
 
+# Stages of a fast-path hit: (label, function whose inclusive samples it is). "our decision" is what
+# _Attempt.run spends outside the LiteLLM calls it makes; "middleware in" what the proxy's middleware
+# stack spends before the fast path gets the request; "server and loop" everything else in the process
+# (uvicorn's HTTP parsing, the event loop, other tasks).
+FAST_PATH_STAGES = (
+    ("LiteLLM auth (user_api_key_auth)", "_Attempt._authenticate ("),
+    ("LiteLLM model access (can_key_call_model, router settings)", "_Attempt._may_use ("),
+    ("LiteLLM request setup (add_litellm_data_to_request)", "_Attempt._setup ("),
+    ("pre-call hooks (built-in + the plugin's)", "_Attempt._run_hooks ("),
+    ("response write (middleware send wrappers + uvicorn/h11)", "wrapped_app.<locals>.sender ("),
+    ("hit logging (LiteLLM success callbacks, background)", "_log_hit_now ("),
+)
+
+
+def fast_path_stages(svg: str) -> list[tuple[str, float]]:
+    """Shares of all samples per stage of a fast-path hit (see FAST_PATH_STAGES)."""
+    total, counts = inclusive(svg)
+
+    def find(prefix: str) -> int:
+        return sum(count for name, count in counts.items() if prefix in name)
+
+    rows = [(label, find(prefix)) for label, prefix in FAST_PATH_STAGES]
+    run = find("_Attempt.run (")
+    inside = sum(count for label, count in rows[:5])
+    asgi = find("RequestResponseCycle.run_asgi (")
+    fast = find("FastPathApp.__call__ (")
+    rows.insert(5, ("our decision (probe, context, key, lookup, render, accounting)", max(0, run - inside)))
+    rows.append(("middleware in (the proxy's ASGI stack before the fast path)", max(0, asgi - fast)))
+    rows.append(("server and loop (uvicorn, event loop, the rest)", total - asgi - rows[-2][1]))
+    return [(label, count / total) for label, count in rows]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--match", default=None)
     parser.add_argument("--under", default=None, help="only what this function calls")
+    parser.add_argument("--stages", action="store_true", help="shares of a fast-path hit's stages")
     args = parser.parse_args(argv)
+    if args.stages:
+        for path in args.svg:
+            print(path)
+            for label, share in fast_path_stages(path.read_text(encoding="utf-8")):
+                print(f"  {share * 100:5.1f}%  {label}")
+        return 0
     for path in args.svg:
         total, counts = inclusive(path.read_text(encoding="utf-8"), args.under)
         print(f"{path}: {total} samples")
