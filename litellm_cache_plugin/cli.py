@@ -96,7 +96,12 @@ def render(stats: Mapping[str, Any]) -> str:
             lines.append(
                 "  (cache: this cache's keys only; database: the whole database; server: the whole server)"
             )
-    lines.append(f"scope: {stats.get('scope', '?')} (each proxy worker counts its own requests)")
+    worker = stats.get("worker")
+    who = ""
+    if isinstance(worker, Mapping) and worker.get("pid") is not None:
+        of = f" of {worker['workers']}" if isinstance(worker.get("workers"), int) else ""
+        who = f" pid {worker['pid']}{of}"
+    lines.append(f"scope: {stats.get('scope', '?')}{who} (each proxy worker counts its own requests)")
     return "\n".join(lines)
 
 

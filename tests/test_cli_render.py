@@ -34,3 +34,8 @@ def test_backend_without_coverage_prints_the_bare_figures() -> None:
     text = render(document)
     assert "backend custom: entries=1 bytes=None evictions=None expirations=None" in text
     assert "the whole server" not in text
+
+
+def test_the_answering_worker_is_named() -> None:
+    document = {"scope": "worker", "worker": {"pid": 4242, "workers": 2}, "layers": {}, "backend": None}
+    assert "scope: worker pid 4242 of 2 (each proxy worker counts its own requests)" in render(document)
