@@ -42,6 +42,7 @@ def attach(settings: PluginSettings | Mapping[str, Any] | None = None, *, router
     if router is not None:
         # The Router only consults litellm.cache when asked to.
         router.cache_responses = True
+        plugin.judge.router = router  # layers.semantic.verify: the judge is one of its model groups
     return plugin
 
 

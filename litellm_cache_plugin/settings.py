@@ -40,6 +40,37 @@ class ExactLayer(_Strict):
     cacheable_finish_reasons: tuple[str, ...] = ("stop", "tool_calls", "function_call", "eos")
 
 
+class SemanticVerify(_Strict):
+    """Verified semantic matches (``layers.semantic.verify``): a near match is never served until a
+    judge model has said that the two prompts ask the same thing; a verified paraphrase then hits as
+    an alias of the cached entry (see ``policy/verify.py`` and the README, "Verified matches")."""
+
+    # "off": near matches are served as they are found (threshold + guard). "judge": a near match is
+    # answered upstream (a MISS) and verified in the background by ``judge_model``.
+    mode: Literal["off", "judge"] = "off"
+    # A model group of the same proxy (or Router) that answers "yes" or "no".
+    judge_model: str | None = Field(default=None, min_length=1)
+    # No unverified semantic answer is ever served. Only ``true`` is implemented.
+    strict: bool = True
+    # Verifications running at once (judge calls in flight) per process; more wait their turn.
+    max_concurrent: int = Field(default=2, ge=1, le=256)
+    # Verifications waiting or running per process; beyond, new near matches are not verified
+    # (counted as ``verify_dropped``) until the queue drains.
+    max_pending: int = Field(default=256, ge=1, le=100_000)
+    # Deadline of one judge call (seconds); a late, failed or unclear answer records nothing.
+    timeout: float = Field(default=30.0, gt=0)
+    # How long a verdict on a pair of prompts is remembered (seconds): the pair is not judged again.
+    verdict_ttl: float = Field(default=7 * 86400.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SemanticVerify:
+        if self.mode == "judge" and not self.judge_model:
+            raise ValueError("judge_model: a model group is required when mode is 'judge'")
+        if not self.strict:
+            raise ValueError("strict: only true is implemented (no unverified semantic answer is served)")
+        return self
+
+
 class SemanticLayer(_Strict):
     """Serve a cached answer to a paraphrase (see ``litellm_cache_plugin.semantic``).
 
@@ -73,6 +104,8 @@ class SemanticLayer(_Strict):
     # backend) or "redis+search://host:port/db?prefix=..." / "rediss+search://..." (one index on a
     # Redis server with the search module, shared by every replica; see semantic/shared.py).
     index: str = Field(default="local", pattern=r"^(local|rediss?\+search://.+)$")
+    # Verified matches (off by default): see SemanticVerify.
+    verify: SemanticVerify = SemanticVerify()
 
 
 class EmbeddingLayer(_Strict):

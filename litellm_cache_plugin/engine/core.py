@@ -34,6 +34,7 @@ from litellm_cache_plugin.policy.controls import Outcome, RequestControls
 from litellm_cache_plugin.policy.freshness import age_seconds, backend_ttl, classify
 from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.policy.tags import counters_for, is_invalidated
+from litellm_cache_plugin.policy.verify import ALIAS_KIND
 from litellm_cache_plugin.savings import Savings
 from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
 from litellm_cache_plugin.store.own_entries import OwnEntries
@@ -49,6 +50,9 @@ class Lookup:
     age: int | None = None
     # Invalidation counters read when the request started; a write for this request records them.
     counters: Mapping[str, int] | None = None
+    # An alias (verified semantic match) found at the key, alive as far as its own metadata says
+    # (tenant, counters, version): outcome MISS, reason "alias"; the region follows it.
+    alias: Entry | None = None
 
 
 @dataclass(frozen=True)
@@ -185,11 +189,18 @@ class CacheEngine:
         entry: Entry = decoded
         # Defence in depth: the tenant is already in the key; an entry of another tenant can only appear
         # here through a hash collision or a bug, and is never served.
-        if entry.tenant != tenant.fingerprint or entry.kind != layer_kind(layer):
+        alias = entry.kind == ALIAS_KIND and layer == "exact"
+        if entry.tenant != tenant.fingerprint or (entry.kind != layer_kind(layer) and not alias):
             stats.bump(layer, model_group, "tenant_mismatch")
             return miss("tenant_mismatch")
         if is_invalidated(entry.counters, current):
             return miss("invalidated")
+        if alias:
+            # Verified semantic match: not an answer itself. The region resolves it to its canonical
+            # entry and decides (policy/verify.py); a dead or foreign one was refused just above.
+            if entry.model_version != model_version:
+                return miss("model_version_changed")
+            return Lookup("MISS", "alias", counters=current, alias=entry)
         encrypted_with = entry.extra.get("enc")
         if encrypted_with is not None:
             plaintext = (
@@ -395,6 +406,35 @@ class CacheEngine:
         if self.telemetry is not None:
             self.telemetry.record_store(layer, model_group, len(encoded))
         return dataclasses.replace(entry, payload=payload, compressed=False)
+
+    async def store_alias(
+        self, key: str, payload: bytes, canonical: Entry, *, ttl: float, model_group: str
+    ) -> bool:
+        """Write an alias at ``key`` to the canonical entry ``canonical`` (``payload``: its target, see
+        ``policy.verify.encode_alias``). The alias carries the canonical entry's tenant, version, tags,
+        invalidation counters and lifetime, so whatever kills the canonical entry kills it too.
+        ``ttl``: backend seconds (the canonical entry's remaining life). False when not written."""
+        alias = Entry(
+            payload=payload,
+            created_at=canonical.created_at,
+            fresh_for=canonical.fresh_for,
+            stale_for=canonical.stale_for,
+            tenant=canonical.tenant,
+            counters=dict(canonical.counters),
+            model_version=canonical.model_version,
+            kind=ALIAS_KIND,
+            tags=tuple(canonical.tags),
+        )
+        try:
+            encoded = encode_entry(alias)
+            await self.store.set(key, encoded, ttl)
+        except StoreError as error:
+            self.stats.bump("semantic", model_group, "backend_error")
+            log.warning("alias write skipped: %s", error)
+            return False
+        if self.telemetry is not None:
+            self.telemetry.record_store("semantic", model_group, len(encoded))
+        return True
 
     async def store_many(
         self,

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from litellm_cache_plugin.region.context import Decision
+from litellm_cache_plugin.region.context import Decision, NearMatch
 
 CALL_CAPACITY = 20_000
 
@@ -26,6 +26,8 @@ class CallState:
     counters: Mapping[str, int] | None = None
     # (semantic scope, text) of a miss, so that its stored answer becomes findable by meaning.
     semantic: tuple[str, str] | None = None
+    # Verified mode: the near match found for this miss, verified once its own answer is stored.
+    verify: NearMatch | None = None
 
 
 class CallTable:

@@ -43,8 +43,21 @@ class RequestContext:
     semantic: bool = False
     deterministic: bool = False  # the verdict's: the answer is reproducible (edge layer)
     refresh: bool = False  # the region's own stale-while-revalidate call, not a client's request
+    judge: bool = False  # the region's own verification call to a judge model: never cached nor counted
     parent_span: Any = field(default=None, compare=False, repr=False)  # the caller's tracing span
     # The adapter's call arguments (the upstream port re-runs a request from them for a refresh).
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # The exact-layer key once computed (``CacheRegion.key_for``): a request asks for it several times.
     exact_key_memo: list[str] = field(default_factory=list, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class NearMatch:
+    """A cached prompt close enough to a request's (threshold and guard passed) that verified mode
+    must verify before any request may be answered with its entry."""
+
+    scope: str  # the semantic scope both prompts are in
+    prompt: str  # the request's prompt (folded, as embedded)
+    canonical_key: str  # the exact key of the cached entry
+    canonical_prompt: str
+    similarity: float

@@ -45,11 +45,13 @@ from litellm_cache_plugin.policy.freshness import backend_ttl
 from litellm_cache_plugin.policy.keys import embedding_key, exact_key
 from litellm_cache_plugin.policy.lookup import Bypass, Miss, Serve, assert_never, plan_after_exact
 from litellm_cache_plugin.policy.storable import complete_response
+from litellm_cache_plugin.policy.verify import EntryFacts, alias_verdict, decode_alias
 from litellm_cache_plugin.region.accounting import Accounting
 from litellm_cache_plugin.region.calls import CallTable
-from litellm_cache_plugin.region.context import Decision, RequestContext
+from litellm_cache_plugin.region.context import Decision, NearMatch, RequestContext
 from litellm_cache_plugin.region.edge_facts import edge_facts
-from litellm_cache_plugin.region.ports import ModelCosts, Upstream
+from litellm_cache_plugin.region.ports import Judge, ModelCosts, Upstream
+from litellm_cache_plugin.region.verify import Verifier, VerifyJob
 from litellm_cache_plugin.settings import EffectiveSettings, PluginSettings
 
 log = logging.getLogger("litellm_cache_plugin")
@@ -69,6 +71,7 @@ class CacheRegion:
         costs: ModelCosts,
         semantic: Any = None,
         start_sampler: Callable[[], None] | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -83,6 +86,8 @@ class CacheRegion:
         # key -> (when, read) of reads that found no entry, made moments ago for a request that is on
         # its way to lookup_response (the fast path's probe, before it handed the request on).
         self._recent_misses: OrderedDict[str, tuple[float, Prefetched]] = OrderedDict()
+        # Verified semantic matches (layers.semantic.verify): background judge calls, bounded.
+        self.verifier = Verifier(engine, judge, settings.layers.semantic.verify, self._add_to_index)
 
     @property
     def observer(self) -> Observer | None:
@@ -174,7 +179,7 @@ class CacheRegion:
         Counted once per layer consulted (``notes``: attributes for the span, None without one)."""
         group = ctx.request.model_group
         if not ctx.cacheable:
-            if not ctx.refresh:
+            if not ctx.refresh and not ctx.judge:
                 self.engine.account("exact", group, "bypass", ctx.reason, operation=ctx.request.kind)
             self.record(ctx.call_id, Decision("BYPASS", reason=ctx.reason))
             return Lookup("BYPASS", ctx.reason)
@@ -182,6 +187,15 @@ class CacheRegion:
         if notes is not None:
             notes[KEY_FINGERPRINT] = key_fingerprint(key)
         lookup = await self.exact(ctx, key, prefetched=self._recent_miss(key))
+        if lookup.alias is not None:
+            lookup = await self._follow_alias(ctx, lookup)
+            if lookup.entry is not None:
+                self.accounting.account(ctx, "exact", Lookup("MISS", "alias"), started)
+                attributes = self.accounting.account(ctx, "semantic", lookup, started, result="hit")
+                if notes is not None:
+                    notes.update(attributes)
+                    notes[LAYER] = "semantic"
+                return lookup
         state = self.calls.state(ctx.call_id)
         state.counters = lookup.counters
         result: str | None = None
@@ -261,6 +275,55 @@ class CacheRegion:
         found = await self.exact(ctx, key, record=False)
         return found.entry if found.outcome == "HIT" else None
 
+    # -- verified semantic matches (aliases) ------------------------------------------------------------
+
+    def _verifying(self, ctx: RequestContext) -> bool:
+        """Verified mode is on for this request's model group (and the semantic layer can serve it)."""
+        return (
+            ctx.semantic
+            and self.semantic is not None
+            and self.effective(ctx.request.model_group).layers.semantic.verify.mode != "off"
+        )
+
+    async def _follow_alias(self, ctx: RequestContext, lookup: Lookup) -> Lookup:
+        """The canonical entry an alias at this request's exact key points to, served as a HIT when
+        :func:`alias_verdict` allows it (reason ``alias``), else a MISS with the verdict's reason and
+        the counters of the exact read (the request's own answer then replaces the alias)."""
+        alias = lookup.alias
+        assert alias is not None
+        if not self._verifying(ctx):
+            return Lookup("MISS", "alias_off", counters=lookup.counters)
+        target = decode_alias(alias.payload)
+        canonical = None
+        if target is not None and target.model_group == ctx.request.model_group:
+            canonical = await self.exact(ctx, target.canonical_key, record=False)
+        entry = canonical.entry if canonical is not None and canonical.outcome == "HIT" else None
+        verdict = alias_verdict(
+            alias=_facts(alias),
+            target=target,
+            canonical=_facts(entry) if entry is not None else None,
+            canonical_reason=canonical.reason if canonical is not None else "absent",
+            tenant=ctx.tenant.fingerprint,
+            model_group=ctx.request.model_group,
+            model_version=ctx.request.model_version,
+        )
+        if verdict is not None or canonical is None or entry is None:
+            return Lookup("MISS", verdict or "alias_dead", counters=lookup.counters)
+        similarity = target.similarity if target is not None else None
+        self.record(
+            ctx.call_id,
+            Decision("HIT", "semantic-verified", canonical.age, "alias", None, similarity),
+        )
+        return Lookup("HIT", "alias", entry=entry, age=canonical.age, counters=lookup.counters)
+
+    async def _add_to_index(self, scope: str, text: str, key: str, ttl: float) -> None:
+        if self.semantic is None:
+            return
+        try:
+            await self.semantic.add(scope, text, key, ttl=ttl)
+        except Exception:
+            log.exception("semantic add failed (ignored)")
+
     # -- semantic layer --------------------------------------------------------------------------------
 
     async def _semantic_ready(self) -> None:
@@ -303,6 +366,14 @@ class CacheRegion:
             self.semantic.forget(scoped[0], match.entry_key)
             self.accounting.account(ctx, "semantic", Lookup("MISS", found.reason), started)
             return None
+        if self._verifying(ctx):
+            # Verified mode: a near match is never served unverified. This request goes upstream; the
+            # pair is verified once its own answer is stored (store_response).
+            self.calls.state(ctx.call_id).verify = NearMatch(
+                scoped[0], scoped[1], match.entry_key, match.prompt, match.similarity
+            )
+            self.accounting.account(ctx, "semantic", Lookup("MISS", "unverified"), started)
+            return None
         attributes = self.accounting.account(ctx, "semantic", found, started)
         if notes is not None:
             notes.update(attributes)
@@ -325,6 +396,22 @@ class CacheRegion:
         if state is None or state.semantic is None or self.semantic is None:
             return
         scoped, state.semantic = state.semantic, None
+        near, state.verify = state.verify, None
+        if near is not None and self._verifying(ctx):
+            # Made findable by meaning only if the judge says it is a question of its own.
+            self.verifier.submit(
+                VerifyJob(
+                    paraphrase_key=key,
+                    near=near,
+                    tenant=ctx.tenant,
+                    model_group=ctx.request.model_group,
+                    model_version=ctx.request.model_version,
+                    tags=ctx.tags,
+                    index_ttl=ttl,
+                    settings=self.effective(ctx.request.model_group).layers.semantic.verify,
+                )
+            )
+            return
         try:
             await self.semantic.add(scoped[0], scoped[1], key, ttl=ttl)
         except Exception:
@@ -444,3 +531,7 @@ class CacheRegion:
         if observer is not None:
             observer.record_refresh(model_group, "ok")
         await self.engine.flights.release_refresh_lock(key, owner)
+
+
+def _facts(entry: Entry) -> EntryFacts:
+    return EntryFacts(entry.tenant, entry.model_version, tuple(entry.tags), entry.counters, entry.created_at)

@@ -23,3 +23,13 @@ class ModelCosts(Protocol):
     """The framework's price list for a deployment model (None: unknown)."""
 
     def model_cost(self, model: str, provider: str | None) -> Mapping[str, Any] | None: ...
+
+
+class Judge(Protocol):
+    """Asks a judge model (a model group of the same proxy or Router) one question, off the request
+    path, for verified semantic matches; returns the answer's text (raises when the call fails).
+
+    The call must bypass the cache entirely: it is neither looked up nor stored, and therefore never
+    verified itself."""
+
+    async def ask(self, model_group: str, messages: list[dict[str, str]], timeout: float) -> str: ...

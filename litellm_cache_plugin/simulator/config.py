@@ -77,6 +77,36 @@ def _default_models() -> list[SimModel]:
     return [SimModel(name="llama3.2:1b", kind="chat"), SimModel(name="nomic-embed-text", kind="embed")]
 
 
+class EquivalencePair(BaseModel):
+    """Two prompts labelled as asking the same thing or not (one line of an equivalence file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
+    label: Literal["same", "different"]
+
+
+class SimJudge(BaseModel):
+    """A judge for verified semantic matches (``layers.semantic.verify``): chat models named in
+    ``models`` answer the plugin's judge question (``policy.verify.judge_messages``) with "yes" or
+    "no" from labelled pairs, deterministically. Pairs come from ``equivalence_file`` (JSON lines
+    ``{"a": ..., "b": ..., "label": "same" | "different"}``, or one JSON list of such objects) and
+    ``pairs``; prompts are compared case- and whitespace-insensitively, in either order. A pair
+    that is not labelled is answered ``unknown``.
+
+    ``intent_answers``: every chat model answers prompts labelled "same" (transitively: one intent)
+    alike, as if asked the first prompt of the intent, so that paraphrases get the same answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(default_factory=lambda: ["judge:1b"])
+    equivalence_file: str | None = None
+    pairs: list[EquivalencePair] = Field(default_factory=list)
+    unknown: Literal["yes", "no"] = "no"
+    intent_answers: bool = False
+
+
 class SimulatorConfig(BaseModel):
     """Models and timing of a simulator instance."""
 
@@ -90,6 +120,8 @@ class SimulatorConfig(BaseModel):
     parallel: int = Field(default=4, ge=1)
     embedding_dim: int = Field(default=256, ge=2, le=65536)
     prefix_cache_slots: int = Field(default=8, ge=0)
+    # A judge model answering from labelled pairs (None: no judge; its models must be in ``models``).
+    judge: SimJudge | None = None
 
     @field_validator("models")
     @classmethod

@@ -124,11 +124,25 @@ class OllamaSimulator:
         prompt.append("<|assistant|>")
         prompt_tokens = tuple(prompt)
 
+        self.state.count_model(runtime)
         # Tool-capable models answer a user turn with a call to the first offered tool.
         wants_tool = bool(tools) and messages[-1].get("role") == "user" and isinstance(tools[0], dict)
-        answer = self.state.compose_answer(
-            runtime, prompt_tokens, question, options, fmt, tools[0] if wants_tool else None
-        )
+        answer = self.state.judge_answer(runtime, messages)
+        if answer is None:
+            # Intent-aware answers: a paraphrase is answered as the first prompt of its intent.
+            intent = self.state.intent_of(question)
+            shaped = prompt_tokens
+            if intent is not None and intent != question:
+                # The same tokens, with the words of the last user turn replaced by the intent's.
+                words = question.split()
+                last = max(i for i, t in enumerate(prompt_tokens) if t == "<|user|>")
+                turn = prompt_tokens[last + 1 : last + 1 + len(words)]
+                if list(turn) == words:
+                    tail = prompt_tokens[last + 1 + len(words) :]
+                    shaped = (*prompt_tokens[: last + 1], *intent.split(), *tail)
+            answer = self.state.compose_answer(
+                runtime, shaped, intent or question, options, fmt, tools[0] if wants_tool else None
+            )
         summary = self.state.record(
             {
                 "endpoint": "chat",

@@ -24,6 +24,7 @@ from litellm_cache_plugin.simulator.config import (
     model_meta,
     utc_now,
 )
+from litellm_cache_plugin.simulator.judge import judges
 from litellm_cache_plugin.simulator.parsing import (
     ApiError,
     GenOptions,
@@ -72,7 +73,8 @@ class Answer:
 
 
 def _empty_requests() -> dict[str, int]:
-    return {"chat": 0, "generate": 0, "embed": 0, "embed_inputs": 0, "tags": 0, "show": 0}
+    # "judge": chat requests a judge model answered (also counted in "chat").
+    return {"chat": 0, "generate": 0, "embed": 0, "embed_inputs": 0, "tags": 0, "show": 0, "judge": 0}
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,9 @@ class SimState:
             for m in self.config.models
         }
         self.requests = _empty_requests()
+        # Generation requests (chat and generate) per model, as the request named it.
+        self.requests_by_model: dict[str, int] = {}
+        self.judge = judges(self.config.judge)
         self.prompt_tokens = 0
         self.prompt_tokens_reused = 0
         # Prompt-evaluation time spent, and the time the reused prefix tokens would have taken.
@@ -306,6 +311,30 @@ class SimState:
             cache_tokens=text_tokens,
         )
 
+    def count_model(self, runtime: ModelRuntime) -> None:
+        key = runtime.spec.key
+        self.requests_by_model[key] = self.requests_by_model.get(key, 0) + 1
+
+    def judge_answer(self, runtime: ModelRuntime, messages: list[dict[str, Any]]) -> Answer | None:
+        """The reply of a judge model ("yes"/"no" from the labelled pairs), None for other models."""
+        if self.judge is None or not self.judge.is_judge(runtime.spec.key):
+            return None
+        self.requests["judge"] += 1
+        pieces = split_pieces(self.judge.answer(messages))
+        return Answer(
+            pieces=pieces,
+            tool_calls=None,
+            eval_count=len(pieces),
+            done_reason="stop",
+            cache_tokens=tuple("".join(pieces).split()),
+        )
+
+    def intent_of(self, question: str) -> str | None:
+        """With ``judge.intent_answers``: the prompt whose answer ``question`` gets (its intent's first)."""
+        if self.judge is None or not self.judge.config.intent_answers:
+            return None
+        return self.judge.intent(question)
+
     # ----------------------------------------------------------------- generation
 
     def evaluate(self, runtime: ModelRuntime, prompt: tuple[str, ...], answer: Answer) -> Evaluation:
@@ -360,6 +389,7 @@ class SimState:
     def stats(self) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
+            "requests_by_model": dict(self.requests_by_model),
             "prompt_tokens": self.prompt_tokens,
             "prompt_tokens_reused": self.prompt_tokens_reused,
             "prompt_eval_seconds": round(self.prompt_eval_seconds, 6),
@@ -369,6 +399,7 @@ class SimState:
 
     def reset(self) -> None:
         self.requests = _empty_requests()
+        self.requests_by_model = {}
         self.prompt_tokens = 0
         self.prompt_tokens_reused = 0
         self.prompt_eval_seconds = 0.0

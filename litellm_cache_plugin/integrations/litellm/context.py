@@ -20,6 +20,9 @@ from litellm_cache_plugin.versions import OLLAMA_PROVIDERS, OllamaVersions
 IDENTITY_FIELD = "lcp_identity"
 # Metadata flag of the plugin's own stale-while-revalidate calls (not counted as client lookups).
 REFRESH_FIELD = "lcp_refresh"
+# Metadata flag of the plugin's own calls to a judge model (verified semantic matches): never cached,
+# never counted, never verified.
+JUDGE_FIELD = "lcp_judge"
 
 
 def metadata_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,7 +134,11 @@ class ContextBuilder:
             identity = None if self.proxy_mode else identity
             layer_on = False
         deterministic = False
-        if identity is None:
+        judge_call = metadata.get(JUDGE_FIELD) is True
+        if judge_call:
+            verdict_ok, reason = False, "judge_call"
+            tenant = Tenant("anonymous", "-")
+        elif identity is None:
             verdict_ok, reason = False, "unauthenticated"
             tenant = Tenant("anonymous", "-")
         else:
@@ -156,6 +163,7 @@ class ContextBuilder:
             semantic=effective.layers.semantic.enabled and kind != "embedding",
             deterministic=deterministic,
             refresh=metadata.get(REFRESH_FIELD) is True,
+            judge=judge_call,
             parent_span=parent_span(kwargs),
             source=kwargs,
         )

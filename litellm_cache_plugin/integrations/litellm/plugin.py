@@ -37,7 +37,12 @@ from litellm_cache_plugin.integrations.litellm.context import (
     metadata_of,
     provider_of,
 )
-from litellm_cache_plugin.integrations.litellm.upstream import LiteLLMCosts, LiteLLMUpstream, litellm_embed
+from litellm_cache_plugin.integrations.litellm.upstream import (
+    LiteLLMCosts,
+    LiteLLMJudge,
+    LiteLLMUpstream,
+    litellm_embed,
+)
 from litellm_cache_plugin.integrations.prefix import PrefixRouting
 from litellm_cache_plugin.policy.controls import (
     RequestControls,
@@ -100,6 +105,8 @@ class CachePlugin(CustomLogger):
             refresh_interval=settings.versions.refresh_interval, fetch_timeout=settings.versions.fetch_timeout
         )
         runtime = self.telemetry_runtime
+        # Verified semantic matches ask a model group of this proxy (or of the attached Router).
+        self.judge = LiteLLMJudge()
         self.region = CacheRegion(
             engine,
             settings,
@@ -109,6 +116,7 @@ class CachePlugin(CustomLogger):
             start_sampler=(lambda: runtime.ensure_sampler(engine.backend_stats))
             if runtime is not None
             else None,
+            judge=self.judge,
         )
         self.contexts = ContextBuilder(
             lambda: self.settings, self.region.effective, self.signer, self.versions, proxy_mode=proxy_mode

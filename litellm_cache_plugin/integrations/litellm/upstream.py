@@ -10,7 +10,12 @@ from typing import Any
 import litellm
 
 from litellm_cache_plugin.integrations import compat
-from litellm_cache_plugin.integrations.litellm.context import IDENTITY_FIELD, REFRESH_FIELD, metadata_of
+from litellm_cache_plugin.integrations.litellm.context import (
+    IDENTITY_FIELD,
+    JUDGE_FIELD,
+    REFRESH_FIELD,
+    metadata_of,
+)
 from litellm_cache_plugin.policy.keys import OUTPUT_PARAMS
 from litellm_cache_plugin.region import RequestContext
 
@@ -41,6 +46,40 @@ class LiteLLMUpstream:
     async def refresh(self, ctx: RequestContext, timeout: float) -> None:
         function = litellm.acompletion if ctx.request.kind == "chat" else litellm.atext_completion
         await asyncio.wait_for(function(**refresh_call(ctx.source)), timeout=timeout)
+
+
+def judge_call(model_group: str, messages: list[dict[str, str]], timeout: float) -> dict[str, Any]:
+    """Keyword arguments of a call to the judge model: deterministic, short, and outside the cache
+    (``caching=False`` skips LiteLLM's lookup, ``no-store`` its write, and the metadata flag makes
+    the plugin's own context of it uncacheable and uncounted: a judge call is never verified)."""
+    return {
+        "model": model_group,
+        "messages": messages,
+        "temperature": 0,
+        "max_tokens": 8,
+        "stream": False,
+        "timeout": timeout,
+        "caching": False,
+        "cache": {"no-cache": True, "no-store": True},
+        "metadata": {JUDGE_FIELD: True},
+    }
+
+
+class LiteLLMJudge:
+    """:class:`region.ports.Judge`: asks a model group through the proxy's router (the Router given to
+    ``attach`` in SDK mode; plain ``litellm.acompletion`` with the name as a model otherwise)."""
+
+    def __init__(self, router: Any = None) -> None:
+        self.router = router
+
+    async def ask(self, model_group: str, messages: list[dict[str, str]], timeout: float) -> str:
+        router = getattr(compat.loaded_proxy_server(), "llm_router", None) or self.router
+        call = router.acompletion if router is not None else litellm.acompletion
+        response = await call(**judge_call(model_group, messages, timeout))
+        choices = getattr(response, "choices", None) or []
+        message = getattr(choices[0], "message", None) if choices else None
+        content = getattr(message, "content", None)
+        return content if isinstance(content, str) else ""
 
 
 class LiteLLMCosts:

@@ -1,0 +1,171 @@
+"""Verified semantic matches, off the request path: one background job per new near-match pair.
+
+A request whose exact lookup missed and whose prompt is near a cached one (threshold and guard
+passed) is answered upstream in verified mode; once its own answer is stored, the region hands the
+pair to :meth:`Verifier.submit`. The job, bounded in number (``max_pending``) and in concurrency
+(``max_concurrent``), never blocks nor fails a request:
+
+1. the pair's remembered verdict, if any (``policy.verify.verdict_key``), else the judge's: a call to
+   the judge model group through the :class:`~litellm_cache_plugin.region.ports.Judge` port, with a
+   deadline; the verdict is remembered for ``verdict_ttl`` seconds;
+2. "same": the canonical entry is read again for the request's tenant, model group, version and tags
+   and, if still fresh, the paraphrase's exact key becomes an alias of it (``CacheEngine.store_alias``);
+3. "different": the paraphrase is a question of its own: made findable by meaning like any miss.
+
+Any failure (judge error, timeout, unclear answer, backend error) records nothing: fail open, the
+pair stays unverified and is never served. Counted in the ``semantic`` row of the stats:
+``verified``, ``rejected``, ``judge_failed``, ``verify_dropped``, ``verify_target_gone``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from litellm_cache_plugin.engine import CacheEngine
+from litellm_cache_plugin.policy.controls import RequestControls
+from litellm_cache_plugin.policy.keys import Tenant
+from litellm_cache_plugin.policy.verify import (
+    AliasTarget,
+    Judgement,
+    alias_ttl,
+    decode_verdict,
+    encode_alias,
+    encode_verdict,
+    judge_messages,
+    parse_judgement,
+    verdict_key,
+)
+from litellm_cache_plugin.region.context import NearMatch
+from litellm_cache_plugin.region.ports import Judge
+from litellm_cache_plugin.settings import SemanticVerify
+from litellm_cache_plugin.store.base import StoreError
+
+log = logging.getLogger("litellm_cache_plugin")
+
+# (scope, text, exact key, ttl) -> made findable by meaning (SemanticIndex.add through the region)
+AddToIndex = Callable[[str, str, str, float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    """One near-match pair to verify, with the scope of the request that found it."""
+
+    paraphrase_key: str  # the request's own exact key (holds its own answer; becomes the alias)
+    near: NearMatch
+    tenant: Tenant
+    model_group: str
+    model_version: str
+    tags: tuple[str, ...]
+    index_ttl: float  # the paraphrase's own entry's backend TTL (for the index, on "different")
+    settings: SemanticVerify
+
+
+class Verifier:
+    """The region's background verifications (one per process)."""
+
+    def __init__(
+        self, engine: CacheEngine, judge: Judge | None, settings: SemanticVerify, add_to_index: AddToIndex
+    ) -> None:
+        self.engine = engine
+        self.judge = judge
+        self.max_pending = settings.max_pending
+        self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._pending: set[tuple[str, str]] = set()
+        self._add_to_index = add_to_index
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, job: VerifyJob) -> bool:
+        """Start verifying ``job`` in the background; False when it was not started (the same pair is
+        already being verified in this process, or too many are waiting)."""
+        pair = (job.paraphrase_key, job.near.canonical_key)
+        if pair in self._pending:
+            return False
+        if len(self._pending) >= self.max_pending or self.judge is None:
+            self.engine.stats.bump("semantic", job.model_group, "verify_dropped")
+            return False
+        self._pending.add(pair)
+        self.engine.spawn(self._run(job, pair))
+        return True
+
+    async def _run(self, job: VerifyJob, pair: tuple[str, str]) -> None:
+        try:
+            async with self._slots:
+                await self.verify(job)
+        except Exception:  # fail open: a verification never raises into anything
+            log.exception("semantic verification failed (nothing recorded)")
+            self.engine.stats.bump("semantic", job.model_group, "judge_failed")
+        finally:
+            self._pending.discard(pair)
+
+    async def verify(self, job: VerifyJob) -> Judgement | None:
+        """Run one verification to its end (see the module docstring); returns the verdict used."""
+        group = job.model_group
+        store = self.engine.store
+        key = verdict_key(self.engine.namespace, job.paraphrase_key, job.near.canonical_key)
+        try:
+            judgement = decode_verdict(await store.get(key))
+        except StoreError as error:
+            log.warning("semantic verification skipped: %s", error)
+            self.engine.stats.bump("semantic", group, "backend_error")
+            return None
+        if judgement is None:
+            judgement = await self._ask(job)
+            if judgement is None:
+                self.engine.stats.bump("semantic", group, "judge_failed")
+                return None
+            self.engine.stats.bump("semantic", group, "judged")
+            try:
+                await store.set(key, encode_verdict(judgement), job.settings.verdict_ttl)
+            except StoreError as error:
+                log.warning("semantic verdict not remembered: %s", error)
+        if judgement == "different":
+            self.engine.stats.bump("semantic", group, "rejected")
+            await self._add_to_index(job.near.scope, job.near.prompt, job.paraphrase_key, job.index_ttl)
+            return judgement
+        canonical = await self.engine.lookup(
+            job.near.canonical_key,
+            tenant=job.tenant,
+            model_group=group,
+            model_version=job.model_version,
+            controls=RequestControls(),
+            tags=job.tags,
+            record=False,
+        )
+        entry = canonical.entry if canonical.outcome == "HIT" else None
+        ttl = (
+            alias_ttl(entry.created_at, entry.fresh_for, entry.stale_for, self.engine.clock())
+            if entry
+            else None
+        )
+        if entry is None or ttl is None:
+            self.engine.stats.bump("semantic", group, "verify_target_gone")
+            return judgement
+        target = AliasTarget(job.near.canonical_key, group, entry.created_at, job.near.similarity)
+        if await self.engine.store_alias(
+            job.paraphrase_key, encode_alias(target), entry, ttl=ttl, model_group=group
+        ):
+            self.engine.stats.bump("semantic", group, "verified")
+        return judgement
+
+    async def _ask(self, job: VerifyJob) -> Judgement | None:
+        assert self.judge is not None
+        model = job.settings.judge_model
+        if not model:
+            return None
+        timeout = job.settings.timeout
+        messages = judge_messages(job.near.canonical_prompt, job.near.prompt)
+        try:
+            answer = await asyncio.wait_for(self.judge.ask(model, messages, timeout), timeout=timeout)
+        except Exception as error:  # timeouts included: nothing is recorded, the pair stays unverified
+            log.warning("semantic judge %s failed: %r", model, error)
+            return None
+        judgement = parse_judgement(answer)
+        if judgement is None:
+            log.warning("semantic judge %s gave no clear yes/no (nothing recorded)", model)
+        return judgement
