@@ -36,9 +36,8 @@ class JudgeBook:
     def __init__(self, config: SimJudge) -> None:
         self.config = config
         self.models = frozenset(canonical_model_name(name) for name in config.models)
-        pairs = list(config.pairs)
-        if config.equivalence_file:
-            pairs += read_pairs(config.equivalence_file)
+        pairs = read_pairs(config.equivalence_file) if config.equivalence_file else []
+        pairs += config.pairs
         self.labels: dict[frozenset[str], str] = {}
         self._parent: dict[str, str] = {}
         self._first: dict[str, str] = {}  # normal form -> the prompt as first written

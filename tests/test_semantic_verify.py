@@ -1,0 +1,490 @@
+"""Verified semantic matches: the pure rules (alias resolution, lifetime, verdicts, the judge's prompt
+and answer), the engine's alias entries, the region driving them with a fake judge (strict: nothing
+unverified is served), the bounded background jobs, the judge call that never touches the cache, and
+the simulator's judge."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from litellm_cache_plugin.engine import CacheEngine
+from litellm_cache_plugin.policy.controls import RequestControls
+from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
+from litellm_cache_plugin.policy.verify import (
+    AliasTarget,
+    EntryFacts,
+    alias_ttl,
+    alias_verdict,
+    decode_alias,
+    decode_verdict,
+    encode_alias,
+    encode_verdict,
+    judge_messages,
+    judge_prompts,
+    parse_judgement,
+    verdict_key,
+)
+from litellm_cache_plugin.region import CacheRegion, RequestContext
+from litellm_cache_plugin.settings import SemanticVerify, SettingsError, settings_from_mapping
+from litellm_cache_plugin.simulator.config import EquivalencePair, SimJudge
+from litellm_cache_plugin.simulator.judge import JudgeBook
+from litellm_cache_plugin.store.memory import MemoryStore
+
+TEAM = Tenant("team", "t-1")
+OTHER = Tenant("team", "t-2")
+CANONICAL = "How far is Paris from Lyon?"
+PARAPHRASE = "Tell me how far Paris is from Lyon."
+TRAP = "Tell me how far Paris is from Lyon in miles."
+
+
+# --- pure rules -------------------------------------------------------------------------------------
+
+
+def facts(**changes: Any) -> EntryFacts:
+    base: dict[str, Any] = {
+        "tenant": "fp",
+        "model_version": "v1",
+        "tags": ("docs",),
+        "counters": {"m": 1, "t": 2},
+        "created_at": 100.0,
+    }
+    return EntryFacts(**{**base, **changes})
+
+
+def verdict(**overrides: Any) -> str | None:
+    arguments: dict[str, Any] = {
+        "alias": facts(),
+        "target": AliasTarget("lcp:x:canonical", "llama", 100.0, 0.95),
+        "canonical": facts(),
+        "canonical_reason": "fresh",
+        "tenant": "fp",
+        "model_group": "llama",
+        "model_version": "v1",
+    }
+    return alias_verdict(**{**arguments, **overrides})
+
+
+def test_a_live_alias_to_the_same_entry_is_served() -> None:
+    assert verdict() is None
+    assert verdict(canonical=facts(tags=("docs",), counters={"t": 2, "m": 1})) is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"target": None}, "alias_corrupt"),
+        ({"tenant": "other"}, "alias_scope"),  # another tenant (defence in depth: the key holds it)
+        ({"model_group": "other"}, "alias_scope"),
+        ({"model_version": "v2"}, "alias_scope"),
+        ({"canonical": None, "canonical_reason": "invalidated"}, "alias_dead"),
+        ({"canonical": None, "canonical_reason": "expired"}, "alias_dead"),
+        ({"canonical": None, "canonical_reason": "backend_error"}, "backend_error"),
+        ({"canonical": facts(tenant="other")}, "alias_scope"),
+        ({"canonical": facts(model_version="v2")}, "alias_dead"),
+        ({"canonical": facts(created_at=101.0)}, "alias_replaced"),  # a newer answer at the key
+        ({"canonical": facts(tags=())}, "alias_replaced"),
+        ({"canonical": facts(counters={"m": 1, "t": 3})}, "alias_replaced"),
+    ],
+)
+def test_an_alias_dies_with_its_canonical_entry(overrides: dict[str, Any], reason: str) -> None:
+    assert verdict(**overrides) == reason
+
+
+def test_alias_payload_round_trip_and_garbage() -> None:
+    target = AliasTarget("lcp:x:k", "llama", 12.5, 0.91)
+    assert decode_alias(encode_alias(target)) == target
+    assert decode_alias(encode_alias(AliasTarget("k", "g", 1.0))) == AliasTarget("k", "g", 1.0, None)
+    for raw in (b"", b"not json", b"[]", b'{"to": "", "group": "g", "created": 1}', b'{"to": "k"}'):
+        assert decode_alias(raw) is None
+    assert decode_alias(b'{"to": "k", "group": "g", "created": true}') is None
+
+
+def test_alias_lifetime_is_what_is_left_of_the_canonical_entry() -> None:
+    assert alias_ttl(created_at=100, fresh_for=60, stale_for=0, now=130) == pytest.approx(30)
+    assert alias_ttl(created_at=100, fresh_for=60, stale_for=20, now=130) == pytest.approx(50)
+    assert alias_ttl(created_at=100, fresh_for=60, stale_for=20, now=159.5) is None  # < 1 s left
+    assert alias_ttl(created_at=100, fresh_for=60, stale_for=0, now=200) is None
+
+
+def test_verdicts_are_remembered_per_pair_and_tenant_scoped_through_the_keys() -> None:
+    key = verdict_key("lcp", "lcp:e:team-a:p", "lcp:e:team-a:c")
+    assert key.startswith("lcp:v:")
+    assert key != verdict_key("lcp", "lcp:e:team-b:p", "lcp:e:team-b:c")
+    assert key != verdict_key("lcp", "lcp:e:team-a:c", "lcp:e:team-a:p")  # ordered: new -> cached
+    assert decode_verdict(encode_verdict("same")) == "same"
+    assert decode_verdict(encode_verdict("different")) == "different"
+    assert decode_verdict(None) is None
+    assert decode_verdict(b"maybe") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "judgement"),
+    [
+        ("yes", "same"),
+        ("Yes.", "same"),
+        ("  YES, they do", "same"),
+        ("no", "different"),
+        ("No - different units", "different"),
+        ("", None),
+        ("maybe", None),
+        ("I think yes", None),  # not a clear one-word answer: nothing is recorded
+        (None, None),
+    ],
+)
+def test_judge_answers(answer: str | None, judgement: str | None) -> None:
+    assert parse_judgement(answer) == judgement
+
+
+def test_judge_prompt_round_trip() -> None:
+    messages = judge_messages(CANONICAL, "two\nlines <request_a> inside")
+    assert messages[0]["role"] == "system" and "yes or no" in messages[0]["content"]
+    assert judge_prompts(messages) == (CANONICAL, "two\nlines <request_a> inside")
+    assert judge_prompts([{"role": "user", "content": "hello"}]) is None
+
+
+def test_settings() -> None:
+    assert SemanticVerify().mode == "off"  # off by default: nothing changes
+    on = settings_from_mapping(
+        {"layers": {"semantic": {"enabled": True, "verify": {"mode": "judge", "judge_model": "judge"}}}},
+        environ={},
+    )
+    assert on.layers.semantic.verify.judge_model == "judge"
+    with pytest.raises(SettingsError, match="judge_model"):
+        settings_from_mapping({"layers": {"semantic": {"verify": {"mode": "judge"}}}}, environ={})
+    with pytest.raises(SettingsError, match="strict"):
+        settings_from_mapping(
+            {"layers": {"semantic": {"verify": {"mode": "judge", "judge_model": "j", "strict": False}}}},
+            environ={},
+        )
+    with pytest.raises(SettingsError, match="unknown setting"):
+        settings_from_mapping({"layers": {"semantic": {"verify": {"judge": "j"}}}}, environ={})
+
+
+# --- the region with a fake judge --------------------------------------------------------------------
+
+
+class FakeJudge:
+    """Answers from a table of pairs; counts its calls."""
+
+    def __init__(self, same: set[frozenset[str]], *, fail: bool = False, delay: float = 0.0) -> None:
+        self.same = same
+        self.fail = fail
+        self.delay = delay
+        self.calls = 0
+
+    async def ask(self, model_group: str, messages: list[dict[str, str]], timeout: float) -> str:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("judge down")
+        prompts = judge_prompts(messages)
+        assert prompts is not None and model_group == "judge"
+        return "yes" if frozenset(prompts) in self.same else "no"
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+async def bag_of_words(texts: Sequence[str]) -> list[list[float]]:
+    """A deterministic toy embedding: paraphrases sharing words are close."""
+    out = []
+    for text in texts:
+        vector = [0.0] * 64
+        for word in _WORD.findall(text.lower()):
+            vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % 64] += 1.0
+        out.append(vector)
+    return out
+
+
+class Upstream:
+    async def refresh(self, ctx: RequestContext, timeout: float) -> None:
+        return None
+
+
+class Costs:
+    def model_cost(self, model: str, provider: str | None) -> None:
+        return None
+
+
+class Harness:
+    def __init__(self, judge: FakeJudge, *, verify: dict[str, Any] | None = None) -> None:
+        from litellm_cache_plugin.semantic import CallableEmbedder, SemanticIndex
+
+        semantic = {
+            "enabled": True,
+            "guard": False,
+            "threshold": 0.6,
+            "verify": {"mode": "judge", "judge_model": "judge", **(verify or {})},
+        }
+        self.settings = settings_from_mapping({"layers": {"semantic": semantic}}, environ={})
+        self.store = MemoryStore()
+        self.engine = CacheEngine(self.store, namespace="lcp")
+        index = SemanticIndex(
+            self.store,
+            namespace="lcp",
+            embedder=CallableEmbedder("toy", bag_of_words),
+            settings=self.settings.layers.semantic,
+        )
+        self.judge = judge
+        self.region = CacheRegion(
+            self.engine, self.settings, upstream=Upstream(), costs=Costs(), semantic=index, judge=judge
+        )
+        self.calls = 0
+        self.version = "v1"
+
+    def ctx(self, prompt: str, tenant: Tenant = TEAM, tags: tuple[str, ...] = ()) -> RequestContext:
+        self.calls += 1
+        request = CacheRequest(
+            kind="chat",
+            model_group="llama",
+            provider="ollama_chat",
+            model_version=self.version,
+            params={"temperature": 0},
+            messages=[{"role": "user", "content": prompt}],
+        )
+        return RequestContext(
+            request=request,
+            tenant=tenant,
+            cacheable=True,
+            reason="deterministic",
+            controls=RequestControls(),
+            ttl=600,
+            stale_for=0,
+            call_id=f"call-{self.calls}",
+            stream=False,
+            tags=tags,
+            semantic=True,
+        )
+
+    async def ask(self, prompt: str, tenant: Tenant = TEAM, tags: tuple[str, ...] = ()) -> tuple[str, str]:
+        """(x-cache outcome with layer, answer) of one request; a miss stores an answer of its own."""
+        ctx = self.ctx(prompt, tenant, tags)
+        lookup = await self.region.lookup_response(ctx)
+        decision = self.region.decision_for(ctx.call_id)
+        if lookup.entry is not None:
+            assert decision is not None
+            message = lookup.entry.payload_json()["choices"][0]["message"]
+            return f"{decision.outcome}:{decision.layer}", message["content"]
+        answer = f"answer to {prompt} for {tenant.ident}"
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "llama",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+            ],
+        }
+        await self.region.store_response(ctx, body, upstream_ms=10.0)
+        return "MISS", answer
+
+    async def settle(self) -> None:
+        for _ in range(200):
+            if not self.region.verifier.pending:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("verification did not finish")
+
+    def stat(self, what: str) -> int:
+        return self.engine.stats.get("semantic", "llama", what)
+
+
+@pytest.fixture(autouse=True)
+def _needs_semantic_extra() -> None:
+    pytest.importorskip("numpy", reason="the [semantic] extra is not installed")
+
+
+async def test_strict_a_near_match_is_answered_upstream_then_served_as_a_verified_alias() -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))})
+    h = Harness(judge)
+    assert (await h.ask(CANONICAL))[0] == "MISS"
+    first = await h.ask(PARAPHRASE)
+    assert first[0] == "MISS"  # a near match is never served unverified
+    assert h.stat("miss") == 2 and h.stat("hit") == 0  # counted as a semantic miss ("unverified")
+    await h.settle()
+    assert judge.calls == 1 and h.stat("verified") == 1 and h.stat("judged") == 1
+    outcome = await h.region.lookup_response(h.ctx(PARAPHRASE))
+    assert outcome.outcome == "HIT" and outcome.reason == "alias"
+    served = await h.ask(PARAPHRASE)
+    assert served == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
+    assert judge.calls == 1  # no judge call on a hit
+    assert h.stat("hit") == 2  # served by the semantic layer (verified), counted there
+    # Another tenant never uses it.
+    assert (await h.ask(PARAPHRASE, OTHER))[0] == "MISS"
+
+
+async def test_a_rejected_pair_is_remembered_and_never_served() -> None:
+    judge = FakeJudge(set())
+    h = Harness(judge)
+    await h.ask(CANONICAL)
+    assert (await h.ask(TRAP, tags=("own",)))[0] == "MISS"
+    await h.settle()
+    assert h.stat("rejected") == 1 and judge.calls == 1
+    # Its own entry dropped: the near match is found again, never served, and not judged again.
+    await h.engine.invalidate_tag("own")
+    outcome, answer = await h.ask(TRAP)
+    assert outcome == "MISS" and CANONICAL not in answer
+    await h.settle()
+    assert judge.calls == 1
+    assert (await h.ask(TRAP))[0] == "HIT:exact"
+
+
+@pytest.mark.parametrize("how", ["tag", "model", "tenant", "version", "replaced"])
+async def test_an_alias_dies_with_its_canonical_entry_in_the_region(how: str) -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))})
+    h = Harness(judge)
+    await h.ask(CANONICAL, tags=("docs",))
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert (await h.ask(PARAPHRASE))[0] == "HIT:semantic-verified"
+    if how == "tag":
+        await h.engine.invalidate_tag("docs")
+    elif how == "model":
+        await h.engine.invalidate_model("llama")
+    elif how == "tenant":
+        await h.engine.invalidate_tenant(TEAM.fingerprint)
+    elif how == "version":
+        h.version = "v2"
+    else:  # the canonical key now holds a newer answer (no-cache refresh)
+        ctx = h.ctx(CANONICAL, tags=("docs",))
+        body = {
+            "id": "y",
+            "object": "chat.completion",
+            "created": 2,
+            "model": "llama",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "new"}}
+            ],
+        }
+        await asyncio.sleep(0.01)
+        await h.region.store_response(ctx, body, upstream_ms=1.0)
+    outcome, answer = await h.ask(PARAPHRASE)
+    assert outcome == "MISS", how
+    assert CANONICAL not in answer
+
+
+async def test_a_failing_judge_records_nothing_and_never_fails_a_request() -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))}, fail=True)
+    h = Harness(judge)
+    await h.ask(CANONICAL)
+    assert (await h.ask(PARAPHRASE))[0] == "MISS"
+    await h.settle()
+    assert h.stat("judge_failed") == 1 and h.stat("verified") == 0
+    key = h.region.key_for(h.ctx(PARAPHRASE))
+    canonical_key = h.region.key_for(h.ctx(CANONICAL))
+    assert await h.store.get(verdict_key("lcp", key, canonical_key)) is None
+    assert (await h.ask(PARAPHRASE))[0] == "HIT:exact"  # its own answer, not the near match's
+
+
+async def test_a_slow_judge_times_out() -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))}, delay=5)
+    h = Harness(judge, verify={"timeout": 0.05})
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat("judge_failed") == 1 and h.stat("verified") == 0
+
+
+async def test_verifications_are_bounded_and_deduplicated() -> None:
+    judge = FakeJudge(set(), delay=0.2)
+    h = Harness(judge, verify={"max_pending": 1, "max_concurrent": 1})
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    assert h.region.verifier.pending == 1
+    await h.ask("Please tell me how far Paris is from Lyon.")  # another pair: over the bound
+    assert h.stat("verify_dropped") == 1
+    await h.settle()
+    assert judge.calls == 1
+
+
+async def test_verify_off_serves_near_matches_as_before() -> None:
+    judge = FakeJudge(set())
+    h = Harness(judge, verify={"mode": "off", "judge_model": None})
+    await h.ask(CANONICAL)
+    outcome, answer = await h.ask(PARAPHRASE)
+    assert outcome == "HIT:semantic" and CANONICAL in answer
+    assert judge.calls == 0
+
+
+# --- no recursion: the judge call never touches the cache ------------------------------------------
+
+
+def test_the_judge_call_is_outside_the_cache() -> None:
+    from litellm_cache_plugin.integrations.litellm.context import JUDGE_FIELD
+    from litellm_cache_plugin.integrations.litellm.upstream import judge_call
+
+    call = judge_call("judge", judge_messages("a", "b"), 3.0)
+    assert call["caching"] is False
+    assert call["cache"] == {"no-cache": True, "no-store": True}
+    assert call["metadata"] == {JUDGE_FIELD: True}
+    assert call["model"] == "judge" and call["temperature"] == 0 and call["stream"] is False
+
+
+async def test_a_judge_call_reaching_the_carrier_is_neither_looked_up_nor_counted() -> None:
+    from litellm_cache_plugin.integrations.litellm import CachePlugin
+    from litellm_cache_plugin.integrations.litellm.upstream import judge_call
+
+    settings = settings_from_mapping(
+        {
+            "telemetry": {"enabled": False},
+            "layers": {"semantic": {"verify": {"mode": "judge", "judge_model": "j"}}},
+        },
+        environ={},
+    )
+    for proxy_mode in (True, False):
+        plugin = CachePlugin(settings, proxy_mode=proxy_mode)
+        kwargs = {
+            **judge_call("judge", judge_messages(CANONICAL, PARAPHRASE), 3.0),
+            "model": "ollama_chat/judge:1b",
+            "litellm_call_id": "judge-1",
+        }
+        kwargs["metadata"] = {**kwargs["metadata"], "model_group": "judge"}
+        ctx = plugin.context(kwargs)
+        assert ctx is not None and not ctx.cacheable and ctx.judge and ctx.reason == "judge_call"
+        assert await plugin.carrier.async_get_cache(**kwargs) is None
+        assert plugin.carrier.get_cache_key(**kwargs).startswith("lcp-bypass:")
+        await plugin.carrier.async_add_cache('{"choices": []}', **kwargs)
+        assert plugin.engine.stats.snapshot() == {}  # not counted, nothing stored
+        assert plugin.region.verifier.pending == 0
+
+
+# --- the simulator's judge -------------------------------------------------------------------------
+
+
+def test_simulator_judge_answers_from_labelled_pairs(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        EquivalencePair(a=CANONICAL, b=PARAPHRASE, label="same").model_dump_json()
+        + "\n"
+        + EquivalencePair(a=CANONICAL, b=TRAP, label="different").model_dump_json()
+        + "\n",
+        encoding="utf-8",
+    )
+    book = JudgeBook(
+        SimJudge(
+            equivalence_file=str(path),
+            pairs=[EquivalencePair(a=PARAPHRASE, b="Paris to Lyon: how far?", label="same")],
+        )
+    )
+    assert book.is_judge("judge:1b") and not book.is_judge("llama3.2:1b")
+    assert book.answer(judge_messages(CANONICAL, PARAPHRASE)) == "yes"
+    assert book.answer(judge_messages("  tell ME how far paris is from lyon. ", CANONICAL)) == "yes"
+    assert book.answer(judge_messages(CANONICAL, TRAP)) == "no"
+    assert book.answer(judge_messages(CANONICAL, "unlabelled")) == "no"  # unknown: the configured answer
+    assert book.answer([{"role": "user", "content": "not a judge question"}]) == "no"
+    # Intents: "same" pairs, transitively, answered as the intent's first prompt.
+    assert book.intent("Paris to Lyon: how far?") == CANONICAL
+    assert book.intent(TRAP) is None  # in no "same" pair: answered as itself
+    assert book.intent("unlabelled") is None
+    assert JudgeBook(SimJudge(pairs=[], unknown="yes")).verdict("a", "b") == "yes"
