@@ -488,3 +488,38 @@ def test_simulator_judge_answers_from_labelled_pairs(tmp_path: Path) -> None:
     assert book.intent(TRAP) is None  # in no "same" pair: answered as itself
     assert book.intent("unlabelled") is None
     assert JudgeBook(SimJudge(pairs=[], unknown="yes")).verdict("a", "b") == "yes"
+
+
+def test_simulator_judge_and_intent_answers_over_http() -> None:
+    import httpx
+
+    from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+    from litellm_cache_plugin.simulator.config import SimModel
+
+    config = SimulatorConfig(
+        latency_ms=0,
+        models=[SimModel(name="llama3.2:1b"), SimModel(name="judge:1b")],
+        judge=SimJudge(
+            pairs=[
+                EquivalencePair(a=CANONICAL, b=PARAPHRASE, label="same"),
+                EquivalencePair(a=CANONICAL, b=TRAP, label="different"),
+            ],
+            intent_answers=True,
+        ),
+    )
+
+    def chat(sim: SimulatorThread, model: str, messages: list[dict[str, str]]) -> str:
+        body = {"model": model, "messages": messages, "stream": False, "options": {"temperature": 0}}
+        response = httpx.post(f"{sim.url}/api/chat", json=body, timeout=10)
+        response.raise_for_status()
+        return str(response.json()["message"]["content"])
+
+    with SimulatorThread(config) as sim:
+        assert chat(sim, "judge:1b", judge_messages(CANONICAL, PARAPHRASE)) == "yes"
+        assert chat(sim, "judge:1b", judge_messages(CANONICAL, TRAP)) == "no"
+        same = chat(sim, "llama3.2:1b", [{"role": "user", "content": PARAPHRASE}])
+        assert same == chat(sim, "llama3.2:1b", [{"role": "user", "content": CANONICAL}])
+        assert chat(sim, "llama3.2:1b", [{"role": "user", "content": TRAP}]) != same
+        stats = httpx.get(f"{sim.url}/_sim/stats", timeout=10).json()
+        assert stats["requests"]["judge"] == 2 and stats["requests"]["chat"] == 5
+        assert stats["requests_by_model"] == {"llama3.2:1b": 3, "judge:1b": 2}
