@@ -228,7 +228,8 @@ def test_stats_cli_shows_the_same_numbers(
     assert shown.returncode == 0, shown.stderr
     row = next(line for line in shown.stdout.splitlines() if line.startswith("exact") and "llama3.2" in line)
     cells = row.split()
-    assert cells[2:7] == ["7", "0", "0", "3", "1"] and cells[7] == "70.0"
+    # hit, stale, coalesced, miss, refused, bypass, hit%
+    assert cells[2:8] == ["7", "0", "0", "3", "0", "1"] and cells[8] == "70.0"
     assert "7 of the hits were served by the fast path" in shown.stdout
     refused = subprocess.run([*command, "--key", TEAM_A], capture_output=True, text=True)
     assert refused.returncode != 0 and "admin" in refused.stderr
