@@ -18,12 +18,16 @@ elif [[ "${1:-}" == --litellm=* ]]; then
 fi
 
 export LITELLM_LOCAL_MODEL_COST_MAP=True
+# Two pytest-xdist workers (the machine has two cores; most of an e2e test's time is a proxy booting or
+# waiting on one). Tests sharing a set of proxies run in one worker (tests/conftest.py). Override with
+# PYTEST_WORKERS=0 (no xdist) or another count.
+parallel=(-n "${PYTEST_WORKERS:-2}" --dist loadgroup)
 if [ -n "$litellm" ]; then
   scripts/setup.sh --litellm "$litellm"
   scripts/install-services.sh
   venv=".venv-litellm-$litellm"
   echo "== pytest on LiteLLM $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))')"
-  exec "$venv/bin/python" -m pytest -q "$@"
+  exec "$venv/bin/python" -m pytest -q "${parallel[@]}" "$@"
 fi
 
 scripts/setup.sh
@@ -34,4 +38,4 @@ echo "== ruff"
 echo "== mypy"; .venv/bin/mypy
 echo "== import contracts (pyproject.toml [tool.importlinter])"; .venv/bin/lint-imports
 echo "== pytest on LiteLLM $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("litellm"))')"
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q "${parallel[@]}" "$@"

@@ -412,3 +412,19 @@ def redis_search_url(redis_search_factory: RedisSearchFactory) -> str:
     except RuntimeError as exc:
         _unavailable(str(exc))
     return f"redis+search://127.0.0.1:{server.port}/0?prefix=lcp-test-{uuid.uuid4().hex}:sv:"
+
+
+# Tests that share an expensive session fixture (a set of proxies booted once) run in one pytest-xdist
+# worker (scripts/test.sh: -n 2 --dist loadgroup), and so does each file: its module-scoped proxies
+# boot once. Without xdist the marker does nothing.
+_SHARED_PROXY_FIXTURES = ("fp_proxies", "proxies")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        names = getattr(item, "fixturenames", ())
+        shared = next((name for name in _SHARED_PROXY_FIXTURES if name in names), None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))

@@ -15,6 +15,10 @@ import httpx
 import pytest
 
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
+
+# Defined here, not imported into each test module: a fixture imported into three modules is three
+# fixtures, and its five proxies booted three times per session.
+from tests.e2e.fast_path_support import fp_proxies  # noqa: F401
 from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config, running
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

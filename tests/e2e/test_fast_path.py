@@ -23,15 +23,12 @@ from tests.e2e.fast_path_support import (
     TEAM_B,
     FastClient,
     chat_body,
-    fp_proxies,
     sse_events,
     unique,
 )
 from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["fp_proxies"]  # the session fixture, re-exported so pytest finds it here
 
 
 def _client(proxies: dict[str, ProxyProcess], simulator: SimulatorThread, name: str) -> Iterator[FastClient]:

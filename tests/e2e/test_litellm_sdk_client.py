@@ -17,12 +17,10 @@ from typing import Any
 import pytest
 
 from litellm_cache_plugin.simulator import SimulatorThread
-from tests.e2e.fast_path_support import OK, FastClient, fp_proxies, unique
+from tests.e2e.fast_path_support import OK, FastClient, unique
 from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["fp_proxies"]  # the session fixture, re-exported so pytest finds it here
 
 
 @pytest.fixture(params=["memory", "off"], ids=["fast_path", "hook_path"])
