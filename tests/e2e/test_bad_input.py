@@ -16,10 +16,17 @@ from tools.runner import ProxyProcess
 pytestmark = pytest.mark.e2e
 
 
-def our_frames(client: Client) -> list[str]:
-    """Traceback lines pointing into this package in the proxy's log (there must be none). The fast
-    path's pass-through frame (it awaits the rest of the app) is on every request's stack: not ours."""
-    lines = client.proxy.log_path.read_text(errors="replace").splitlines()
+def log_size(client: Client) -> int:
+    return client.proxy.log_path.stat().st_size
+
+
+def our_frames(client: Client, since: int) -> list[str]:
+    """Traceback lines pointing into this package in what the proxy logged from offset ``since`` (this
+    test's requests; other tests sharing the proxy fail upstream on purpose). There must be none. The
+    fast path's pass-through frame (it awaits the rest of the app) is on every request's stack: not ours."""
+    with client.proxy.log_path.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
     return [
         line
         for number, line in enumerate(lines)
@@ -30,6 +37,7 @@ def our_frames(client: Client) -> list[str]:
 
 
 def test_malformed_bodies_are_refused_cleanly(client: Client) -> None:
+    since = log_size(client)
     for raw in [b"{not json", b"[]", b'{"model": "llama3.2"}', b'{"model": "llama3.2", "messages": "hi"}']:
         response = client.chat(TEAM_A, raw)
         # LiteLLM 1.106 itself answers 500 to a JSON array body (its auth reads body.get); the rest 4xx
@@ -38,7 +46,7 @@ def test_malformed_bodies_are_refused_cleanly(client: Client) -> None:
             assert response.status_code < 500, (raw, response.status_code)
     # the proxy and the cache still work afterwards, and none of the failures came from the plugin
     assert client.chat(TEAM_A, chat_body(unique("still alive?"), temperature=0)).status_code == 200
-    assert our_frames(client) == []
+    assert our_frames(client, since) == []
 
 
 @pytest.mark.parametrize(
@@ -63,6 +71,7 @@ def test_odd_and_huge_prompts_are_served(client: Client, prompt: str) -> None:
 
 
 def test_lone_surrogates_are_served_or_refused_cleanly(client: Client) -> None:
+    since = log_size(client)
     content = "a \\ud800 b " + unique("x")  # JSON escape of a lone surrogate: valid JSON, invalid UTF-16
     raw = (
         '{"model": "llama3.2", "temperature": 0, "messages": [{"role": "user", "content": "'
@@ -72,10 +81,11 @@ def test_lone_surrogates_are_served_or_refused_cleanly(client: Client) -> None:
     first = client.chat(TEAM_A, raw)
     assert first.status_code in (200, 400), first.text[:300]
     assert client.chat(TEAM_A, raw).status_code == first.status_code
-    assert our_frames(client) == []
+    assert our_frames(client, since) == []
 
 
 def test_invalid_cache_controls_are_ignored_not_fatal(client: Client) -> None:
+    since = log_size(client)
     body = chat_body(unique("controls"), temperature=0)
     for extra, headers in [
         ({"cache": {"ttl": "banana", "s-maxage": -1}}, {}),
@@ -86,7 +96,7 @@ def test_invalid_cache_controls_are_ignored_not_fatal(client: Client) -> None:
         assert response.status_code == 200, response.text[:300]
     # a non-object `cache` field: LiteLLM's own handler refuses it with a 400 (before the plugin)
     assert client.chat(TEAM_A, {**body, "cache": "no-cache please"}).status_code == 400
-    assert our_frames(client) == []
+    assert our_frames(client, since) == []
 
 
 async def _corrupt(url: str, key: str) -> bytes | None:
