@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from litellm_cache_plugin.simulator import SimulatorConfig, SimulatorThread
 from litellm_cache_plugin.simulator.config import EquivalencePair, SimJudge, SimModel
-from tests.e2e.conftest import TEAM_A, TEAM_B, chat_body
+from tests.e2e.conftest import TEAM_A, TEAM_B, _with_prefix, chat_body
 from tools.runner import DEMO_AUTH_MODULE, ProxyProcess, proxy_config
 
 pytestmark = pytest.mark.e2e
@@ -46,11 +47,17 @@ SAME = [("Paris", "Lyon"), ("Rome", "Milan"), ("Berlin", "Munich"), ("Vienna", "
 TRAP = ("Madrid", "Seville")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["memory", "redis"])
 def verified_proxy(
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ProxyProcess, SimulatorThread]]:
+    """One proxy per backend: on Redis the aliases and remembered verdicts live in the shared store
+    (a unique prefix per run), on memory:// in the proxy."""
     base = tmp_path_factory.mktemp("semantic-verified")
+    if request.param == "redis":
+        backend = _with_prefix(request.getfixturevalue("redis_url"), f"verified-{uuid.uuid4().hex[:8]}")
+    else:
+        backend = "memory://"
     equivalence = base / "equivalence.jsonl"
     lines = [
         EquivalencePair(a=canonical(*pair), b=paraphrase(*pair), label="same").model_dump_json()
@@ -71,7 +78,7 @@ def verified_proxy(
     )
     with SimulatorThread(sim_config) as sim:
         section = {
-            "backend": "memory://",
+            "backend": backend,
             "layers": {"semantic": {"enabled": True, "verify": {"mode": "judge", "judge_model": "judge"}}},
         }
         config = proxy_config(sim.url, section)
@@ -82,7 +89,10 @@ def verified_proxy(
             }
         )
         proxy = ProxyProcess(
-            config, base / "proxy", extra_files={"demo_auth.py": DEMO_AUTH_MODULE}, name="sem-verified"
+            config,
+            base / "proxy",
+            extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
+            name=f"sem-verified-{request.param}",
         )
         with proxy:
             yield proxy, sim
