@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -117,17 +115,11 @@ def test_verdict_is_total(a: str, b: str) -> None:
     assert verdict is None or isinstance(verdict, str)
 
 
-def test_guard_is_fast() -> None:
-    pairs = [(features(a), features(b)) for a, b, _ in TRAPS] + [(features(a), features(b)) for a, b in SERVE]
-    rounds = 50
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for a, b in pairs:
-            near_miss(a, b)
-    per_pair_ms = (time.perf_counter() - start) * 1000 / (rounds * len(pairs))
-    assert per_pair_ms < 0.2, per_pair_ms
-    prompts = [a for a, _, _ in TRAPS] * 4
-    start = time.perf_counter()
-    for prompt in prompts:
-        features(prompt)
-    assert (time.perf_counter() - start) * 1000 / len(prompts) < 1.0  # once per prompt, not per pair
+def test_features_are_per_prompt_and_compared_per_pair() -> None:
+    """The guard's split that keeps it cheap: a prompt's features are computed once and compared with
+    any number of candidates (what each costs: benchmarks/micro_budgets.py, < 0.2 ms per pair, < 1 ms
+    per prompt)."""
+    asked = features(TRAPS[0][1])
+    verdicts = [near_miss(features(a), asked) for a, _, _ in TRAPS[:5]]
+    assert verdicts == [near_miss(features(a), features(TRAPS[0][1])) for a, _, _ in TRAPS[:5]]
+    assert features(TRAPS[0][1]) == asked  # a pure function of the prompt

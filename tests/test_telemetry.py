@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -328,20 +327,17 @@ def test_forbidden_attributes_never_leave(
     sdk.tracer_provider.shutdown()
 
 
-# --- no SDK: works and costs ~nothing ---------------------------------------------------------------
+# --- no SDK: works (what it costs: benchmarks/micro_budgets.py, 100k lookups < 1 s) -----------------
 
 
 @pytest.mark.parametrize("explicit_noop", [True, False])
-def test_no_sdk_is_cheap(explicit_noop: bool) -> None:
+def test_no_sdk_works(explicit_noop: bool) -> None:
     # False: the global providers, which without an SDK are the API's proxies.
     t = CacheTelemetry(NoOpMeterProvider(), NoOpTracerProvider()) if explicit_noop else CacheTelemetry()
     with t.span("llm_cache.lookup", {tm.LAYER: "exact"}) as span:
         span.set(tm.RESULT, "hit")
-    start = time.perf_counter()
-    for _ in range(100_000):
+    for _ in range(1_000):
         t.record_lookup("exact", "llama", "hit", "fresh", latency_ms=0.3, latency_saved_ms=800.0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"100k no-op lookups took {elapsed:.3f}s"
 
 
 # --- pure helpers -----------------------------------------------------------------------------------
