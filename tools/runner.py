@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -55,7 +55,8 @@ class ProxyProcess:
     10-20 s on a small machine), so several proxies can boot in parallel. ``litellm_cli`` runs another
     installation's ``litellm`` command (default: the one next to this interpreter, else on ``PATH``).
     ``num_workers``: uvicorn worker processes (``litellm --num_workers``); each loads its own plugin,
-    and ``wait_ready`` returns once one of them answers (see :meth:`wait_workers`).
+    and ``wait_ready`` returns once one of them answers (see :meth:`wait_workers`). ``server``:
+    ``"gunicorn"`` runs the workers under gunicorn (``litellm --run_gunicorn``) instead of uvicorn.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class ProxyProcess:
         name: str = "proxy",
         litellm_cli: Path | None = None,
         num_workers: int = 1,
+        server: Literal["uvicorn", "gunicorn"] = "uvicorn",
     ) -> None:
         self.config = config
         self.workdir = workdir
@@ -80,6 +82,7 @@ class ProxyProcess:
         self.name = name
         self.litellm_cli = litellm_cli
         self.num_workers = num_workers
+        self.server = server
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
@@ -123,6 +126,8 @@ class ProxyProcess:
             "--num_workers",
             str(self.num_workers),
         ]
+        if self.server == "gunicorn":
+            command.append("--run_gunicorn")
         log_file = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command,

@@ -55,6 +55,13 @@ def worker_proxies(
             "backend_timeout_ms": 1000,  # a busy 2-core machine running 4 workers lags event loops
             "telemetry": {"prometheus": {"enabled": True}},
         },
+        # The same under gunicorn (litellm --run_gunicorn): another process model, same expectations.
+        "gunicorn": {
+            "backend": _with_prefix(redis_url, f"workers-g-{uuid.uuid4().hex[:8]}"),
+            "ttl": 600,
+            "backend_timeout_ms": 1000,
+            "telemetry": {"prometheus": {"enabled": True}},
+        },
     }
     proxies = {
         name: ProxyProcess(
@@ -63,6 +70,7 @@ def worker_proxies(
             extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
             name=f"workers-{name}",
             num_workers=WORKERS,
+            server="gunicorn" if name == "gunicorn" else "uvicorn",
         )
         for name, section in sections.items()
     }
@@ -133,8 +141,9 @@ def test_each_worker_loads_the_plugin_once_and_memory_says_each_has_its_own_cach
     notes = [line for line in log.splitlines() if "each worker" in line and "has its own cache" in line]
     noted = [int(m.group(1)) for line in notes if (m := re.search(r"pid (\d+)", line))]
     assert sorted(noted) == sorted(pids), notes  # one line per worker, from each worker that answers
-    redis_log = worker_proxies["redis"].log_path.read_text(encoding="utf-8", errors="replace")
-    assert "has its own cache" not in redis_log
+    for shared in ("redis", "gunicorn"):
+        log = worker_proxies[shared].log_path.read_text(encoding="utf-8", errors="replace")
+        assert "has its own cache" not in log
     for proxy in worker_proxies.values():
         assert "fast path off" not in proxy.log_path.read_text(encoding="utf-8", errors="replace")
 
@@ -142,10 +151,11 @@ def test_each_worker_loads_the_plugin_once_and_memory_says_each_has_its_own_cach
 # --- Redis: one cache for every worker ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("shared", ["redis", "gunicorn"])
 def test_the_fast_path_serves_hits_in_every_worker_from_one_entry(
-    worker_proxies: dict[str, ProxyProcess], sim: SimulatorThread
+    worker_proxies: dict[str, ProxyProcess], sim: SimulatorThread, shared: str
 ) -> None:
-    proxy = worker_proxies["redis"]
+    proxy = worker_proxies[shared]
     body = chat_body(unique("Name a planet."), temperature=0)
     upstream = sim_calls(sim)
     first = _chat(proxy, body)
@@ -187,12 +197,13 @@ def _burst(proxy: ProxyProcess, body: dict[str, Any], n: int) -> list[httpx.Resp
         return list(pool.map(ask, range(n)))
 
 
+@pytest.mark.parametrize("shared", ["redis", "gunicorn"])
 def test_single_flight_holds_across_workers(
-    worker_proxies: dict[str, ProxyProcess], sim: SimulatorThread
+    worker_proxies: dict[str, ProxyProcess], sim: SimulatorThread, shared: str
 ) -> None:
     """Identical concurrent misses that land on both workers make one upstream call: the worker
     without the leader waits on the flight through Redis (``flight_polled``)."""
-    proxy = worker_proxies["redis"]
+    proxy = worker_proxies[shared]
     for attempt in range(5):
         body = chat_body(unique(f"Describe a lighthouse ({attempt})."), temperature=0)
         before, upstream = per_worker(proxy), sim_calls(sim)
@@ -249,8 +260,11 @@ def test_memory_workers_do_not_share_entries(
 # --- what the admin answers cover ----------------------------------------------------------------
 
 
-def test_stats_and_metrics_name_the_worker_that_answered(worker_proxies: dict[str, ProxyProcess]) -> None:
-    proxy = worker_proxies["redis"]
+@pytest.mark.parametrize("shared", ["redis", "gunicorn"])
+def test_stats_and_metrics_name_the_worker_that_answered(
+    worker_proxies: dict[str, ProxyProcess], shared: str
+) -> None:
+    proxy = worker_proxies[shared]
     stats = per_worker(proxy)
     for pid, answer in stats.items():
         assert answer["scope"] == "worker"
