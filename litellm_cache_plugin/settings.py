@@ -106,6 +106,11 @@ class SemanticLayer(_Strict):
     index: str = Field(default="local", pattern=r"^(local|rediss?\+search://.+)$")
     # Verified matches (off by default): see SemanticVerify.
     verify: SemanticVerify = SemanticVerify()
+    # Multi-turn chats: "exact" (every earlier turn must be equal, the default) or "by_meaning" (a
+    # conversation with the same system prompt, parameters and turn roles may be served when every
+    # earlier turn matches its counterpart by meaning and passes the near-miss guard; see
+    # semantic/conversation.py and results/semantic/conversations/).
+    conversations: Literal["exact", "by_meaning"] = "exact"
 
 
 class EmbeddingLayer(_Strict):

@@ -26,6 +26,8 @@ class CallState:
     counters: Mapping[str, int] | None = None
     # (semantic scope, text) of a miss, so that its stored answer becomes findable by meaning.
     semantic: tuple[str, str] | None = None
+    # Its earlier turns ((role, text), ...) when the conversation is scoped by meaning.
+    semantic_context: tuple[tuple[str, str], ...] = ()
     # Verified mode: the near match found for this miss, verified once its own answer is stored.
     verify: NearMatch | None = None
 

@@ -336,15 +336,21 @@ class CacheRegion:
     ) -> Lookup | None:
         """A paraphrase of a cached prompt in the same scope: the exact entry it points to, re-checked
         (tenant, counters, version, freshness) by the engine before it is served."""
-        from litellm_cache_plugin.semantic import semantic_scope
+        from litellm_cache_plugin.semantic import semantic_prompt
 
-        scoped = semantic_scope(ctx.request, ctx.tenant)
-        if scoped is None:
+        prompt = semantic_prompt(
+            ctx.request,
+            ctx.tenant,
+            conversations=self.effective(ctx.request.model_group).layers.semantic.conversations,
+        )
+        if prompt is None:
             return None
-        self.calls.state(ctx.call_id).semantic = scoped
+        scoped = (prompt.scope, prompt.text)
+        state = self.calls.state(ctx.call_id)
+        state.semantic, state.semantic_context = scoped, prompt.context
         try:
             await self._semantic_ready()
-            resolved = await self.semantic.resolve(scoped[0], scoped[1])
+            resolved = await self.semantic.resolve(prompt.scope, prompt.text, context=prompt.context)
         except Exception:
             log.exception("semantic lookup failed open")
             self.accounting.account(ctx, "semantic", Lookup("MISS", "error"), started)
@@ -396,6 +402,7 @@ class CacheRegion:
         if state is None or state.semantic is None or self.semantic is None:
             return
         scoped, state.semantic = state.semantic, None
+        context, state.semantic_context = state.semantic_context, ()
         near, state.verify = state.verify, None
         if near is not None and self._verifying(ctx):
             # Made findable by meaning only if the judge says it is a question of its own.
@@ -413,7 +420,7 @@ class CacheRegion:
             )
             return
         try:
-            await self.semantic.add(scoped[0], scoped[1], key, ttl=ttl)
+            await self.semantic.add(scoped[0], scoped[1], key, ttl=ttl, context=context)
         except Exception:
             log.exception("semantic add failed (ignored)")
 

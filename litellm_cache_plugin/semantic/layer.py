@@ -2,7 +2,8 @@
 
 Flow for a chat request (the glue does this; nothing here knows LiteLLM):
 
-1. ``scoped = semantic_scope(request, tenant)``; ``None`` means not eligible.
+1. ``scoped = semantic_scope(request, tenant)``; ``None`` means not eligible (``semantic_prompt``:
+   the same with a conversation's earlier turns, passed as ``context=`` to ``resolve`` and ``add``).
 2. Exact lookup misses -> ``match = await index.lookup(scope, text, now=now)`` (or
    ``result = await index.resolve(...)``, which also says why nothing was served: see
    :class:`SemanticLookup`; a guard refusal carries its rule and tokens).
@@ -12,7 +13,12 @@ Flow for a chat request (the glue does this; nothing here knows LiteLLM):
 
 Scope: a match is only possible between requests equal in everything but the last user turn: tenant,
 model group and version, system prompt and earlier turns, and every output-affecting parameter. It is
-the exact key's canonical material with the last user message taken out.
+the exact key's canonical material with the last user message taken out. With
+``layers.semantic.conversations: by_meaning`` (:func:`semantic_prompt`), the contents of the earlier
+user and assistant turns leave the scope too (their number, roles and order stay in it): they are
+stored with the record as its ``context``, and a candidate found by its last turn is re-checked turn
+by turn (``conversation.check_turns``: threshold and guard per turn; a refusal's rule is
+``conversation_<rule>``). Single prompts get the same scope in both modes.
 
 Replicas: every record is written to the shared store under ``{ns}:s:{<scope>}:{n}``, where ``n``
 comes from the per-scope counter ``{ns}:s:{<scope>}:seq`` (``incr``). A lookup reads the counter (one
@@ -43,6 +49,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from litellm_cache_plugin.policy.keys import CacheRequest, Tenant, request_material
 from litellm_cache_plugin.policy.normalize import canonical_json, canonical_value, fold_text
+from litellm_cache_plugin.semantic.conversation import (
+    ASSISTANT_THRESHOLD,
+    USER_TURN_THRESHOLD,
+    Turn,
+    TurnRefusal,
+    check_turns,
+    pairs_to_compare,
+)
 from litellm_cache_plugin.semantic.embedder import Embedder, require_semantic_extra
 from litellm_cache_plugin.semantic.guard import PromptFeatures, Refusal, check, features
 from litellm_cache_plugin.settings import SemanticLayer
@@ -57,11 +71,15 @@ __all__ = [
     "SemanticIndex",
     "SemanticLookup",
     "SemanticMatch",
+    "SemanticPrompt",
     "SemanticRefusal",
+    "semantic_prompt",
     "semantic_scope",
 ]
 
 log = logging.getLogger("litellm_cache_plugin.semantic")
+
+ConversationMode = Literal["exact", "by_meaning"]
 
 # Bump when the scope material changes shape: old records then sit in other scopes and expire.
 SCOPE_SCHEMA = 1
@@ -93,6 +111,17 @@ def _text_of(content: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SemanticPrompt:
+    """What the semantic layer looks up for one request: the scope id, the text embedded and searched
+    (the last user turn, or the prompt) and, for a multi-turn chat scoped by meaning, the earlier
+    turns (``(role, folded text)``) that a candidate's must match one by one (``conversation``)."""
+
+    scope: str
+    text: str
+    context: tuple[Turn, ...] = ()
+
+
 def semantic_scope(request: CacheRequest, tenant: Tenant) -> tuple[str, str] | None:
     """``(scope id, text to embed)`` for a request, or ``None`` when it is not eligible.
 
@@ -100,6 +129,49 @@ def semantic_scope(request: CacheRequest, tenant: Tenant) -> tuple[str, str] | N
     string prompt. The scope id hashes the exact key's material with the last user turn (or the
     prompt) removed; the text is that turn, folded like the exact key folds it.
     """
+    prompt = semantic_prompt(request, tenant)
+    return None if prompt is None else (prompt.scope, prompt.text)
+
+
+def _conversation_material(earlier: Sequence[Any]) -> tuple[list[Any], tuple[Turn, ...]] | None:
+    """The earlier messages with the contents of their user and assistant turns left out (the shape
+    the scope keeps), and those contents; ``None`` when there is no such turn or one of them is not
+    plain text (tool calls, tool results, images: the conversation is then scoped exactly)."""
+    shape: list[Any] = []
+    turns: list[Turn] = []
+    for message in earlier:
+        if not isinstance(message, Mapping):
+            message = canonical_value(message)
+            if not isinstance(message, dict):
+                return None
+        role = message.get("role")
+        if role in ("system", "developer"):
+            shape.append(message)
+            continue
+        if role not in ("user", "assistant") or message.get("tool_calls") or message.get("function_call"):
+            return None
+        raw = _text_of(message.get("content"))
+        if raw is None:
+            return None
+        turns.append((role, fold_text(raw)))
+        shape.append({**{k: v for k, v in message.items() if k != "content"}, "content": "\x00turn"})
+    if not turns:
+        return None
+    return shape, tuple(turns)
+
+
+def semantic_prompt(
+    request: CacheRequest, tenant: Tenant, *, conversations: ConversationMode = "exact"
+) -> SemanticPrompt | None:
+    """The :class:`SemanticPrompt` of a request, or ``None`` when it is not eligible (see
+    :func:`semantic_scope`).
+
+    ``conversations="by_meaning"``: a chat with earlier user/assistant turns, all plain text, gets a
+    scope without their contents (still with the system prompts, the turns' roles and order, and the
+    parameters, tenant, model group and version) and carries them as ``context``; a single prompt,
+    or a conversation with a tool call or an image, is scoped exactly as with ``"exact"``.
+    """
+    context: tuple[Turn, ...] = ()
     if request.kind == "chat":
         messages = request.messages
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
@@ -114,7 +186,14 @@ def semantic_scope(request: CacheRequest, tenant: Tenant) -> tuple[str, str] | N
         raw = _text_of(last.get("content"))
         if raw is None:
             return None
-        material = request_material(replace(request, messages=list(messages[:-1])), tenant)
+        earlier: list[Any] = list(messages[:-1])
+        by_meaning = _conversation_material(earlier) if conversations == "by_meaning" else None
+        if by_meaning is not None:
+            earlier, context = by_meaning
+        material = request_material(replace(request, messages=earlier), tenant)
+        if context:
+            # Never the scope of an exact conversation or of a single prompt.
+            material["conversation"] = "by_meaning"
         # Other fields of the last turn ("name") still have to match.
         material["last_turn"] = {
             str(k): canonical_value(v) for k, v in last.items() if k != "content" and v is not None
@@ -129,7 +208,8 @@ def semantic_scope(request: CacheRequest, tenant: Tenant) -> tuple[str, str] | N
         return None
     material["layer"] = "semantic"
     material["semantic_schema"] = SCOPE_SCHEMA
-    return hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()[:32], text
+    scope = hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()[:32]
+    return SemanticPrompt(scope, text, context)
 
 
 # --- index ----------------------------------------------------------------------------------------
@@ -256,6 +336,10 @@ class SemanticIndex:
             # them as dead: a shared index wants a shared backend.
             log.warning("layers.semantic.index is shared but the backend is memory://: use a shared backend")
         self._dims: int | None = None  # size of the embedder's vectors, once one was seen
+        # Cosine an earlier assistant turn of a conversation must reach (semantic/conversation.py).
+        self.assistant_threshold = ASSISTANT_THRESHOLD
+        # ... and an earlier user turn (None: the layer's threshold).
+        self.turn_threshold: float | None = USER_TURN_THRESHOLD
 
     # -- keys ---------------------------------------------------------------------------------------
 
@@ -284,17 +368,31 @@ class SemanticIndex:
                 log.warning("semantic index not prepared (lookups fail open until it answers): %s", error)
 
     async def lookup(
-        self, scope: str, text: str, *, now: float | None = None, min_generation: int = 0
+        self,
+        scope: str,
+        text: str,
+        *,
+        now: float | None = None,
+        min_generation: int = 0,
+        context: Sequence[Turn] = (),
     ) -> SemanticMatch | None:
         """The best cached prompt of ``scope`` that may answer ``text``, or ``None``.
 
         ``min_generation``: records written under an older model generation are skipped. Same as
         ``(await resolve(...)).match``; :meth:`resolve` also says why nothing was served.
         """
-        return (await self.resolve(scope, text, now=now, min_generation=min_generation)).match
+        return (
+            await self.resolve(scope, text, now=now, min_generation=min_generation, context=context)
+        ).match
 
     async def resolve(
-        self, scope: str, text: str, *, now: float | None = None, min_generation: int = 0
+        self,
+        scope: str,
+        text: str,
+        *,
+        now: float | None = None,
+        min_generation: int = 0,
+        context: Sequence[Turn] = (),
     ) -> SemanticLookup:
         """Look ``text`` up in ``scope``: a match, or why there is none (see :class:`SemanticLookup`).
 
@@ -308,7 +406,7 @@ class SemanticIndex:
             return _TOO_LONG
         skey = self._skey(scope)
         if self.shared is not None:
-            return await self._resolve_shared(scope, skey, text, now, min_generation)
+            return await self._resolve_shared(scope, skey, text, now, min_generation, tuple(context))
         # Embedding (a thread) and the store round trip run at the same time.
         embedded, synced = await asyncio.gather(
             self._vector(text), self._sync(skey, now), return_exceptions=True
@@ -335,10 +433,10 @@ class SemanticIndex:
             self.stats["error"] += 1
             log.warning("semantic search failed open: %s", error)
             return _ERROR
-        return self._judge(scope, skey, text, candidates)
+        return await self._decide(scope, skey, text, candidates, tuple(context))
 
     async def _resolve_shared(
-        self, scope: str, skey: str, text: str, now: float, min_generation: int
+        self, scope: str, skey: str, text: str, now: float, min_generation: int, context: tuple[Turn, ...]
     ) -> SemanticLookup:
         """:meth:`resolve` on the shared index: embed, then one search filtered by the scope."""
         assert self.shared is not None
@@ -363,10 +461,75 @@ class SemanticIndex:
             self.stats["error"] += 1
             log.warning("semantic lookup failed open: %r", error)
             return _ERROR
-        return self._judge(scope, skey, text, candidates)
+        return await self._decide(scope, skey, text, candidates, context)
 
-    def _judge(self, scope: str, skey: str, text: str, candidates: Sequence[Candidate]) -> SemanticLookup:
-        """The first candidate the guard lets through, or why none (counted in :attr:`stats`)."""
+    async def _decide(
+        self,
+        scope: str,
+        skey: str,
+        text: str,
+        candidates: Sequence[Candidate],
+        context: tuple[Turn, ...],
+    ) -> SemanticLookup:
+        """:meth:`_judge`, after embedding the earlier turns a conversation's candidates need."""
+        turn_check: Callable[[Candidate], TurnRefusal | None] | None = None
+        if candidates and (context or any(c.context for c in candidates)):
+            try:
+                turn_check = await self._turn_checker(text, candidates, context)
+            except Exception as error:  # the embedder
+                self.stats["error"] += 1
+                log.warning("semantic lookup failed open (earlier turns): %r", error)
+                return _ERROR
+        return self._judge(scope, skey, text, candidates, turn_check)
+
+    async def _turn_checker(
+        self, text: str, candidates: Sequence[Candidate], context: tuple[Turn, ...]
+    ) -> Callable[[Candidate], TurnRefusal | None]:
+        """The turn-by-turn check of a conversation (:func:`check_turns`) with every similarity it
+        needs embedded in one batch: the differing turns of the candidates the last-turn guard lets
+        through (the others are refused before their turns are looked at)."""
+        mine = self._prompt_features(text) if self.settings.guard else None
+        todo = [c for c in candidates if mine is None or check(c.features, mine) is None]
+        threshold = self.settings.threshold if self.turn_threshold is None else self.turn_threshold
+        texts = {
+            t
+            for c in todo
+            for i in pairs_to_compare(
+                c.context, context, threshold=threshold, assistant_threshold=self.assistant_threshold
+            )
+            for t in (c.context[i][1], context[i][1])
+        }
+        vectors = await self._vectors_of(sorted(texts))
+        self.stats["turns_compared"] += len(texts)
+
+        def turn_check(candidate: Candidate) -> TurnRefusal | None:
+            cached = candidate.context
+
+            def similarity(i: int) -> float:
+                return float(vectors[cached[i][1]] @ vectors[context[i][1]])
+
+            return check_turns(
+                cached,
+                context,
+                similarity,
+                threshold=threshold,
+                assistant_threshold=self.assistant_threshold,
+                guard=self.settings.guard,
+                features=self._prompt_features,
+            )
+
+        return turn_check
+
+    def _judge(
+        self,
+        scope: str,
+        skey: str,
+        text: str,
+        candidates: Sequence[Candidate],
+        turn_check: Callable[[Candidate], TurnRefusal | None] | None = None,
+    ) -> SemanticLookup:
+        """The first candidate the guard (and, for a conversation, ``turn_check`` on its earlier
+        turns) lets through, or why none (counted in :attr:`stats`)."""
         if not candidates:
             self.stats["miss"] += 1
             return _MISS
@@ -389,6 +552,21 @@ class SemanticIndex:
                         refusal.detail,
                     )
                     continue
+            turn = turn_check(candidate) if turn_check is not None else None
+            if turn is not None:
+                self.stats[f"guard_{turn.rule}"] += 1
+                refusals.append(
+                    SemanticRefusal(
+                        turn.rule,
+                        f"turn {turn.turn}: {turn.detail}",
+                        candidate.similarity,
+                        candidate.text,
+                        candidate.entry_key,
+                        scope,
+                    )
+                )
+                log.debug("semantic conversation refused (%s, turn %d)", turn.rule, turn.turn)
+                continue
             if self.shared is None:
                 self._index.touch(skey, candidate.entry_key)
             self.stats["hit"] += 1
@@ -407,11 +585,16 @@ class SemanticIndex:
         ttl: float,
         generation: int = 0,
         now: float | None = None,
+        context: Sequence[Turn] = (),
     ) -> bool:
         """Make ``text`` (cached under the exact key ``entry_key``) findable for ``ttl`` seconds.
 
+        ``context``: the earlier turns of a conversation scoped by meaning (:class:`SemanticPrompt`),
+        stored with the record; a lookup's own earlier turns must match them one by one.
+
         Returns False when nothing was added (too long, embedder failure). A store failure still
         leaves the prompt in this process's index."""
+        context = tuple(context)
         now = self.clock() if now is None else now
         if len(text) > self.settings.max_chars or not ttl > 0:
             return False
@@ -433,6 +616,7 @@ class SemanticIndex:
                     expires_at=now + ttl,
                     generation=generation,
                     created_at=now,
+                    context=context,
                 )
             except (StoreError, ValueError) as error:
                 self.stats["error"] += 1
@@ -452,9 +636,10 @@ class SemanticIndex:
             generation=generation,
             created_at=now,
             prompt_features=prompt_features,
+            context=context,
         )
         self.stats["add"] += 1
-        record = Record(text, entry_key, vector, now, now + ttl, generation, self.embedder.model_id)
+        record = Record(text, entry_key, vector, now, now + ttl, generation, self.embedder.model_id, context)
         try:
             n = await self.store.incr(self.sequence_key(scope))
             await self.store.set(self.record_key(scope, n), encode_record(record), ttl)
@@ -517,6 +702,29 @@ class SemanticIndex:
         if len(self._vectors) > _QUERY_CACHE:
             self._vectors.popitem(last=False)
         return vector
+
+    async def _vectors_of(self, texts: Sequence[str]) -> dict[str, Vector]:
+        """Unit vectors of ``texts``, the ones not among the last few embedded in one batch."""
+        from litellm_cache_plugin.semantic.index import unit
+
+        out: dict[str, Vector] = {}
+        missing: list[str] = []
+        for text in texts:
+            cached = self._vectors.get(text)
+            if cached is None:
+                missing.append(text)
+            else:
+                self._vectors.move_to_end(text)
+                out[text] = cached
+        if missing:
+            raws = await self.embedder.embed(missing)
+            for text, raw in zip(missing, raws, strict=True):
+                vector = out[text] = unit(raw)
+                self._dims = len(vector)
+                self._vectors[text] = vector
+            while len(self._vectors) > _QUERY_CACHE:
+                self._vectors.popitem(last=False)
+        return out
 
     def _prompt_features(self, text: str) -> PromptFeatures:
         cached = self._features.get(text)
@@ -624,6 +832,7 @@ class SemanticIndex:
                 expires_at=record.expires_at,
                 generation=record.generation,
                 created_at=record.created_at,
+                context=record.context,
             )
         except ValueError:
             self.stats["bad_record"] += 1

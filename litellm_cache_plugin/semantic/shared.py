@@ -11,6 +11,9 @@ embedder: the hashed id the layer computes) is the document's TAG, and every sea
 it in the engine, then checked again on each hit; a hit also only names an exact-layer key, which the
 region re-checks (tenant, invalidation counters, model version, freshness) before anything is served.
 
+A conversation scoped by meaning (``layers.semantic.conversations: by_meaning``) stores its earlier
+turns in the document's ``context`` field (JSON); the layer re-checks them turn by turn in process.
+
 Expiry: a vector expires with its entry (the same backend TTL); an entry that dies earlier
 (invalidated by model or tag, evicted) is found dead by the region's re-check, which then calls
 :meth:`SharedVectorIndex.remove`. Every call has the backend deadline and a circuit breaker
@@ -25,14 +28,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 
 from litellm_cache_plugin.semantic.guard import PromptFeatures
-from litellm_cache_plugin.semantic.index import Candidate, Vector
+from litellm_cache_plugin.semantic.index import Candidate, Vector, decode_context, encode_context
 from litellm_cache_plugin.store.vector_search import VectorSearch, open_vector_search
 
 __all__ = ["SharedVectorIndex", "open_shared_index"]
 
-_FIELDS = ("text", "entry", "created", "expires", "generation")
+_FIELDS = ("text", "entry", "created", "expires", "generation", "context")
 
 
 def member_of(entry_key: str) -> str:
@@ -67,6 +71,7 @@ class SharedVectorIndex:
         expires_at: float,
         generation: int = 0,
         created_at: float = 0.0,
+        context: tuple[tuple[str, str], ...] = (),
     ) -> None:
         fields = {
             "text": text,
@@ -75,6 +80,8 @@ class SharedVectorIndex:
             "expires": repr(float(expires_at)),
             "generation": str(int(generation)),
         }
+        if context:
+            fields["context"] = orjson.dumps(encode_context(context)).decode("utf-8")
         await self.search_engine.add(scope, member_of(entry_key), _as_bytes(vector), len(vector), fields, ttl)
 
     async def search(
@@ -104,13 +111,15 @@ class SharedVectorIndex:
                 expires_at = float(fields["expires"])
                 generation = int(fields["generation"])
                 created_at = float(fields.get("created", "0"))
-            except (KeyError, ValueError):
+                raw_context = fields.get("context")
+                context = decode_context(orjson.loads(raw_context)) if raw_context else ()
+            except (KeyError, ValueError):  # orjson.JSONDecodeError is a ValueError
                 continue
             # The engine may still hold a key past its expiry for a moment; a record written under an
             # older model generation is not served.
             if expires_at <= now or generation < min_generation or member_of(entry_key) != hit.member:
                 continue
-            out.append(Candidate(entry_key, text, similarity, features(text), created_at))
+            out.append(Candidate(entry_key, text, similarity, features(text), created_at, context))
         return out
 
     async def remove(self, scope: str, entry_key: str, dims: int) -> bool:

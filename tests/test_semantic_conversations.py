@@ -1,0 +1,450 @@
+"""Conversations matched by meaning (``layers.semantic.conversations: by_meaning``): the pure
+turn-by-turn decision, the scope a conversation gets, the records that carry its earlier turns (in
+process, through the store to another replica, and on the shared index), and the region serving a
+reworded conversation while refusing a swapped context and another tenant."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from litellm_cache_plugin.policy.controls import RequestControls
+from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
+from litellm_cache_plugin.semantic import semantic_prompt, semantic_scope
+from litellm_cache_plugin.semantic.conversation import (
+    CONVERSATION_RULES,
+    TurnRefusal,
+    check_turns,
+    pairs_to_compare,
+)
+from litellm_cache_plugin.semantic.guard import features
+from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
+
+TEAM = Tenant("team", "t-1")
+OTHER = Tenant("team", "t-2")
+SYSTEM = {"role": "system", "content": "You are a billing assistant."}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def bot(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
+
+
+def chat(*messages: dict[str, Any], model: str = "llama", version: str = "1", **params: Any) -> CacheRequest:
+    return CacheRequest(
+        "chat", model, "ollama", version, {"temperature": 0, **params}, messages=list(messages)
+    )
+
+
+# --- the pure decision ------------------------------------------------------------------------------
+
+
+def always(value: float) -> Any:
+    return lambda i: value
+
+
+def test_equal_turns_pass_without_asking_for_a_similarity() -> None:
+    turns = [("user", "I have a Flixora plan"), ("assistant", "It renews on the 14th.")]
+
+    def never(i: int) -> float:
+        raise AssertionError("no similarity is needed for equal turns")
+
+    assert check_turns(turns, list(turns), never, threshold=0.9, features=features) is None
+    assert pairs_to_compare(turns, turns) == []
+
+
+def test_shape_similarity_and_guard_refusals() -> None:
+    cached = [("user", "I have a Flixora plan"), ("assistant", "It costs £10.99 a month.")]
+    assert check_turns(cached, cached[:1], always(1.0), threshold=0.9, features=features) == TurnRefusal(
+        "conversation_shape", 1, "2 / 1 turns"
+    )
+    swapped_roles = [("assistant", cached[0][1]), ("user", cached[1][1])]
+    refusal = check_turns(cached, swapped_roles, always(1.0), threshold=0.9, features=features)
+    assert refusal is not None and refusal.rule == "conversation_shape" and refusal.turn == 0
+    reworded = [("user", "I've got a Flixora plan"), cached[1]]
+    low = check_turns(cached, reworded, always(0.85), threshold=0.9, features=features)
+    assert low is not None and (low.rule, low.turn) == ("conversation_similarity", 0)
+    assert check_turns(cached, reworded, always(0.95), threshold=0.9, features=features) is None
+    # By default an earlier assistant turn must be equal: no similarity asked for.
+    priced = [cached[0], ("assistant", "It costs £24.99 a month.")]
+
+    def never(i: int) -> float:
+        raise AssertionError("an assistant turn that must be equal needs no similarity")
+
+    differs = check_turns(cached, priced, never, threshold=0.9, features=features)
+    assert differs == TurnRefusal("conversation_differs", 1, "assistant turn differs")
+    assert pairs_to_compare(cached, priced) == []
+    assert pairs_to_compare(cached, priced, assistant_threshold=0.8) == [1]
+    # With a finite assistant threshold: close by meaning, refused by the guard's number rule.
+    number = check_turns(
+        cached, priced, always(0.97), threshold=0.9, assistant_threshold=0.8, features=features
+    )
+    assert number is not None and (number.rule, number.turn) == ("conversation_number", 1)
+    unguarded = check_turns(
+        cached, priced, always(0.97), threshold=0.9, assistant_threshold=0.8, guard=False, features=features
+    )
+    assert unguarded is None
+    # Assistant turns have their own threshold.
+    assert (
+        check_turns(cached, [cached[0], ("assistant", "It is £10.99 monthly.")], always(0.75), threshold=0.9,
+                    assistant_threshold=0.8, features=features)
+        is not None
+    )  # fmt: skip
+
+
+roles = st.sampled_from(["user", "assistant"])
+words = st.text(alphabet="abcdefgh ", min_size=1, max_size=12)
+turn_lists = st.lists(st.tuples(roles, words), max_size=5)
+
+
+@given(turns=turn_lists, similarity=st.floats(0, 1))
+def test_a_conversation_always_matches_itself(turns: list[tuple[str, str]], similarity: float) -> None:
+    assert check_turns(turns, list(turns), always(similarity), threshold=0.99, features=features) is None
+
+
+@given(cached=turn_lists, asked=turn_lists, similarity=st.floats(-1, 1), guard=st.booleans())
+def test_every_refusal_is_a_known_label_and_a_turn_of_both(
+    cached: list[tuple[str, str]], asked: list[tuple[str, str]], similarity: float, guard: bool
+) -> None:
+    refusal = check_turns(cached, asked, always(similarity), threshold=0.9, guard=guard, features=features)
+    if len(cached) != len(asked):
+        assert refusal is not None and refusal.rule == "conversation_shape"
+    if refusal is not None:
+        assert refusal.rule in CONVERSATION_RULES
+        assert 0 <= refusal.turn <= min(len(cached), len(asked))
+    else:
+        assert len(cached) == len(asked)
+        # A pass needs every differing turn at or above its threshold.
+        differing = pairs_to_compare(cached, asked)
+        assert not differing or similarity >= min(0.9, 0.8)
+
+
+@given(cached=turn_lists, asked=turn_lists, low=st.floats(0, 1), high=st.floats(0, 1))
+def test_a_higher_similarity_never_turns_a_pass_into_a_refusal(
+    cached: list[tuple[str, str]], asked: list[tuple[str, str]], low: float, high: float
+) -> None:
+    low, high = min(low, high), max(low, high)
+    if check_turns(cached, asked, always(low), threshold=0.9, features=features) is None:
+        assert check_turns(cached, asked, always(high), threshold=0.9, features=features) is None
+
+
+# --- the scope ----------------------------------------------------------------------------------------
+
+
+def prompt_of(request: CacheRequest, tenant: Tenant = TEAM, mode: str = "by_meaning") -> Any:
+    found = semantic_prompt(request, tenant, conversations=mode)  # type: ignore[arg-type]
+    assert found is not None
+    return found
+
+
+def test_single_prompts_keep_their_scope_in_both_modes() -> None:
+    for request in (chat(SYSTEM, user("How far is Paris from Lyon?")), chat(user("Hi there"))):
+        exact = semantic_scope(request, TEAM)
+        assert exact is not None
+        assert (prompt_of(request).scope, prompt_of(request).text) == exact
+        assert prompt_of(request).context == ()
+
+
+def test_by_meaning_scope_leaves_out_the_earlier_contents_only() -> None:
+    a = chat(SYSTEM, user("I have a Flixora plan  "), bot("It renews on the 14th."), user("cancel it"))
+    b = chat(SYSTEM, user("My PulseFit membership"), bot("It costs £24.99."), user("Cancel it."))
+    pa, pb = prompt_of(a), prompt_of(b)
+    assert pa.scope == pb.scope
+    assert pa.context == (("user", "I have a Flixora plan"), ("assistant", "It renews on the 14th."))
+    assert pa.text == "cancel it"
+    # Today's scope: every earlier turn exact.
+    assert prompt_of(a, mode="exact").scope != prompt_of(b, mode="exact").scope
+    assert prompt_of(a, mode="exact").context == ()
+    # Never the scope of an exact conversation or of the single prompt.
+    assert pa.scope not in (
+        prompt_of(a, mode="exact").scope,
+        prompt_of(chat(SYSTEM, user("cancel it"))).scope,
+    )
+    # Still exact: tenant, model, version, parameters, system prompt, the turns' number and roles.
+    history = (SYSTEM, user("I have a Flixora plan"), bot("It renews on the 14th."))
+    for other in (
+        prompt_of(a, OTHER),
+        prompt_of(chat(*history, user("cancel it"), model="mistral")),
+        prompt_of(chat(*history, user("cancel it"), version="2")),
+        prompt_of(chat(*history, user("cancel it"), seed=3)),
+        prompt_of(chat({"role": "system", "content": "Be brief."}, *history[1:], user("cancel it"))),
+        prompt_of(chat(SYSTEM, user("I have a Flixora plan"), user("cancel it"))),
+        prompt_of(chat(SYSTEM, bot("Hello!"), user("I have a Flixora plan"), bot("ok"), user("cancel it"))),
+        prompt_of(chat(SYSTEM, {**user("I have a Flixora plan"), "name": "bob"}, history[2], user("x"))),
+    ):
+        assert other.scope != pa.scope
+
+
+def test_tool_calls_and_images_keep_the_exact_scope() -> None:
+    tool = chat(
+        user("weather in Paris?"),
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function"}]},
+        {"role": "tool", "tool_call_id": "1", "content": "sunny"},
+        user("and tomorrow?"),
+    )
+    image = chat(
+        user([{"type": "image_url", "image_url": {"url": "data:x"}}]), bot("A cat."), user("what colour?")
+    )
+    for request in (tool, image):
+        found = prompt_of(request)
+        exact = semantic_scope(request, TEAM)
+        assert exact is not None and (found.scope, found.text, found.context) == (*exact, ())
+
+
+def test_setting() -> None:
+    assert settings_from_mapping({}, environ={}).layers.semantic.conversations == "exact"
+    on = settings_from_mapping({"layers": {"semantic": {"conversations": "by_meaning"}}}, environ={})
+    assert on.layers.semantic.conversations == "by_meaning"
+    with pytest.raises(SettingsError, match=r"layers\.semantic\.conversations"):
+        settings_from_mapping({"layers": {"semantic": {"conversations": "fuzzy"}}}, environ={})
+    per_model = settings_from_mapping(
+        {"models": {"llama": {"layers": {"semantic": {"enabled": True, "conversations": "by_meaning"}}}}},
+        environ={},
+    )
+    assert per_model.for_model("llama").layers.semantic.conversations == "by_meaning"
+    assert per_model.for_model("other").layers.semantic.conversations == "exact"
+
+
+# --- records and the index (needs the [semantic] extra) --------------------------------------------
+
+
+@pytest.fixture
+def _semantic_extra() -> None:
+    pytest.importorskip("numpy", reason="the [semantic] extra is not installed")
+
+
+def test_record_carries_the_earlier_turns(_semantic_extra: None) -> None:
+    from litellm_cache_plugin.semantic.index import Record, decode_record, encode_record
+    from tests.test_semantic_index import random_unit
+
+    context = (("user", "I have a Flixora plan"), ("assistant", "It renews on the 14th."))
+    record = Record("cancel it", "t:x:1", random_unit("a"), 1.0, 2.0, 0, "m", context)
+    decoded = decode_record(encode_record(record))
+    assert decoded is not None and decoded.context == context and decoded.text == "cancel it"
+    plain = decode_record(encode_record(Record("q", "t:x:2", random_unit("b"), 1.0, 2.0, 0, "m")))
+    assert plain is not None and plain.context == ()
+
+
+def conversation_table() -> dict[str, Any]:
+    from tests.test_semantic_index import near, random_unit
+
+    plan, pricey = random_unit("flixora"), random_unit("pulsefit")
+    answer, cancel = random_unit("answer"), random_unit("cancel")
+    return {
+        "Cancel it.": cancel,
+        "I barely use my 2 Flixora subscriptions.": near(plan, 0.96, "two"),
+        "cancel it": near(cancel, 0.97, "lower"),
+        "I barely use my Flixora subscription.": plan,
+        "I hardly use my Flixora subscription any more.": near(plan, 0.95),
+        "My PulseFit gym membership is too expensive.": pricey,
+        "Your Flixora Standard plan renews on the 14th at £10.99.": answer,
+        "Your PulseFit Off-Peak membership is £24.99 a month.": near(answer, 0.93, "pulse"),
+    }
+
+
+CACHED = [
+    user("I barely use my Flixora subscription."),
+    bot("Your Flixora Standard plan renews on the 14th at £10.99."),
+    user("Cancel it."),
+]
+REWORDED = [
+    user("I hardly use my Flixora subscription any more."),
+    bot("Your Flixora Standard plan renews on the 14th at £10.99."),
+    user("cancel it"),
+]
+SWAPPED = [
+    user("I barely use my Flixora subscription."),
+    bot("Your PulseFit Off-Peak membership is £24.99 a month."),
+    user("Cancel it."),
+]
+TWO_PLANS = [
+    user("I barely use my 2 Flixora subscriptions."),
+    bot("Your Flixora Standard plan renews on the 14th at £10.99."),
+    user("Cancel it."),
+]
+OTHER_TOPIC = [
+    user("My PulseFit gym membership is too expensive."),
+    bot("Your Flixora Standard plan renews on the 14th at £10.99."),
+    user("Cancel it."),
+]
+
+
+async def test_index_checks_turns_on_both_kinds(_semantic_extra: None, kind: str, url: str | None) -> None:
+    from tests.test_semantic_index import TableEmbedder
+    from tests.test_semantic_shared_index import make
+
+    index = make(kind, url, TableEmbedder(conversation_table()))
+    try:
+        cached = prompt_of(chat(*CACHED))
+        reworded = prompt_of(chat(*REWORDED)).context
+        assert await index.add(cached.scope, cached.text, "t:x:1", ttl=60, context=cached.context)
+        found = await index.resolve(cached.scope, "cancel it", context=reworded)
+        assert found.outcome == "hit" and found.match is not None and found.match.entry_key == "t:x:1"
+        swapped = await index.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*SWAPPED)).context)
+        assert swapped.outcome == "refused" and swapped.reason == "conversation_differs"
+        assert "turn 1" in swapped.refusals[0].detail
+        two = await index.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*TWO_PLANS)).context)
+        assert two.outcome == "refused" and two.reason == "conversation_number"
+        topic = await index.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*OTHER_TOPIC)).context)
+        assert topic.outcome == "refused" and topic.reason == "conversation_similarity"
+        # A record without earlier turns in a conversation's scope is never served (shape).
+        assert await index.add(cached.scope, "cancel it", "t:x:2", ttl=60)
+        both = await index.resolve(cached.scope, "cancel it", context=reworded)
+        assert both.match is not None and both.match.entry_key == "t:x:1"
+        assert [r.rule for r in both.refusals] == ["conversation_shape"]
+        stats = index.index_stats()
+        assert stats["guard_conversation_number"] == 1 and stats["guard_conversation_similarity"] == 1
+        assert stats["guard_conversation_differs"] == 1
+    finally:
+        await index.close()
+
+
+@pytest.fixture(params=["local", "shared"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def url(kind: str, request: pytest.FixtureRequest) -> str | None:
+    if kind != "shared":
+        return None
+    from tests.test_semantic_shared_index import with_prefix
+
+    return with_prefix(request.getfixturevalue("redis_search_url"))
+
+
+async def test_another_replica_loads_the_earlier_turns_through_the_store(_semantic_extra: None) -> None:
+    from litellm_cache_plugin.store.memory import MemoryStore
+    from tests.test_semantic_index import TableEmbedder, make
+
+    store = MemoryStore()
+    table = conversation_table()
+    writer, reader = make(store, TableEmbedder(table)), make(store, TableEmbedder(table))
+    cached = prompt_of(chat(*CACHED))
+    await writer.add(cached.scope, cached.text, "t:x:1", ttl=60, context=cached.context)
+    hit = await reader.resolve(cached.scope, "cancel it", context=prompt_of(chat(*REWORDED)).context)
+    assert hit.outcome == "hit"
+    refused = await reader.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*TWO_PLANS)).context)
+    assert refused.reason == "conversation_number"
+
+
+# --- the region ---------------------------------------------------------------------------------------
+
+
+class Upstream:
+    async def refresh(self, ctx: Any, timeout: float) -> None:
+        return None
+
+
+class Costs:
+    def model_cost(self, model: str, provider: str | None) -> None:
+        return None
+
+
+class Region:
+    """A CacheRegion with a table embedder; ``ask`` stores an answer of its own on a miss."""
+
+    def __init__(self, conversations: str) -> None:
+        from litellm_cache_plugin.engine import CacheEngine
+        from litellm_cache_plugin.region import CacheRegion
+        from litellm_cache_plugin.semantic import SemanticIndex
+        from litellm_cache_plugin.store.memory import MemoryStore
+        from tests.test_semantic_index import TableEmbedder
+
+        semantic = {"enabled": True, "threshold": 0.9, "conversations": conversations}
+        self.settings = settings_from_mapping({"layers": {"semantic": semantic}}, environ={})
+        self.store = MemoryStore()
+        self.engine = CacheEngine(self.store, namespace="lcp")
+        self.index = SemanticIndex(
+            self.store,
+            namespace="lcp",
+            embedder=TableEmbedder(conversation_table()),
+            settings=self.settings.layers.semantic,
+        )
+        self.region = CacheRegion(
+            self.engine, self.settings, upstream=Upstream(), costs=Costs(), semantic=self.index
+        )
+        self.calls = 0
+
+    async def ask(self, messages: list[dict[str, Any]], tenant: Tenant = TEAM) -> tuple[str, str]:
+        from litellm_cache_plugin.region import RequestContext
+
+        self.calls += 1
+        ctx = RequestContext(
+            request=chat(*messages),
+            tenant=tenant,
+            cacheable=True,
+            reason="deterministic",
+            controls=RequestControls(),
+            ttl=600,
+            stale_for=0,
+            call_id=f"call-{self.calls}",
+            stream=False,
+            tags=(),
+            semantic=True,
+        )
+        lookup = await self.region.lookup_response(ctx)
+        decision = self.region.decision_for(ctx.call_id)
+        if lookup.entry is not None:
+            assert decision is not None
+            return f"{decision.outcome}:{decision.layer}", lookup.entry.payload_json()["choices"][0][
+                "message"
+            ]["content"]
+        answer = f"answer {self.calls} for {tenant.ident}"
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "llama",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+            ],
+        }
+        await self.region.store_response(ctx, body, upstream_ms=10.0)
+        return "MISS", answer
+
+    def stat(self, what: str) -> int:
+        return self.engine.stats.get("semantic", "llama", what)
+
+
+async def test_region_serves_a_reworded_conversation_and_refuses_a_swapped_one(_semantic_extra: None) -> None:
+    h = Region("by_meaning")
+    first = await h.ask(CACHED)
+    assert first[0] == "MISS"
+    assert await h.ask(REWORDED) == ("HIT:semantic", first[1])
+    assert h.stat("hit") == 1
+    assert (await h.ask(SWAPPED))[0] == "MISS"
+    assert h.stat("refused") == 1
+    assert h.index.stats["guard_conversation_differs"] == 1
+    assert (await h.ask(TWO_PLANS))[0] == "MISS"
+    assert h.stat("refused") == 2 and h.index.stats["guard_conversation_number"] == 1
+    # Another tenant: never the cached conversation, reworded or not.
+    assert (await h.ask(REWORDED, OTHER))[0] == "MISS"
+    _, answer = await h.ask(CACHED, OTHER)  # served, but from the other tenant's own entry
+    assert answer != first[1] and answer.endswith("for t-2")
+    # The swapped conversation's own answer was stored and is served to itself (exact layer).
+    assert (await h.ask(SWAPPED))[0] == "HIT:exact"
+
+
+async def test_region_exact_mode_is_unchanged(_semantic_extra: None) -> None:
+    h = Region("exact")
+    first = await h.ask(CACHED)
+    assert (await h.ask(REWORDED))[0] == "MISS"
+    same_history = [*CACHED[:2], user("cancel it")]
+    assert await h.ask(same_history) == ("HIT:semantic", first[1])
+
+
+async def test_region_conversation_dies_with_its_entry(_semantic_extra: None) -> None:
+    h = Region("by_meaning")
+    await h.ask(CACHED)
+    await h.engine.invalidate_model("llama")
+    assert (await h.ask(REWORDED))[0] == "MISS"
