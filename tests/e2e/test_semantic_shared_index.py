@@ -159,8 +159,17 @@ def test_an_invalidated_entry_is_never_served_by_meaning_and_its_vector_goes(fle
     after = ask(fleet.b, TEAM_A, "How many legs do spiders have?", **{"no-store": True})
     assert after.headers["x-cache"] == "MISS"  # the vector still pointed at it: the region re-checked
     assert fleet.upstream_calls() == calls + 1
-    # The dead entry's vectors are deleted (B found them dead), not only left to expire.
-    wait_for(lambda: fleet.vectors() < before_vectors + 1, what="dead vectors deleted")
+
+    # The dead entry's vectors are deleted (B found them dead), not only left to expire. The delete is
+    # best effort, in the background, within the backend deadline: a lookup that finds the dead vector
+    # again deletes it again (on a loaded machine the first delete may miss its 250 ms deadline).
+    def deleted() -> bool:
+        if fleet.vectors() < before_vectors + 1:
+            return True
+        ask(fleet.b, TEAM_A, "How many legs do spiders have?", **{"no-store": True})
+        return False
+
+    wait_for(deleted, timeout=20.0, what="dead vectors deleted")
 
 
 @dataclass
