@@ -25,6 +25,7 @@ from litellm_cache_plugin.semantic.conversation import (
 )
 from litellm_cache_plugin.semantic.guard import features
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
+from tests.region_ports import NoCosts, NoUpstream
 
 TEAM = Tenant("team", "t-1")
 OTHER = Tenant("team", "t-2")
@@ -340,16 +341,6 @@ async def test_another_replica_loads_the_earlier_turns_through_the_store(_semant
 # --- the region ---------------------------------------------------------------------------------------
 
 
-class Upstream:
-    async def refresh(self, ctx: Any, timeout: float) -> None:
-        return None
-
-
-class Costs:
-    def model_cost(self, model: str, provider: str | None) -> None:
-        return None
-
-
 class Region:
     """A CacheRegion with a table embedder; ``ask`` stores an answer of its own on a miss."""
 
@@ -371,7 +362,7 @@ class Region:
             settings=self.settings.layers.semantic,
         )
         self.region = CacheRegion(
-            self.engine, self.settings, upstream=Upstream(), costs=Costs(), semantic=self.index
+            self.engine, self.settings, upstream=NoUpstream(), costs=NoCosts(), semantic=self.index
         )
         self.calls = 0
 

@@ -39,6 +39,7 @@ from litellm_cache_plugin.settings import SemanticVerify, SettingsError, setting
 from litellm_cache_plugin.simulator.config import EquivalencePair, SimJudge
 from litellm_cache_plugin.simulator.judge import JudgeBook
 from litellm_cache_plugin.store.memory import MemoryStore
+from tests.region_ports import NoCosts, NoUpstream
 
 TEAM = Tenant("team", "t-1")
 OTHER = Tenant("team", "t-2")
@@ -207,16 +208,6 @@ async def bag_of_words(texts: Sequence[str]) -> list[list[float]]:
     return out
 
 
-class Upstream:
-    async def refresh(self, ctx: RequestContext, timeout: float) -> None:
-        return None
-
-
-class Costs:
-    def model_cost(self, model: str, provider: str | None) -> None:
-        return None
-
-
 class Harness:
     def __init__(self, judge: FakeJudge, *, verify: dict[str, Any] | None = None) -> None:
         from litellm_cache_plugin.semantic import CallableEmbedder, SemanticIndex
@@ -238,7 +229,7 @@ class Harness:
         )
         self.judge = judge
         self.region = CacheRegion(
-            self.engine, self.settings, upstream=Upstream(), costs=Costs(), semantic=index, judge=judge
+            self.engine, self.settings, upstream=NoUpstream(), costs=NoCosts(), semantic=index, judge=judge
         )
         self.calls = 0
         self.version = "v1"
