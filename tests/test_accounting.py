@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -129,7 +130,7 @@ class _RefusingIndex:
     async def start(self) -> None:
         return None
 
-    async def resolve(self, scope: str, text: str) -> Any:
+    async def resolve(self, scope: str, text: str, *, context: Sequence[Any] = ()) -> Any:
         return self.result
 
 
