@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import math
 import os
 import platform
@@ -45,6 +44,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.semantic.evaluate import rate
+from benchmarks.semantic.run import write_report
 from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
 from litellm_cache_plugin.policy.normalize import fold_text
 from litellm_cache_plugin.semantic.conversation import check_turns
@@ -504,11 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(report)
     print(text)
     if not args.no_write:
-        out = Path(args.out) / args.label
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(text, encoding="utf-8")
-        (out / "results.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        print(f"written: {out / 'report.md'}, {out / 'results.json'}", file=sys.stderr)
+        write_report(Path(args.out) / args.label, text, report)
     return 0
 
 

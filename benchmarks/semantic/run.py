@@ -267,6 +267,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_report(out: Path, text: str, report: Any) -> None:
+    """``out/report.md`` (the Markdown ``text``) and ``out/results.json`` (``report``): the layout of
+    every semantic benchmark's results (this one's and ``conversations.py``'s)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"\nwritten: {out / 'report.md'}, {out / 'results.json'}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/semantic/run.py", description=__doc__.split("\n\n")[0]
@@ -287,11 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(report)
     print(json.dumps(report, indent=1) if args.json else text)
     if not args.no_write:
-        out = Path(args.out) / args.label
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(text, encoding="utf-8")
-        (out / "results.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        print(f"\nwritten: {out / 'report.md'}, {out / 'results.json'}", file=sys.stderr)
+        write_report(Path(args.out) / args.label, text, report)
     return 0
 
 
