@@ -316,11 +316,15 @@ class CacheRegion:
         )
         return Lookup("HIT", "alias", entry=entry, age=canonical.age, counters=lookup.counters)
 
-    async def _add_to_index(self, scope: str, text: str, key: str, ttl: float) -> None:
+    async def _add_to_index(
+        self, scope: str, text: str, key: str, ttl: float, context: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """Make a stored answer findable by meaning (``context``: a conversation's earlier turns);
+        fails open."""
         if self.semantic is None:
             return
         try:
-            await self.semantic.add(scope, text, key, ttl=ttl)
+            await self.semantic.add(scope, text, key, ttl=ttl, context=context)
         except Exception:
             log.exception("semantic add failed (ignored)")
 
@@ -419,10 +423,7 @@ class CacheRegion:
                 )
             )
             return
-        try:
-            await self.semantic.add(scoped[0], scoped[1], key, ttl=ttl, context=context)
-        except Exception:
-            log.exception("semantic add failed (ignored)")
+        await self._add_to_index(scoped[0], scoped[1], key, ttl, context)
 
     # -- store -----------------------------------------------------------------------------------------
 
