@@ -1,5 +1,6 @@
 """Conversations matched by meaning (``layers.semantic.conversations: by_meaning``): the pure
-turn-by-turn decision, the scope a conversation gets, the records that carry its earlier turns (in
+whole-conversation decision (and the former turn-by-turn rule the benchmark still reports), the
+scope a conversation gets, the records that carry its earlier turns (in
 process, through the store to another replica, and on the shared index), and the region serving a
 reworded conversation while refusing a swapped context and another tenant."""
 
@@ -19,9 +20,13 @@ from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
 from litellm_cache_plugin.semantic import semantic_prompt, semantic_scope
 from litellm_cache_plugin.semantic.conversation import (
     CONVERSATION_RULES,
+    Conversation,
     TurnRefusal,
     check_turns,
+    classify,
+    decide,
     pairs_to_compare,
+    texts_to_embed,
 )
 from litellm_cache_plugin.semantic.guard import features
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
@@ -138,6 +143,184 @@ def test_a_higher_similarity_never_turns_a_pass_into_a_refusal(
         assert check_turns(cached, asked, always(high), threshold=0.9, features=features) is None
 
 
+# --- the whole-conversation decision (hand-written examples) -----------------------------------
+
+
+def conv(*messages: dict[str, Any]) -> Conversation:
+    return Conversation(tuple((m["role"], m["content"]) for m in messages[:-1]), messages[-1]["content"])
+
+
+def sims(table: dict[frozenset[str], float] | None = None, default: float = 1.0) -> Any:
+    def similarity(a: str, b: str) -> float:
+        return (table or {}).get(frozenset({a, b}), default)
+
+    return similarity
+
+
+def test_classify_the_last_message() -> None:
+    for text, need in [
+        ("yes please", "reply"),
+        ("Cancel it.", "reply"),
+        ("the second one", "reply"),
+        ("No, nobody has. What should I do then?", "reply"),
+        ("I'd like option 2 for the router", "reply"),
+        ("and with the TV add-on?", "refers"),
+        ("what about the one in Leeds?", "refers"),
+        ("How much does it cost per month?", "refers"),
+        ("When will my next bill arrive?", "refers"),
+        ("What's the sales tax rate?", "refers"),  # names no subject of its own
+        ("What's the sales tax rate in Ontario?", "standalone"),
+        ("Does Flixora offer a free trial?", "standalone"),
+    ]:
+        assert classify(text, features)[0] == need, text
+
+
+def test_a_fact_stated_earlier_binds_a_standalone_question() -> None:
+    question = "What is the sales tax rate on a Tesla Model 3?"
+    canada = conv(user("I live in Canada."), bot("Thanks for letting me know."), user(question))
+    france = conv(user("I live in France."), bot("Thanks for letting me know."), user(question))
+    nowhere = conv(user("I am shopping for a car."), bot("Happy to help."), user(question))
+    for cached, asked in [(canada, france), (canada, nowhere), (nowhere, canada)]:
+        refusal = decide(cached, asked, sims(), threshold=0.85, features=features)
+        assert refusal is not None and refusal.rule == "conversation_facts", (cached, asked)
+    assert decide(canada, canada, sims(), threshold=0.85, features=features) is None
+    # Numbers and times stated earlier bind it too.
+    two = conv(user("We have 2 kids."), bot("Noted."), user("How much is child benefit in Scotland?"))
+    three = conv(user("We have 3 kids."), bot("Noted."), user("How much is child benefit in Scotland?"))
+    assert decide(two, three, sims(), threshold=0.85, features=features).rule == "conversation_facts"  # type: ignore[union-attr]
+    # A history that states nothing a question could depend on is not compared at all: no similarity.
+    towel = conv(
+        user("can you recommend a good towel?"),
+        bot("A cotton one."),
+        user("Is PulseFit open on Christmas Day?"),
+    )
+    pool = conv(
+        user("is the pool busy at lunch?"), bot("Usually."), user("Is PulseFit open on Christmas Day?")
+    )
+
+    def never(a: str, b: str) -> float:
+        raise AssertionError("a standalone question compares no history")
+
+    assert texts_to_embed(towel, pool, features) == []
+    assert decide(towel, pool, never, threshold=0.85, features=features) is None
+
+
+def test_a_reply_needs_the_same_offer() -> None:
+    cancel = conv(
+        user("My Flixora plan renews tomorrow"), bot("Shall I cancel it before then?"), user("yes please")
+    )
+    annual = conv(
+        user("My Flixora plan renews tomorrow"),
+        bot("Shall I switch you to annual billing?"),
+        user("yes please"),
+    )
+    pair = frozenset({"Shall I cancel it before then?", "Shall I switch you to annual billing?"})
+    refusal = decide(cancel, annual, sims({pair: 0.70}), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_reply"
+    assert set(texts_to_embed(cancel, annual, features)) == set(pair)
+    # Close by meaning but another number: the guard refuses.
+    cheap = conv(
+        user("My Flixora plan renews tomorrow"), bot("Shall I move you to the £5 plan?"), user("yes please")
+    )
+    dear = conv(
+        user("My Flixora plan renews tomorrow"), bot("Shall I move you to the £9 plan?"), user("yes please")
+    )
+    refusal = decide(cheap, dear, sims(default=0.99), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule in ("conversation_assistant_facts", "conversation_number")
+    # A choice by position needs the options in the same order.
+    one = conv(
+        user("change my plan"),
+        bot("Option 1 is Fibre 500, option 2 is the TV add-on."),
+        user("the second one"),
+    )
+    two = conv(
+        user("change my plan"),
+        bot("Option 1 is the TV add-on, option 2 is Fibre 500."),
+        user("the second one"),
+    )
+    refusal = decide(one, two, sims(), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_ordinal"
+
+
+def test_a_follow_up_compares_the_differing_user_turns() -> None:
+    base = [user("I want to upgrade my broadband"), bot("Sure, which speed?")]
+    cached = conv(
+        *base, user("I'm with Nimbus on Fibre 150 at home"), bot("Noted."), user("how much will it cost?")
+    )
+    reworded = conv(
+        *base, user("Nimbus is my provider, Fibre 150 at home"), bot("Noted."), user("how much will it cost?")
+    )
+    swapped = conv(
+        *base, user("I'm with Nimbus on Fibre 900 at home"), bot("Noted."), user("how much will it cost?")
+    )
+    other = conv(
+        *base, user("I'm with Nimbus on Fibre 150 at work"), bot("Noted."), user("how much will it cost?")
+    )
+    differing = frozenset(
+        {"I'm with Nimbus on Fibre 150 at home", "Nimbus is my provider, Fibre 150 at home"}
+    )
+    assert set(texts_to_embed(cached, reworded, features)) == set(differing)
+    assert decide(cached, reworded, sims({differing: 0.9}), threshold=0.85, features=features) is None
+    low = decide(cached, reworded, sims({differing: 0.8}), threshold=0.85, features=features)
+    assert low is not None and low.rule == "conversation_similarity"
+    assert decide(cached, swapped, sims(), threshold=0.85, features=features).rule == "conversation_facts"  # type: ignore[union-attr]
+    # A near copy with a word swapped: refused however close the embedding says it is.
+    near = decide(cached, other, sims(), threshold=0.85, features=features)
+    assert near is not None and near.rule.startswith("conversation_") and near.rule in CONVERSATION_RULES
+    assert near.rule != "conversation_similarity"
+    # Small talk added to a turn is dropped before comparing; turn counts may differ.
+    chatty = conv(
+        user("Hi, hope you're well! lol"),
+        *base,
+        user("I'm with Nimbus on Fibre 150 at home"),
+        bot("Noted."),
+        user("how much will it cost?"),
+    )
+    assert decide(cached, chatty, sims(default=0.0), threshold=0.85, features=features) is None
+    # Without earlier turns on one side: never served.
+    alone = Conversation((), "how much will it cost?")
+    assert decide(cached, alone, sims(), threshold=0.85, features=features).rule == "conversation_shape"  # type: ignore[union-attr]
+
+
+messages = st.lists(
+    st.tuples(
+        roles,
+        st.sampled_from(
+            [
+                "yes please",
+                "I live in Canada",
+                "it costs £5",
+                "hello lol",
+                "what about it?",
+                "Is Flixora open?",
+            ]
+        ),
+    ),
+    max_size=4,
+)
+
+
+@given(
+    cached=messages,
+    asked=messages,
+    last=st.sampled_from(["yes", "how much is it?", "Is Flixora open on Sunday?"]),
+    score=st.floats(-1, 1),
+)
+def test_decide_is_consistent(
+    cached: list[tuple[str, str]], asked: list[tuple[str, str]], last: str, score: float
+) -> None:
+    a, b = Conversation(tuple(cached), last), Conversation(tuple(asked), last)
+    assert decide(a, a, sims(default=score), threshold=0.85, features=features) is None
+    refusal = decide(a, b, sims(default=score), threshold=0.85, features=features)
+    if refusal is not None:
+        assert refusal.rule in CONVERSATION_RULES
+    elif score < 0.85 and a.context != b.context:
+        # A pass below the threshold compared nothing by meaning (or only equal texts).
+        pass
+    if decide(a, b, sims(default=min(score, 0.0)), threshold=0.85, features=features) is None:
+        assert decide(a, b, sims(default=1.0), threshold=0.85, features=features) is None
+
+
 # --- the scope ----------------------------------------------------------------------------------------
 
 
@@ -170,7 +353,14 @@ def test_by_meaning_scope_leaves_out_the_earlier_contents_only() -> None:
         prompt_of(a, mode="exact").scope,
         prompt_of(chat(SYSTEM, user("cancel it"))).scope,
     )
-    # Still exact: tenant, model, version, parameters, system prompt, the turns' number and roles.
+    # The number and roles of the earlier turns are no longer part of the scope (judged as a whole).
+    for same in (
+        prompt_of(chat(SYSTEM, user("I have a Flixora plan"), user("cancel it"))),
+        prompt_of(chat(SYSTEM, bot("Hello!"), user("I have a Flixora plan"), bot("ok"), user("cancel it"))),
+    ):
+        assert same.scope == pa.scope
+    # Still exact: tenant, model, version, parameters, system prompt, the last turn's other fields;
+    # an earlier turn with another field (a name) keeps the whole conversation exact.
     history = (SYSTEM, user("I have a Flixora plan"), bot("It renews on the 14th."))
     for other in (
         prompt_of(a, OTHER),
@@ -178,11 +368,12 @@ def test_by_meaning_scope_leaves_out_the_earlier_contents_only() -> None:
         prompt_of(chat(*history, user("cancel it"), version="2")),
         prompt_of(chat(*history, user("cancel it"), seed=3)),
         prompt_of(chat({"role": "system", "content": "Be brief."}, *history[1:], user("cancel it"))),
-        prompt_of(chat(SYSTEM, user("I have a Flixora plan"), user("cancel it"))),
-        prompt_of(chat(SYSTEM, bot("Hello!"), user("I have a Flixora plan"), bot("ok"), user("cancel it"))),
         prompt_of(chat(SYSTEM, {**user("I have a Flixora plan"), "name": "bob"}, history[2], user("x"))),
+        prompt_of(chat(*history, {**user("cancel it"), "name": "bob"})),
     ):
         assert other.scope != pa.scope
+    named = prompt_of(chat(SYSTEM, {**user("I have a Flixora plan"), "name": "bob"}, user("cancel it")))
+    assert named.context == ()
 
 
 def test_tool_calls_and_images_keep_the_exact_scope() -> None:
@@ -245,7 +436,7 @@ def conversation_table() -> dict[str, Any]:
         "I barely use my 2 Flixora subscriptions.": near(plan, 0.96, "two"),
         "cancel it": near(cancel, 0.97, "lower"),
         "I barely use my Flixora subscription.": plan,
-        "I hardly use my Flixora subscription any more.": near(plan, 0.95),
+        "My Flixora subscription hardly gets used these days.": near(plan, 0.95),
         "My PulseFit gym membership is too expensive.": pricey,
         "Your Flixora Standard plan renews on the 14th at £10.99.": answer,
         "Your PulseFit Off-Peak membership is £24.99 a month.": near(answer, 0.93, "pulse"),
@@ -258,7 +449,7 @@ CACHED = [
     user("Cancel it."),
 ]
 REWORDED = [
-    user("I hardly use my Flixora subscription any more."),
+    user("My Flixora subscription hardly gets used these days."),
     bot("Your Flixora Standard plan renews on the 14th at £10.99."),
     user("cancel it"),
 ]
@@ -273,7 +464,7 @@ TWO_PLANS = [
     user("Cancel it."),
 ]
 OTHER_TOPIC = [
-    user("My PulseFit gym membership is too expensive."),
+    user("The gym membership costs too much for me."),
     bot("Your Flixora Standard plan renews on the 14th at £10.99."),
     user("Cancel it."),
 ]
@@ -291,10 +482,10 @@ async def test_index_checks_turns_on_both_kinds(_semantic_extra: None, kind: str
         found = await index.resolve(cached.scope, "cancel it", context=reworded)
         assert found.outcome == "hit" and found.match is not None and found.match.entry_key == "t:x:1"
         swapped = await index.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*SWAPPED)).context)
-        assert swapped.outcome == "refused" and swapped.reason == "conversation_differs"
-        assert "turn 1" in swapped.refusals[0].detail
+        assert swapped.outcome == "refused" and swapped.reason == "conversation_assistant_facts"
         two = await index.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*TWO_PLANS)).context)
-        assert two.outcome == "refused" and two.reason == "conversation_number"
+        assert two.outcome == "refused" and two.reason == "conversation_facts"
+        assert "number '2'" in two.refusals[0].detail
         topic = await index.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*OTHER_TOPIC)).context)
         assert topic.outcome == "refused" and topic.reason == "conversation_similarity"
         # A record without earlier turns in a conversation's scope is never served (shape).
@@ -303,8 +494,8 @@ async def test_index_checks_turns_on_both_kinds(_semantic_extra: None, kind: str
         assert both.match is not None and both.match.entry_key == "t:x:1"
         assert [r.rule for r in both.refusals] == ["conversation_shape"]
         stats = index.index_stats()
-        assert stats["guard_conversation_number"] == 1 and stats["guard_conversation_similarity"] == 1
-        assert stats["guard_conversation_differs"] == 1
+        assert stats["guard_conversation_facts"] == 1 and stats["guard_conversation_similarity"] == 1
+        assert stats["guard_conversation_assistant_facts"] == 1
     finally:
         await index.close()
 
@@ -335,7 +526,7 @@ async def test_another_replica_loads_the_earlier_turns_through_the_store(_semant
     hit = await reader.resolve(cached.scope, "cancel it", context=prompt_of(chat(*REWORDED)).context)
     assert hit.outcome == "hit"
     refused = await reader.resolve(cached.scope, "Cancel it.", context=prompt_of(chat(*TWO_PLANS)).context)
-    assert refused.reason == "conversation_number"
+    assert refused.reason == "conversation_facts"
 
 
 # --- the region ---------------------------------------------------------------------------------------
@@ -415,9 +606,10 @@ async def test_region_serves_a_reworded_conversation_and_refuses_a_swapped_one(_
     assert h.stat("hit") == 1
     assert (await h.ask(SWAPPED))[0] == "MISS"
     assert h.stat("refused") == 1
-    assert h.index.stats["guard_conversation_differs"] == 1
+    assert h.index.stats["guard_conversation_assistant_facts"] == 1
     assert (await h.ask(TWO_PLANS))[0] == "MISS"
-    assert h.stat("refused") == 2 and h.index.stats["guard_conversation_number"] == 1
+    # Both cached conversations (the original and the swapped one, stored on its miss) are refused.
+    assert h.stat("refused") == 2 and h.index.stats["guard_conversation_facts"] == 2
     # Another tenant: never the cached conversation, reworded or not.
     assert (await h.ask(REWORDED, OTHER))[0] == "MISS"
     _, answer = await h.ask(CACHED, OTHER)  # served, but from the other tenant's own entry

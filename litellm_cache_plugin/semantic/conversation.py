@@ -1,61 +1,126 @@
 """Multi-turn chats matched by meaning (``layers.semantic.conversations: by_meaning``): pure code.
 
 With the default (``exact``) a conversation can only be served from a cached one whose earlier turns
-are all equal (they are part of the semantic scope). With ``by_meaning`` the scope keeps everything
-that must still be equal (tenant, model group and version, parameters, system prompts, the number
-and roles of the turns and their other fields) and leaves out the *contents* of the earlier user and
-assistant turns; those are stored with the cached prompt (its ``context``) and a candidate found by
-its last user turn (searched as for a single prompt: threshold and guard) is then re-checked here
-turn by turn:
+are all equal (they are part of the semantic scope). With ``by_meaning`` the scope keeps what must
+still be equal (tenant, model group and version, parameters, system prompts, the last turn's other
+fields) and leaves out the earlier user and assistant turns (their contents, number and roles);
+those are stored with the cached prompt (its ``context``). A candidate found by its last user turn
+(searched as for a single prompt: threshold and guard) is then judged on the conversation as a whole
+by :func:`decide`:
 
-- the two conversations have the same turns in the same order (roles) — else ``conversation_shape``;
-- a turn that must be equal (an earlier assistant turn, see below) is — else ``conversation_differs``;
-- each pair of turns is equal after folding, or its cosine similarity reaches the turn's threshold
-  (``conversation_similarity``) and the near-miss guard lets it through (``conversation_<rule>``,
-  e.g. ``conversation_number``: a 150 Mb/s plan in one and a 900 Mb/s plan in the other).
+1. **Does the last message need its history?** (:func:`classify`, a lexicon in ``guard/dialogue``.)
+   ``reply``: a short message (fewer than :data:`~litellm_cache_plugin.semantic.guard.dialogue.
+   SHORT_MESSAGE_WORDS` words), one made of reply words only ("yes please", "ok go ahead"), one that
+   opens with an answer word (yes/no/yeah/sure...), or a choice by position ("the second one",
+   "option 2"): it answers the assistant's last turn. ``refers``: a follow-up that opens with a
+   continuation ("and", "so", "ok", "what about"...), uses an anaphor (it, that, they, one, there,
+   same, other, instead, then...), speaks of the user's own state (I, me, my, we...), or names no
+   subject of its own (no entity, number, unit, time, quote or code). Otherwise ``standalone``. Both
+   last messages are classified; the more dependent class wins.
+2. **Facts stated earlier** (every class): a fact the user stated in an earlier turn of one
+   conversation (a number, an entity, a time, a unit, a quoted string or code: the guard's slots)
+   must be known to the other conversation's earlier turns (said there by the user or the
+   assistant) — else ``conversation_facts``. "I live in Canada" ... "what's the sales tax rate?" is
+   never served from "I live in France" ... the same question, nor from the question asked without
+   a place. A ``standalone`` last message needs nothing else: the history is not compared.
+3. ``refers`` and ``reply`` compare the earlier context as a whole:
 
-User turns use the layer's threshold (or :data:`USER_TURN_THRESHOLD`). Assistant turns are the
-model's earlier answers: they name what "it", "yes please" or "the cheaper one" refer to, so they are
-checked too, by :data:`ASSISTANT_THRESHOLD` and the guard; measured (``benchmarks/semantic/
-conversations.py``, ``results/semantic/conversations/``), no finite threshold kept the wrong answers
-at zero on the tuning part, so an earlier assistant turn must be *equal* (after folding).
+   - the earlier user turns, small talk dropped (:func:`user_context`: a sentence with no fact and no
+     question that has a chat marker — "lol", "hope you're well", a greeting — or a turn that only
+     acknowledges), joined into one text on each side: cosine >= the threshold
+     (:data:`USER_CONTEXT_THRESHOLD`, else ``conversation_similarity``). Turn counts may differ;
+   - a user turn of one side that is a near copy of a turn of the other (content words shared >=
+     :data:`NEAR_COPY`) and differs from it in a slot the guard sees (the credit card / the debit
+     card, Leeds / Manchester): ``conversation_<guard rule>``. Rewordings share fewer words and are
+     left to the embedding;
+   - facts the assistant stated: when each side's assistant turns hold a fact of one kind that the
+     other conversation never mentions (£12 / £0, the 5th / the 25th), ``conversation_assistant_facts``;
+   - ``reply`` only: the last assistant turns, which the reply answers: cosine >=
+     :data:`REPLY_THRESHOLD` and the guard (``conversation_reply``, ``conversation_<rule>``); a
+     choice by position needs them equal (``conversation_ordinal``: the options listed in another
+     order).
 
-Nothing here embeds or reads a store: similarities come in as numbers, prompt features through a
-callable, and the answer is data (:class:`TurnRefusal` or ``None``).
+Every refusal is a :class:`TurnRefusal` whose ``rule`` is one of :data:`CONVERSATION_RULES` (bounded
+metric labels). Nothing here embeds or reads a store: similarities come in through a callable (only
+for the texts :func:`texts_to_embed` lists), prompt features through another.
+
+The former rule (every earlier turn compared with its counterpart, assistant turns equal:
+:func:`check_turns`) is kept for the benchmark's comparison row; the layer no longer uses it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from litellm_cache_plugin.semantic.guard import PromptFeatures, check
+from litellm_cache_plugin.semantic.guard.dialogue import (
+    ACKNOWLEDGEMENTS,
+    ANAPHORA,
+    CHATTER_PHRASES,
+    CHATTER_WORDS,
+    CONTINUATIONS,
+    FIRST_PERSON,
+    ORDINAL_REFERENCE,
+    REPLY_OPENERS,
+    REPLY_WORDS,
+    SENTENCE_SPLIT,
+    SHORT_MESSAGE_WORDS,
+    WORDS,
+)
+from litellm_cache_plugin.semantic.guard.lexicon import IMPLICIT_TIMES
+from litellm_cache_plugin.semantic.guard.patterns import normalize
 
 __all__ = [
     "ASSISTANT_THRESHOLD",
     "CONVERSATION_RULES",
+    "NEAR_COPY",
+    "REPLY_THRESHOLD",
+    "USER_CONTEXT_THRESHOLD",
     "USER_TURN_THRESHOLD",
+    "Conversation",
+    "Need",
     "Turn",
     "TurnRefusal",
     "check_turns",
+    "classify",
+    "decide",
+    "differing_user_context",
     "pairs_to_compare",
+    "texts_to_embed",
+    "user_turns",
 ]
 
 # (role, folded text) of one earlier turn: "user" or "assistant".
 Turn = tuple[str, str]
+Need = Literal["standalone", "refers", "reply"]
 
-# Cosine an earlier assistant turn must reach against its counterpart (besides the guard); math.inf:
-# it must be equal after folding. Chosen on the tuning conversations (fow-cache, billing domain): with
-# any finite threshold from 0.70 to 0.88, assistant offers reworded into another action ("cancel it?"
-# / "switch you to annual billing?", answered "yes please") were served wrongly (2-3 of 40 traps).
+# Cosine the differing user turns (joined) must reach; None: the layer's threshold. Chosen on the tuning
+# conversations (fow-cache, billing domain; benchmarks/semantic/conversations.py).
+USER_CONTEXT_THRESHOLD: float | None = 0.90
+# Cosine the last assistant turns must reach when the last message is a reply ("yes please" answers
+# them). Not tunable on the data (no should-hit conversation there ends with a reply), so strict.
+REPLY_THRESHOLD = 0.95
+# Share of content words (of the smaller turn) above which two user turns are near copies, compared
+# slot by slot by the guard.
+NEAR_COPY = 0.6
+
+# The former per-turn rule (check_turns): cosine an earlier assistant turn must reach (math.inf:
+# equal after folding) and an earlier user turn (None: the layer's threshold).
 ASSISTANT_THRESHOLD = math.inf
-# Cosine an earlier user turn must reach; None: the layer's threshold (layers.semantic.threshold).
 USER_TURN_THRESHOLD: float | None = None
 
 SHAPE = "conversation_shape"
 SIMILARITY = "conversation_similarity"
 DIFFERS = "conversation_differs"
+FACTS = "conversation_facts"
+ASSISTANT_FACTS = "conversation_assistant_facts"
+REPLY = "conversation_reply"
+ORDINAL = "conversation_ordinal"
+
+_NEEDS: dict[str, int] = {"standalone": 0, "refers": 1, "reply": 2}
 
 
 def conversation_rule(guard_rule: str) -> str:
@@ -66,7 +131,16 @@ def conversation_rule(guard_rule: str) -> str:
 def _rules() -> tuple[str, ...]:
     from litellm_cache_plugin.semantic.guard import RULES
 
-    return (SHAPE, DIFFERS, SIMILARITY, *(conversation_rule(rule) for rule in RULES))
+    return (
+        SHAPE,
+        DIFFERS,
+        SIMILARITY,
+        FACTS,
+        ASSISTANT_FACTS,
+        REPLY,
+        ORDINAL,
+        *(conversation_rule(rule) for rule in RULES),
+    )
 
 
 CONVERSATION_RULES = _rules()
@@ -75,11 +149,304 @@ CONVERSATION_RULES = _rules()
 @dataclass(frozen=True)
 class TurnRefusal:
     """Why a cached conversation may not answer: ``rule`` (one of :data:`CONVERSATION_RULES`, fit for
-    a metric label), the earlier turn it fired on (0-based) and ``detail`` (prompt text: logs only)."""
+    a metric label), the earlier turn it fired on (0-based; -1: the context as a whole) and
+    ``detail`` (prompt text: logs only)."""
 
     rule: str
     turn: int
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One side of the comparison: the earlier turns (``(role, folded text)``) and the last user
+    message (folded)."""
+
+    context: tuple[Turn, ...]
+    last: str
+
+
+# --- does the last message need its history? -------------------------------------------------------
+
+
+def classify(text: str, features: Callable[[str], PromptFeatures]) -> tuple[Need, str]:
+    """``(need, why)`` of a last user message (see the module docstring); ``why`` names the lexicon
+    entry that decided (``"short"``, ``"reply"``, ``"ordinal"``, ``"continuation"``, ``"anaphora"``,
+    ``"user_state"``, ``"no_subject"``, ``"standalone"``)."""
+    plain = normalize(text).lower()
+    words = WORDS.findall(plain)
+    if ORDINAL_REFERENCE.search(plain):
+        return "reply", "ordinal"
+    if len(words) < SHORT_MESSAGE_WORDS:
+        return "reply", "short"
+    if all(w in REPLY_WORDS for w in words) or words[0] in REPLY_OPENERS:
+        return "reply", "reply"
+    opening = " ".join(words[:3])
+    if any(opening == c or opening.startswith(c + " ") for c in CONTINUATIONS):
+        return "refers", "continuation"
+    if any(w in ANAPHORA for w in words):
+        return "refers", "anaphora"
+    if any(w in FIRST_PERSON for w in words):
+        return "refers", "user_state"
+    f = features(text)
+    if not (f.entities or f.numbers or f.units or f.times or f.quoted or f.code):
+        return "refers", "no_subject"
+    return "standalone", "standalone"
+
+
+def _need(cached: str, asked: str, features: Callable[[str], PromptFeatures]) -> tuple[Need, bool]:
+    """The more dependent class of the two last messages, and whether either chooses by position."""
+    (a, why_a), (b, why_b) = classify(cached, features), classify(asked, features)
+    need = a if _NEEDS[a] >= _NEEDS[b] else b
+    return need, "ordinal" in (why_a, why_b)
+
+
+# --- small talk ------------------------------------------------------------------------------------
+
+
+def _has_fact(f: PromptFeatures) -> bool:
+    return bool(f.numbers or f.entities or f.units or f.times or f.quoted or f.code)
+
+
+def _small_talk(sentence: str, features: Callable[[str], PromptFeatures]) -> bool:
+    words = WORDS.findall(sentence.lower())
+    if not words:
+        return True
+    if sentence.rstrip().endswith("?") or _has_fact(features(sentence)):
+        return False
+    if all(w in ACKNOWLEDGEMENTS for w in words):
+        return True
+    low = " ".join(words)
+    return any(w in CHATTER_WORDS for w in words) or any(p in low for p in CHATTER_PHRASES)
+
+
+def user_turns(context: Sequence[Turn], features: Callable[[str], PromptFeatures]) -> list[str]:
+    """The earlier user turns with their small talk dropped (sentences with a chat marker and no
+    fact or question; turns that only acknowledge); turns left empty are dropped."""
+    out: list[str] = []
+    for role, text in context:
+        if role != "user":
+            continue
+        kept = [
+            s.strip(" ,")
+            for s in SENTENCE_SPLIT.split(text)
+            if s and s.strip(" ,") and not _small_talk(s.strip(" ,"), features)
+        ]
+        if kept:
+            out.append(" ".join(kept))
+    return out
+
+
+def differing_user_context(cached: Sequence[str], asked: Sequence[str]) -> tuple[str, str]:
+    """What is compared by meaning: each side's user turns (:func:`user_turns`) that the other side
+    does not have word for word, joined by newlines. A long conversation that shares most turns is
+    judged on the turns where it differs, not drowned in the ones it shares ("" / "": nothing
+    differs; one side "": the other has turns of its own, which is refused)."""
+    shared_a, shared_b = set(asked), set(cached)
+    return (
+        "\n".join(t for t in cached if t not in shared_a),
+        "\n".join(t for t in asked if t not in shared_b),
+    )
+
+
+def _last_assistant(context: Sequence[Turn]) -> str | None:
+    for role, text in reversed(context):
+        if role == "assistant":
+            return text
+    return None
+
+
+# --- facts -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Facts:
+    numbers: frozenset[str]
+    entities: frozenset[str]
+    times: frozenset[str]
+    units: frozenset[str]
+    quoted: frozenset[str]
+    code: frozenset[str]
+
+
+_KINDS = ("number", "entity", "time", "unit", "quoted", "code")
+
+
+def _facts(texts: Iterable[str], features: Callable[[str], PromptFeatures]) -> _Facts:
+    """The facts stated in ``texts``. Left out as noise: the number 1 (mostly a word: "quick one",
+    "first time"), "today"/"now", and units named without a number in the same turn ("a meter
+    reading")."""
+    fs = [features(t) for t in texts]
+    return _Facts(
+        frozenset(n for f in fs for n in f.numbers) - {"1"},
+        frozenset(e for f in fs for e in f.entities),
+        frozenset(t for f in fs for t in f.times) - IMPLICIT_TIMES,
+        frozenset(u for f in fs if f.numbers for u in f.units),
+        frozenset(q.lower() for f in fs for q in f.quoted),
+        frozenset(c.lower() for f in fs for c in f.code),
+    )
+
+
+@dataclass(frozen=True)
+class _Known:
+    """Everything a conversation's earlier turns mention, to look a fact up in."""
+
+    facts: _Facts
+    words: frozenset[str]
+    text: str
+
+
+def _known(context: Sequence[Turn], features: Callable[[str], PromptFeatures]) -> _Known:
+    texts = [text for _, text in context]
+    words = frozenset(w for t in texts for w in features(t).words)
+    return _Known(_facts(texts, features), words, "\n".join(texts).lower())
+
+
+def _unknown(facts: _Facts, other: _Known) -> list[tuple[str, str]]:
+    """``(kind, value)`` of the facts the other conversation never mentions."""
+    out: list[tuple[str, str]] = []
+    out += [("number", n) for n in sorted(facts.numbers - other.facts.numbers)]
+    out += [
+        ("entity", e)
+        for e in sorted(facts.entities)
+        if e not in other.words and e.replace("-", "") not in other.words
+    ]
+    out += [("time", t) for t in sorted(facts.times - other.facts.times)]
+    out += [("unit", u) for u in sorted(facts.units - other.facts.units)]
+    out += [("quoted", q) for q in sorted(facts.quoted) if q not in other.text]
+    out += [("code", c) for c in sorted(facts.code) if c not in other.text]
+    return out
+
+
+# --- near copies -----------------------------------------------------------------------------------
+
+
+def _near_copy_refusal(
+    mine: Sequence[str], theirs: Sequence[str], features: Callable[[str], PromptFeatures], cached_first: bool
+) -> TurnRefusal | None:
+    """A turn of ``mine`` that nearly copies one of ``theirs`` and differs in a guarded slot."""
+    present = set(theirs)
+    for i, text in enumerate(mine):
+        if text in present:
+            continue
+        words = set(features(text).content)
+        if not words:
+            continue
+        best, best_share = None, 0.0
+        for other in theirs:
+            other_words = set(features(other).content)
+            if not other_words:
+                continue
+            share = len(words & other_words) / max(len(words), len(other_words))
+            if share > best_share:
+                best, best_share = other, share
+        if best is None or best_share < NEAR_COPY:
+            continue
+        a, b = (best, text) if cached_first else (text, best)
+        refusal = check(features(a), features(b))
+        if refusal is not None:
+            return TurnRefusal(conversation_rule(refusal.rule), i, f"user turn: {refusal.detail}")
+        # A near copy with a content word replaced (in any number of places): another detail.
+        fa, fb = features(a), features(b)
+        only_a, only_b = set(fa.content) - set(fb.content), set(fb.content) - set(fa.content)
+        if only_a and only_b:
+            return TurnRefusal(
+                conversation_rule("swap"), i, f"user turn: cached {sorted(only_a)} / asked {sorted(only_b)}"
+            )
+    return None
+
+
+# --- the decision ----------------------------------------------------------------------------------
+
+
+def texts_to_embed(
+    cached: Conversation, asked: Conversation, features: Callable[[str], PromptFeatures]
+) -> list[str]:
+    """The texts whose embeddings :func:`decide` may ask ``similarity`` for: the two user contexts
+    (:func:`differing_user_context`) when the last message needs its history, and the two last assistant
+    turns when it is a reply ([] when the contexts are equal or the last messages stand alone)."""
+    if cached.context == asked.context or not cached.context or not asked.context:
+        return []
+    need, ordinal = _need(cached.last, asked.last, features)
+    if need == "standalone":
+        return []
+    texts = list(
+        differing_user_context(user_turns(cached.context, features), user_turns(asked.context, features))
+    )
+    if need == "reply" and not ordinal:
+        texts += [t for t in (_last_assistant(cached.context), _last_assistant(asked.context)) if t]
+    return [t for t in dict.fromkeys(texts) if t]
+
+
+def decide(
+    cached: Conversation,
+    asked: Conversation,
+    similarity: Callable[[str, str], float],
+    *,
+    threshold: float,
+    reply_threshold: float = REPLY_THRESHOLD,
+    guard: bool = True,
+    features: Callable[[str], PromptFeatures],
+) -> TurnRefusal | None:
+    """``None`` when ``cached``'s answer may serve ``asked`` as far as their earlier turns go (their
+    last messages were already matched), else why not (see the module docstring).
+
+    ``similarity(a, b)`` is the cosine of two texts :func:`texts_to_embed` listed; ``threshold``
+    applies to the joined user contexts (:data:`USER_CONTEXT_THRESHOLD`, or the layer's);
+    ``guard=False`` (the layer's ``guard`` setting) skips the guard's slot comparisons (near copies,
+    the last assistant turns) but not the facts rules."""
+    if cached.context == asked.context:
+        return None
+    if not cached.context or not asked.context:
+        return TurnRefusal(SHAPE, 0, f"{len(cached.context)} / {len(asked.context)} earlier turns")
+    need, ordinal = _need(cached.last, asked.last, features)
+    known_cached, known_asked = _known(cached.context, features), _known(asked.context, features)
+    turns_cached, turns_asked = user_turns(cached.context, features), user_turns(asked.context, features)
+    # Facts the user stated, in either conversation, must be known to the other.
+    for side, turns, other in (("cached", turns_cached, known_asked), ("asked", turns_asked, known_cached)):
+        missing = _unknown(_facts(turns, features), other)
+        if missing:
+            kind, value = missing[0]
+            return TurnRefusal(FACTS, -1, f"{kind} {value!r} stated in the {side} conversation only")
+    if need == "standalone":
+        return None
+    if guard:
+        refusal = _near_copy_refusal(turns_asked, turns_cached, features, cached_first=True)
+        if refusal is None:
+            refusal = _near_copy_refusal(turns_cached, turns_asked, features, cached_first=False)
+        if refusal is not None:
+            return refusal
+    # Facts the assistant stated: a conflict (each side has a value of a kind the other lacks).
+    said_cached = _facts((t for r, t in cached.context if r == "assistant"), features)
+    said_asked = _facts((t for r, t in asked.context if r == "assistant"), features)
+    only_cached = {kind for kind, _ in _unknown(said_cached, known_asked)}
+    only_asked = {kind for kind, _ in _unknown(said_asked, known_cached)}
+    conflict = [kind for kind in _KINDS if kind in only_cached and kind in only_asked]
+    if conflict:
+        return TurnRefusal(ASSISTANT_FACTS, -1, f"assistant {conflict[0]}s differ")
+    if need == "reply":
+        last_cached, last_asked = _last_assistant(cached.context), _last_assistant(asked.context)
+        if last_cached != last_asked:
+            if ordinal or last_cached is None or last_asked is None:
+                return TurnRefusal(ORDINAL if ordinal else REPLY, -1, "last assistant turns differ")
+            score = similarity(last_cached, last_asked)
+            if not score >= reply_threshold:
+                return TurnRefusal(REPLY, -1, f"last assistant turns {score:.3f} < {reply_threshold:.2f}")
+            if guard:
+                slot = check(features(last_cached), features(last_asked))
+                if slot is not None:
+                    return TurnRefusal(
+                        conversation_rule(slot.rule), -1, f"last assistant turn: {slot.detail}"
+                    )
+    context_cached, context_asked = differing_user_context(turns_cached, turns_asked)
+    if context_cached != context_asked:
+        score = similarity(context_cached, context_asked) if context_cached and context_asked else 0.0
+        if not score >= threshold:
+            return TurnRefusal(SIMILARITY, -1, f"user context {score:.3f} < {threshold:.2f}")
+    return None
+
+
+# --- the former rule: turn by turn (benchmark comparison) ------------------------------------------
 
 
 def _structural(

@@ -138,7 +138,7 @@ class Candidate:
     similarity: float
     features: PromptFeatures
     created_at: float
-    # Earlier turns of a conversation scoped by meaning, checked turn by turn (semantic/conversation.py).
+    # Earlier turns of a conversation scoped by meaning, judged as a whole (semantic/conversation.py).
     context: tuple[tuple[str, str], ...] = ()
 
 

@@ -14,10 +14,11 @@ Flow for a chat request (the glue does this; nothing here knows LiteLLM):
 Scope: a match is only possible between requests equal in everything but the last user turn: tenant,
 model group and version, system prompt and earlier turns, and every output-affecting parameter. It is
 the exact key's canonical material with the last user message taken out. With
-``layers.semantic.conversations: by_meaning`` (:func:`semantic_prompt`), the contents of the earlier
-user and assistant turns leave the scope too (their number, roles and order stay in it): they are
-stored with the record as its ``context``, and a candidate found by its last turn is re-checked turn
-by turn (``conversation.check_turns``: threshold and guard per turn; a refusal's rule is
+``layers.semantic.conversations: by_meaning`` (:func:`semantic_prompt`), the earlier user and
+assistant turns leave the scope too (contents, number and roles): they are stored with the record as
+its ``context``, and a candidate found by its last turn is judged on the conversation as a whole
+(``conversation.decide``: does the last message need its history, facts stated earlier, the
+differing user turns by meaning, the last assistant turn for a reply; a refusal's rule is
 ``conversation_<rule>``). Single prompts get the same scope in both modes.
 
 Replicas: every record is written to the shared store under ``{ns}:s:{<scope>}:{n}``, where ``n``
@@ -50,12 +51,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from litellm_cache_plugin.policy.keys import CacheRequest, Tenant, request_material
 from litellm_cache_plugin.policy.normalize import canonical_json, canonical_value, fold_text
 from litellm_cache_plugin.semantic.conversation import (
-    ASSISTANT_THRESHOLD,
-    USER_TURN_THRESHOLD,
+    REPLY_THRESHOLD,
+    USER_CONTEXT_THRESHOLD,
+    Conversation,
     Turn,
     TurnRefusal,
-    check_turns,
-    pairs_to_compare,
+    decide,
+    texts_to_embed,
 )
 from litellm_cache_plugin.semantic.embedder import Embedder, require_semantic_extra
 from litellm_cache_plugin.semantic.guard import PromptFeatures, Refusal, check, features
@@ -115,7 +117,7 @@ def _text_of(content: Any) -> str | None:
 class SemanticPrompt:
     """What the semantic layer looks up for one request: the scope id, the text embedded and searched
     (the last user turn, or the prompt) and, for a multi-turn chat scoped by meaning, the earlier
-    turns (``(role, folded text)``) that a candidate's must match one by one (``conversation``)."""
+    turns (``(role, folded text)``) a candidate is judged against as a whole (``conversation``)."""
 
     scope: str
     text: str
@@ -134,9 +136,11 @@ def semantic_scope(request: CacheRequest, tenant: Tenant) -> tuple[str, str] | N
 
 
 def _conversation_material(earlier: Sequence[Any]) -> tuple[list[Any], tuple[Turn, ...]] | None:
-    """The earlier messages with the contents of their user and assistant turns left out (the shape
-    the scope keeps), and those contents; ``None`` when there is no such turn or one of them is not
-    plain text (tool calls, tool results, images: the conversation is then scoped exactly)."""
+    """The earlier messages the scope keeps (the system and developer prompts, in order) and the
+    earlier user and assistant turns it leaves out (their contents, number and roles: they are
+    judged as a whole by ``conversation.decide``); ``None`` when there is no such turn or one of
+    them is not plain text (tool calls, tool results, images: the conversation is then scoped
+    exactly)."""
     shape: list[Any] = []
     turns: list[Turn] = []
     for message in earlier:
@@ -150,11 +154,12 @@ def _conversation_material(earlier: Sequence[Any]) -> tuple[list[Any], tuple[Tur
             continue
         if role not in ("user", "assistant") or message.get("tool_calls") or message.get("function_call"):
             return None
+        if any(k not in ("role", "content") and v is not None for k, v in message.items()):
+            return None  # another field ("name"): kept exact
         raw = _text_of(message.get("content"))
         if raw is None:
             return None
         turns.append((role, fold_text(raw)))
-        shape.append({**{k: v for k, v in message.items() if k != "content"}, "content": "\x00turn"})
     if not turns:
         return None
     return shape, tuple(turns)
@@ -166,10 +171,11 @@ def semantic_prompt(
     """The :class:`SemanticPrompt` of a request, or ``None`` when it is not eligible (see
     :func:`semantic_scope`).
 
-    ``conversations="by_meaning"``: a chat with earlier user/assistant turns, all plain text, gets a
-    scope without their contents (still with the system prompts, the turns' roles and order, and the
-    parameters, tenant, model group and version) and carries them as ``context``; a single prompt,
-    or a conversation with a tool call or an image, is scoped exactly as with ``"exact"``.
+    ``conversations="by_meaning"``: a chat with earlier user/assistant turns, all plain text with no
+    other field, gets a scope without them (still with the system prompts, the parameters, tenant,
+    model group and version, and the last turn's other fields) and carries them as ``context``; a
+    single prompt, or a conversation with a tool call, an image or a named turn, is scoped exactly
+    as with ``"exact"``.
     """
     context: tuple[Turn, ...] = ()
     if request.kind == "chat":
@@ -336,10 +342,10 @@ class SemanticIndex:
             # them as dead: a shared index wants a shared backend.
             log.warning("layers.semantic.index is shared but the backend is memory://: use a shared backend")
         self._dims: int | None = None  # size of the embedder's vectors, once one was seen
-        # Cosine an earlier assistant turn of a conversation must reach (semantic/conversation.py).
-        self.assistant_threshold = ASSISTANT_THRESHOLD
-        # ... and an earlier user turn (None: the layer's threshold).
-        self.turn_threshold: float | None = USER_TURN_THRESHOLD
+        # Cosine the differing earlier user turns of two conversations must reach (None: the layer's
+        # threshold), and the last assistant turns before a reply (semantic/conversation.py).
+        self.context_threshold: float | None = USER_CONTEXT_THRESHOLD
+        self.reply_threshold = REPLY_THRESHOLD
 
     # -- keys ---------------------------------------------------------------------------------------
 
@@ -471,49 +477,46 @@ class SemanticIndex:
         candidates: Sequence[Candidate],
         context: tuple[Turn, ...],
     ) -> SemanticLookup:
-        """:meth:`_judge`, after embedding the earlier turns a conversation's candidates need."""
+        """:meth:`_judge`, after embedding what a conversation's candidates need."""
         turn_check: Callable[[Candidate], TurnRefusal | None] | None = None
         if candidates and (context or any(c.context for c in candidates)):
             try:
-                turn_check = await self._turn_checker(text, candidates, context)
+                turn_check = await self._conversation_checker(text, candidates, context)
             except Exception as error:  # the embedder
                 self.stats["error"] += 1
                 log.warning("semantic lookup failed open (earlier turns): %r", error)
                 return _ERROR
         return self._judge(scope, skey, text, candidates, turn_check)
 
-    async def _turn_checker(
+    async def _conversation_checker(
         self, text: str, candidates: Sequence[Candidate], context: tuple[Turn, ...]
     ) -> Callable[[Candidate], TurnRefusal | None]:
-        """The turn-by-turn check of a conversation (:func:`check_turns`) with every similarity it
-        needs embedded in one batch: the differing turns of the candidates the last-turn guard lets
-        through (the others are refused before their turns are looked at)."""
+        """The whole-conversation check (:func:`~litellm_cache_plugin.semantic.conversation.decide`)
+        with every text it may compare embedded in one batch: only for the candidates the last-turn
+        guard lets through (the others are refused before their history is looked at), and only the
+        texts their last messages need (none when both stand alone)."""
         mine = self._prompt_features(text) if self.settings.guard else None
         todo = [c for c in candidates if mine is None or check(c.features, mine) is None]
-        threshold = self.settings.threshold if self.turn_threshold is None else self.turn_threshold
+        asked = Conversation(context, text)
         texts = {
             t
             for c in todo
-            for i in pairs_to_compare(
-                c.context, context, threshold=threshold, assistant_threshold=self.assistant_threshold
-            )
-            for t in (c.context[i][1], context[i][1])
+            for t in texts_to_embed(Conversation(c.context, c.text), asked, self._prompt_features)
         }
         vectors = await self._vectors_of(sorted(texts))
         self.stats["turns_compared"] += len(texts)
+        threshold = self.settings.threshold if self.context_threshold is None else self.context_threshold
+
+        def similarity(a: str, b: str) -> float:
+            return float(vectors[a] @ vectors[b])
 
         def turn_check(candidate: Candidate) -> TurnRefusal | None:
-            cached = candidate.context
-
-            def similarity(i: int) -> float:
-                return float(vectors[cached[i][1]] @ vectors[context[i][1]])
-
-            return check_turns(
-                cached,
-                context,
+            return decide(
+                Conversation(candidate.context, candidate.text),
+                asked,
                 similarity,
                 threshold=threshold,
-                assistant_threshold=self.assistant_threshold,
+                reply_threshold=self.reply_threshold,
                 guard=self.settings.guard,
                 features=self._prompt_features,
             )
@@ -558,14 +561,14 @@ class SemanticIndex:
                 refusals.append(
                     SemanticRefusal(
                         turn.rule,
-                        f"turn {turn.turn}: {turn.detail}",
+                        f"turn {turn.turn}: {turn.detail}" if turn.turn >= 0 else turn.detail,
                         candidate.similarity,
                         candidate.text,
                         candidate.entry_key,
                         scope,
                     )
                 )
-                log.debug("semantic conversation refused (%s, turn %d)", turn.rule, turn.turn)
+                log.debug("semantic conversation refused (%s): %s", turn.rule, turn.detail)
                 continue
             if self.shared is None:
                 self._index.touch(skey, candidate.entry_key)
@@ -590,7 +593,7 @@ class SemanticIndex:
         """Make ``text`` (cached under the exact key ``entry_key``) findable for ``ttl`` seconds.
 
         ``context``: the earlier turns of a conversation scoped by meaning (:class:`SemanticPrompt`),
-        stored with the record; a lookup's own earlier turns must match them one by one.
+        stored with the record; a lookup's own earlier turns are judged against them as a whole.
 
         Returns False when nothing was added (too long, embedder failure). A store failure still
         leaves the prompt in this process's index."""

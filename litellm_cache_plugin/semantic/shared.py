@@ -12,7 +12,8 @@ it in the engine, then checked again on each hit; a hit also only names an exact
 region re-checks (tenant, invalidation counters, model version, freshness) before anything is served.
 
 A conversation scoped by meaning (``layers.semantic.conversations: by_meaning``) stores its earlier
-turns in the document's ``context`` field (JSON); the layer re-checks them turn by turn in process.
+turns in the document's ``context`` field (JSON); the layer judges them (``conversation.decide``) in
+process.
 
 Expiry: a vector expires with its entry (the same backend TTL); an entry that dies earlier
 (invalidated by model or tag, evicted) is found dead by the region's re-check, which then calls
