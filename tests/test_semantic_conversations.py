@@ -22,6 +22,7 @@ from litellm_cache_plugin.semantic.conversation import (
     CONVERSATION_RULES,
     Conversation,
     TurnRefusal,
+    binds_answer,
     check_turns,
     classify,
     decide,
@@ -217,7 +218,24 @@ def test_a_reply_needs_the_same_offer() -> None:
     pair = frozenset({"Shall I cancel it before then?", "Shall I switch you to annual billing?"})
     refusal = decide(cancel, annual, sims({pair: 0.70}), threshold=0.85, features=features)
     assert refusal is not None and refusal.rule == "conversation_reply"
-    assert set(texts_to_embed(cancel, annual, features)) == set(pair)
+    # The default asks for the same offer: nothing to embed, no similarity asked for.
+    assert texts_to_embed(cancel, annual, features) == []
+    assert set(texts_to_embed(cancel, annual, features, reply_threshold=0.95)) == set(pair)
+    # A reworded offer, however close, is refused by default; a finite threshold would take it.
+    reworded = conv(
+        user("My Flixora plan renews tomorrow"), bot("Should I cancel it before then?"), user("yes please")
+    )
+    close = frozenset({"Shall I cancel it before then?", "Should I cancel it before then?"})
+
+    def never(a: str, b: str) -> float:
+        raise AssertionError("an infinite reply threshold compares no assistant turns")
+
+    refusal = decide(cancel, reworded, never, threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_reply"
+    finite = decide(
+        cancel, reworded, sims({close: 0.97}), threshold=0.85, reply_threshold=0.95, features=features
+    )
+    assert finite is None
     # Close by meaning but another number: the guard refuses.
     cheap = conv(
         user("My Flixora plan renews tomorrow"), bot("Shall I move you to the £5 plan?"), user("yes please")
@@ -631,3 +649,48 @@ async def test_region_conversation_dies_with_its_entry(_semantic_extra: None) ->
     await h.ask(CACHED)
     await h.engine.invalidate_model("llama")
     assert (await h.ask(REWORDED))[0] == "MISS"
+
+
+def test_an_offer_or_closed_question_binds_the_answer() -> None:
+    assert binds_answer("Your plan renews on the 14th. Would you like me to cancel it?")
+    assert binds_answer("Shall I switch you to annual billing?")
+    assert binds_answer("Do you want the 2 pm slot or the 4 pm one?")
+    assert binds_answer("I can pause it for a month if you like.")
+    assert not binds_answer("Thanks. What would you like to know about it?")
+    assert not binds_answer("Got it, how can I help?")
+    assert not binds_answer("Would you like me to cancel it? Here is how refunds work.")
+    assert not binds_answer(None)
+
+
+def test_a_follow_up_to_an_offer_needs_the_same_offer() -> None:
+    # "go ahead with that" is a follow-up (anaphora), not a bare reply: after an offer it answers the
+    # offer, so the offers must be equal, however close by meaning.
+    cancel = conv(
+        user("My Flixora plan renews tomorrow"),
+        bot("Would you like me to cancel it before then?"),
+        user("Go ahead with that one then"),
+    )
+    pause = conv(
+        user("My Flixora plan renews tomorrow"),
+        bot("Would you like me to pause it before then?"),
+        user("Go ahead with that one then"),
+    )
+
+    def never(a: str, b: str) -> float:
+        raise AssertionError("an offer is compared for equality, not by meaning")
+
+    refusal = decide(cancel, pause, never, threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_reply"
+    assert texts_to_embed(cancel, pause, features) == []
+    # After a wh-question the same follow-up is compared by its user context only.
+    asked = conv(
+        user("My Flixora plan renews tomorrow"),
+        bot("Noted. What would you like to do?"),
+        user("Go ahead with that one then"),
+    )
+    other = conv(
+        user("My Flixora plan renews tomorrow"),
+        bot("Sure. How can I help?"),
+        user("Go ahead with that one then"),
+    )
+    assert decide(asked, other, never, threshold=0.85, features=features) is None

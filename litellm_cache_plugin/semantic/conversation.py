@@ -16,7 +16,9 @@ by :func:`decide`:
    continuation ("and", "so", "ok", "what about"...), uses an anaphor (it, that, they, one, there,
    same, other, instead, then...), speaks of the user's own state (I, me, my, we...), or names no
    subject of its own (no entity, number, unit, time, quote or code). Otherwise ``standalone``. Both
-   last messages are classified; the more dependent class wins.
+   last messages are classified; the more dependent class wins. A ``refers`` message after an
+   assistant turn that asked a closed question or made an offer (:func:`binds_answer`: "Would you
+   like me to cancel it?", "Shall I switch you to annual billing?") answers that offer: a ``reply``.
 2. **Facts stated earlier** (every class): a fact the user stated in an earlier turn of one
    conversation (a number, an entity, a time, a unit, a quoted string or code: the guard's slots)
    must be known to the other conversation's earlier turns (said there by the user or the
@@ -35,10 +37,10 @@ by :func:`decide`:
      left to the embedding;
    - facts the assistant stated: when each side's assistant turns hold a fact of one kind that the
      other conversation never mentions (£12 / £0, the 5th / the 25th), ``conversation_assistant_facts``;
-   - ``reply`` only: the last assistant turns, which the reply answers: cosine >=
-     :data:`REPLY_THRESHOLD` and the guard (``conversation_reply``, ``conversation_<rule>``); a
-     choice by position needs them equal (``conversation_ordinal``: the options listed in another
-     order).
+   - ``reply`` only: the last assistant turns, which the reply answers, must be equal after folding
+     (:data:`REPLY_THRESHOLD` is infinite; with a finite one, cosine >= it and the guard:
+     ``conversation_reply``, ``conversation_<rule>``); a choice by position always needs them equal
+     (``conversation_ordinal``: the options listed in another order).
 
 Every refusal is a :class:`TurnRefusal` whose ``rule`` is one of :data:`CONVERSATION_RULES` (bounded
 metric labels). Nothing here embeds or reads a store: similarities come in through a callable (only
@@ -61,8 +63,10 @@ from litellm_cache_plugin.semantic.guard.dialogue import (
     ANAPHORA,
     CHATTER_PHRASES,
     CHATTER_WORDS,
+    CLOSED_QUESTION_OPENERS,
     CONTINUATIONS,
     FIRST_PERSON,
+    OFFER_PHRASES,
     ORDINAL_REFERENCE,
     REPLY_OPENERS,
     REPLY_WORDS,
@@ -84,6 +88,7 @@ __all__ = [
     "Need",
     "Turn",
     "TurnRefusal",
+    "binds_answer",
     "check_turns",
     "classify",
     "decide",
@@ -101,8 +106,12 @@ Need = Literal["standalone", "refers", "reply"]
 # conversations (fow-cache, billing domain; benchmarks/semantic/conversations.py).
 USER_CONTEXT_THRESHOLD: float | None = 0.90
 # Cosine the last assistant turns must reach when the last message is a reply ("yes please" answers
-# them). Not tunable on the data (no should-hit conversation there ends with a reply), so strict.
-REPLY_THRESHOLD = 0.95
+# them); math.inf: they must be equal (after folding). Not tunable on the data (no should-hit
+# conversation there ends with a reply). A finite threshold was tried: 0.70-0.88 served reworded
+# offers of another action wrongly on the tuning part (per-turn rule), and 0.95 let 2 of the test
+# part's 24 intent_flip traps through (seen after the fact: the test part is no longer clean for this
+# constant). An offer and its answer are only as safe as the exact offer, so equal it is.
+REPLY_THRESHOLD = math.inf
 # Share of content words (of the smaller turn) above which two user turns are near copies, compared
 # slot by slot by the guard.
 NEAR_COPY = 0.6
@@ -194,10 +203,33 @@ def classify(text: str, features: Callable[[str], PromptFeatures]) -> tuple[Need
     return "standalone", "standalone"
 
 
-def _need(cached: str, asked: str, features: Callable[[str], PromptFeatures]) -> tuple[Need, bool]:
-    """The more dependent class of the two last messages, and whether either chooses by position."""
-    (a, why_a), (b, why_b) = classify(cached, features), classify(asked, features)
+def binds_answer(assistant_turn: str | None) -> bool:
+    """Does an assistant turn end by asking a closed question or making an offer (see
+    ``guard/dialogue.CLOSED_QUESTION_OPENERS``)? The user's next message then answers it."""
+    if not assistant_turn:
+        return False
+    plain = normalize(assistant_turn).lower()
+    if any(phrase in plain for phrase in OFFER_PHRASES):
+        return True
+    sentences = [s for s in SENTENCE_SPLIT.split(plain) if s.strip()]
+    if not sentences or not sentences[-1].rstrip().endswith("?"):
+        return False
+    words = WORDS.findall(sentences[-1])
+    return bool(words) and words[0] in CLOSED_QUESTION_OPENERS
+
+
+def _need(
+    cached: Conversation, asked: Conversation, features: Callable[[str], PromptFeatures]
+) -> tuple[Need, bool]:
+    """The more dependent class of the two last messages, and whether either chooses by position. A
+    message that leans on its history after an assistant turn that asked a closed question or made an
+    offer answers that turn: a reply."""
+    (a, why_a), (b, why_b) = classify(cached.last, features), classify(asked.last, features)
     need = a if _NEEDS[a] >= _NEEDS[b] else b
+    if need == "refers" and (
+        binds_answer(_last_assistant(cached.context)) or binds_answer(_last_assistant(asked.context))
+    ):
+        need = "reply"
     return need, "ordinal" in (why_a, why_b)
 
 
@@ -360,20 +392,25 @@ def _near_copy_refusal(
 
 
 def texts_to_embed(
-    cached: Conversation, asked: Conversation, features: Callable[[str], PromptFeatures]
+    cached: Conversation,
+    asked: Conversation,
+    features: Callable[[str], PromptFeatures],
+    *,
+    reply_threshold: float = REPLY_THRESHOLD,
 ) -> list[str]:
     """The texts whose embeddings :func:`decide` may ask ``similarity`` for: the two user contexts
     (:func:`differing_user_context`) when the last message needs its history, and the two last assistant
-    turns when it is a reply ([] when the contexts are equal or the last messages stand alone)."""
+    turns when it is a reply and ``reply_threshold`` is finite ([] when the contexts are equal or the
+    last messages stand alone)."""
     if cached.context == asked.context or not cached.context or not asked.context:
         return []
-    need, ordinal = _need(cached.last, asked.last, features)
+    need, ordinal = _need(cached, asked, features)
     if need == "standalone":
         return []
     texts = list(
         differing_user_context(user_turns(cached.context, features), user_turns(asked.context, features))
     )
-    if need == "reply" and not ordinal:
+    if need == "reply" and not ordinal and not math.isinf(reply_threshold):
         texts += [t for t in (_last_assistant(cached.context), _last_assistant(asked.context)) if t]
     return [t for t in dict.fromkeys(texts) if t]
 
@@ -399,7 +436,7 @@ def decide(
         return None
     if not cached.context or not asked.context:
         return TurnRefusal(SHAPE, 0, f"{len(cached.context)} / {len(asked.context)} earlier turns")
-    need, ordinal = _need(cached.last, asked.last, features)
+    need, ordinal = _need(cached, asked, features)
     known_cached, known_asked = _known(cached.context, features), _known(asked.context, features)
     turns_cached, turns_asked = user_turns(cached.context, features), user_turns(asked.context, features)
     # Facts the user stated, in either conversation, must be known to the other.
@@ -427,7 +464,7 @@ def decide(
     if need == "reply":
         last_cached, last_asked = _last_assistant(cached.context), _last_assistant(asked.context)
         if last_cached != last_asked:
-            if ordinal or last_cached is None or last_asked is None:
+            if ordinal or last_cached is None or last_asked is None or math.isinf(reply_threshold):
                 return TurnRefusal(ORDINAL if ordinal else REPLY, -1, "last assistant turns differ")
             score = similarity(last_cached, last_asked)
             if not score >= reply_threshold:

@@ -501,7 +501,12 @@ class SemanticIndex:
         texts = {
             t
             for c in todo
-            for t in texts_to_embed(Conversation(c.context, c.text), asked, self._prompt_features)
+            for t in texts_to_embed(
+                Conversation(c.context, c.text),
+                asked,
+                self._prompt_features,
+                reply_threshold=self.reply_threshold,
+            )
         }
         vectors = await self._vectors_of(sorted(texts))
         self.stats["turns_compared"] += len(texts)

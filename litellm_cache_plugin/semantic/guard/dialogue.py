@@ -13,8 +13,10 @@ __all__ = [
     "ANAPHORA",
     "CHATTER_PHRASES",
     "CHATTER_WORDS",
+    "CLOSED_QUESTION_OPENERS",
     "CONTINUATIONS",
     "FIRST_PERSON",
+    "OFFER_PHRASES",
     "ORDINAL_REFERENCE",
     "REPLY_OPENERS",
     "REPLY_WORDS",
@@ -112,3 +114,14 @@ SENTENCE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\s*\n+\s*|\s*[()]\s*")
 
 # A message that opens with one of these answers the assistant's last turn ("no, nobody has").
 REPLY_OPENERS = wordset("yes yeah yep yup ya aye no nope nah sure absolutely definitely please")
+
+# An assistant turn that ends by asking a closed question ("Would you like me to cancel it?", "Shall I
+# switch you to annual billing?", "Do you want the 2 pm slot or the 4 pm one?") or making an offer
+# ("..., if you like.") sets up what the user's next message agrees to: that message answers it, so
+# it is matched as a reply (the offer must be the same), whatever its own words. Wh-questions ("What
+# would you like to know?", "How can I help?") ask for a new question and bind nothing.
+CLOSED_QUESTION_OPENERS = wordset(
+    """would shall should do does did can could may might will is are was were have has want wanna
+    fancy"""
+)
+OFFER_PHRASES = ("if you like", "if you want", "if you'd like", "if you wish", "if you prefer")
