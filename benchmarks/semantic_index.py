@@ -180,8 +180,8 @@ def synthetic(rng: Any, n: int) -> Any:
     return matrix
 
 
-def index_url(port: int, algorithm: str) -> str:
-    return f"redis+search://127.0.0.1:{port}/0?prefix={PREFIX}&algorithm={algorithm}"
+def index_url(port: int, algorithm: str, ef_runtime: int = 100) -> str:
+    return f"redis+search://127.0.0.1:{port}/0?prefix={PREFIX}&algorithm={algorithm}&ef_runtime={ef_runtime}"
 
 
 def load_shared(
@@ -292,7 +292,14 @@ async def measure(index: Any, scopes: list[int], queries: int, seed: int) -> dic
     }
 
 
-def make_index(shared_port: int | None, *, max_entries: int, per_scope: int, algorithm: str = "hnsw") -> Any:
+def make_index(
+    shared_port: int | None,
+    *,
+    max_entries: int,
+    per_scope: int,
+    algorithm: str = "hnsw",
+    ef_runtime: int = 100,
+) -> Any:
     from litellm_cache_plugin.semantic.embedder import OnnxMiniLMEmbedder
     from litellm_cache_plugin.semantic.layer import SemanticIndex
     from litellm_cache_plugin.settings import SemanticLayer
@@ -304,7 +311,7 @@ def make_index(shared_port: int | None, *, max_entries: int, per_scope: int, alg
         "max_entries_per_scope": per_scope,
     }
     if shared_port is not None:
-        settings["index"] = index_url(shared_port, algorithm)
+        settings["index"] = index_url(shared_port, algorithm, ef_runtime)
     embedder = OnnxMiniLMEmbedder(threads=1)
     embedder.load()
     # 1 s deadline: this measures the search, not the fail-open path.
@@ -317,7 +324,9 @@ async def run_shared(
     port: int, layout: list[tuple[int, int]], asked: list[int], args: argparse.Namespace
 ) -> dict[str, Any]:
     """In this (measuring) process: RSS with 0 records, load in a loader process, lookups, RSS again."""
-    index = make_index(port, max_entries=10, per_scope=10, algorithm=args.algorithm)
+    index = make_index(
+        port, max_entries=10, per_scope=10, algorithm=args.algorithm, ef_runtime=args.ef_runtime
+    )
     await index.start()
     await measure(index, asked, 20, args.seed)  # warm: connections, the index exists
     gc.collect()
@@ -359,7 +368,11 @@ async def run_shared(
     gc.collect()
     result.update(
         index="redis+search, "
-        + ("HNSW (M=16, ef_construction=200, ef_runtime=100)" if args.algorithm == "hnsw" else "FLAT"),
+        + (
+            f"HNSW (M=16, ef_construction=200, ef_runtime={args.ef_runtime})"
+            if args.algorithm == "hnsw"
+            else "FLAT"
+        ),
         records=count,
         load=loaded,
         process_rss_mb={"0_records": round(rss0, 1), "after": round(rss_mb(), 1)},
@@ -414,7 +427,7 @@ def child(kind: str, layout_name: str, port: int | None, args: argparse.Namespac
     argv += ["--entries", str(args.entries), "--scopes", str(args.scopes), "--big-scope", str(args.big_scope)]
     argv += ["--queries", str(args.queries)]
     algorithm = args.spread_algorithm if layout_name == "spread" else args.one_scope_algorithm
-    argv += ["--algorithm", algorithm]
+    argv += ["--algorithm", algorithm, "--ef-runtime", str(args.ef_runtime)]
     if port is not None:
         argv += ["--port", str(port)]
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -450,6 +463,8 @@ def main() -> None:
     parser.add_argument("--spread-algorithm", choices=["flat", "hnsw"], default="flat")
     parser.add_argument("--one-scope-algorithm", choices=["flat", "hnsw"], default="hnsw")
     parser.add_argument("--algorithm", default="hnsw", help=argparse.SUPPRESS)
+    # HNSW's per-query candidate list (the driver's default is 100; sent with every query).
+    parser.add_argument("--ef-runtime", type=int, default=100)
     parser.add_argument("--load", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--layout", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
