@@ -209,13 +209,16 @@ async def bag_of_words(texts: Sequence[str]) -> list[list[float]]:
 
 
 class Harness:
-    def __init__(self, judge: FakeJudge, *, verify: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, judge: FakeJudge, *, verify: dict[str, Any] | None = None, conversations: str = "exact"
+    ) -> None:
         from litellm_cache_plugin.semantic import CallableEmbedder, SemanticIndex
 
         semantic = {
             "enabled": True,
             "guard": False,
             "threshold": 0.6,
+            "conversations": conversations,
             "verify": {"mode": "judge", "judge_model": "judge", **(verify or {})},
         }
         self.settings = settings_from_mapping({"layers": {"semantic": semantic}}, environ={})
@@ -228,22 +231,32 @@ class Harness:
             settings=self.settings.layers.semantic,
         )
         self.judge = judge
+        self.index = index
         self.region = CacheRegion(
             self.engine, self.settings, upstream=NoUpstream(), costs=NoCosts(), semantic=index, judge=judge
         )
         self.calls = 0
         self.version = "v1"
 
-    def ctx(self, prompt: str, tenant: Tenant = TEAM, tags: tuple[str, ...] = ()) -> RequestContext:
-        self.calls += 1
-        request = CacheRequest(
+    def request(self, prompt: str, history: Sequence[dict[str, str]] = ()) -> CacheRequest:
+        return CacheRequest(
             kind="chat",
             model_group="llama",
             provider="ollama_chat",
             model_version=self.version,
             params={"temperature": 0},
-            messages=[{"role": "user", "content": prompt}],
+            messages=[*history, {"role": "user", "content": prompt}],
         )
+
+    def ctx(
+        self,
+        prompt: str,
+        tenant: Tenant = TEAM,
+        tags: tuple[str, ...] = (),
+        history: Sequence[dict[str, str]] = (),
+    ) -> RequestContext:
+        self.calls += 1
+        request = self.request(prompt, history)
         return RequestContext(
             request=request,
             tenant=tenant,
@@ -258,9 +271,15 @@ class Harness:
             semantic=True,
         )
 
-    async def ask(self, prompt: str, tenant: Tenant = TEAM, tags: tuple[str, ...] = ()) -> tuple[str, str]:
+    async def ask(
+        self,
+        prompt: str,
+        tenant: Tenant = TEAM,
+        tags: tuple[str, ...] = (),
+        history: Sequence[dict[str, str]] = (),
+    ) -> tuple[str, str]:
         """(x-cache outcome with layer, answer) of one request; a miss stores an answer of its own."""
-        ctx = self.ctx(prompt, tenant, tags)
+        ctx = self.ctx(prompt, tenant, tags, history)
         lookup = await self.region.lookup_response(ctx)
         decision = self.region.decision_for(ctx.call_id)
         if lookup.entry is not None:
@@ -329,6 +348,29 @@ async def test_a_rejected_pair_is_remembered_and_never_served() -> None:
     await h.settle()
     assert judge.calls == 1
     assert (await h.ask(TRAP))[0] == "HIT:exact"
+
+
+async def test_a_rejected_conversation_is_indexed_with_its_earlier_turns() -> None:
+    # conversations: by_meaning with verified mode: a paraphrase the judge rejects is a question of
+    # its own, made findable by meaning in its conversation (its earlier turns go into the index with
+    # it; without them no conversation could ever match it).
+    from litellm_cache_plugin.semantic import semantic_prompt
+
+    judge = FakeJudge(set())
+    h = Harness(judge, conversations="by_meaning")
+    history = [
+        {"role": "user", "content": "I am planning a trip in France."},
+        {"role": "assistant", "content": "Sounds good."},
+    ]
+    await h.ask(CANONICAL, history=history)
+    assert (await h.ask(TRAP, history=history))[0] == "MISS"
+    await h.settle()
+    assert h.stat("rejected") == 1 and judge.calls == 1
+    prompt = semantic_prompt(h.request(TRAP, history), TEAM, conversations="by_meaning")
+    assert prompt is not None and prompt.context
+    resolved = await h.index.resolve(prompt.scope, prompt.text, context=prompt.context)
+    assert resolved.match is not None and resolved.match.prompt == prompt.text
+    assert resolved.match.entry_key == h.region.key_for(h.ctx(TRAP, history=history))
 
 
 @pytest.mark.parametrize("how", ["tag", "model", "tenant", "version", "replaced"])

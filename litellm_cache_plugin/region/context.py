@@ -61,3 +61,7 @@ class NearMatch:
     canonical_key: str  # the exact key of the cached entry
     canonical_prompt: str
     similarity: float
+    # The request's earlier turns when its conversation is scoped by meaning: indexed with the prompt
+    # if the judge finds it a question of its own, so a later paraphrase of the whole conversation
+    # still finds it.
+    context: tuple[tuple[str, str], ...] = ()

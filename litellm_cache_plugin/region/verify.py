@@ -46,7 +46,8 @@ from litellm_cache_plugin.store.base import StoreError
 log = logging.getLogger("litellm_cache_plugin")
 
 # (scope, text, exact key, ttl) -> made findable by meaning (SemanticIndex.add through the region)
-AddToIndex = Callable[[str, str, str, float], Awaitable[None]]
+# (scope, prompt, exact key, TTL, earlier turns of a conversation scoped by meaning)
+AddToIndex = Callable[[str, str, str, float, tuple[tuple[str, str], ...]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ class Verifier:
                 log.warning("semantic verdict not remembered: %s", error)
         if judgement == "different":
             self.engine.stats.bump("semantic", group, "rejected")
-            await self._add_to_index(job.near.scope, job.near.prompt, job.paraphrase_key, job.index_ttl)
+            await self._add_to_index(
+                job.near.scope, job.near.prompt, job.paraphrase_key, job.index_ttl, job.near.context
+            )
             return judgement
         canonical = await self.engine.lookup(
             job.near.canonical_key,
