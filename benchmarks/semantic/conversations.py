@@ -54,7 +54,7 @@ from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
 from litellm_cache_plugin.policy.normalize import fold_text
 from litellm_cache_plugin.semantic.conversation import Conversation, check_turns, decide, texts_to_embed
 from litellm_cache_plugin.semantic.guard import check, features
-from litellm_cache_plugin.semantic.layer import SemanticPrompt, semantic_prompt
+from litellm_cache_plugin.semantic.scope import SemanticPrompt, semantic_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOULD_HIT = ("same_context_reworded", "irrelevant_history", "same_context_extra_chatter")

@@ -32,11 +32,9 @@ from litellm_cache_plugin.semantic.layer import (
     SemanticIndex,
     SemanticLookup,
     SemanticMatch,
-    SemanticPrompt,
     SemanticRefusal,
-    semantic_prompt,
-    semantic_scope,
 )
+from litellm_cache_plugin.semantic.scope import SemanticPrompt, semantic_prompt, semantic_scope
 from litellm_cache_plugin.settings import SemanticLayer
 
 __all__ = [
