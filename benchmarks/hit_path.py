@@ -19,9 +19,16 @@ answering at once):
   (issue 15). Many Ollama users meet it; shown as a second, labelled row, never used for a target.
 - ``plugin-memory`` / ``plugin-redis``: the plugin (``memory://`` / ``redis://`` on the same Redis),
   same priced deployments, defaults otherwise (so the fast path is on).
+- ``plugin-memory-reuse`` / ``plugin-redis-reuse``: the same with the opt-in
+  ``fast_path.auth_reuse_seconds: 1`` (a hit within a second of the credential's last LiteLLM auth
+  reuses that verdict; see the README for what that trades).
 - ``no-cache``: the same priced proxy without any cache: the cost of a miss without us.
 - ``floor``: a trivial ASGI app under the same uvicorn settings (uvloop, log level error) that reads
   the body and answers a fixed 1.4 KB JSON: the least any Python HTTP server here costs per request.
+- ``--ceiling`` adds ``plugin-memory-ceiling*``: unsafe experiments, never a mode, that measure how much
+  of a hit LiteLLM's per-hit stages cost: the first auth verdict of a credential reused forever
+  (``-auth``), LiteLLM's request setup replaced by the body and the identity fields (``-setup``), hit
+  logging dropped (``-log``), and combinations (all three without a suffix).
 - ``--workers2`` adds ``litellm-priced-w2`` and ``plugin-redis-w2``: the same with ``--num_workers 2``.
 
 Method. Each server gets one warmed prompt (sent until it answers from the cache). Then ``--rounds``
@@ -91,7 +98,7 @@ from tools.runner import (  # noqa: E402
 
 KEY = "sk-team-a-0001"
 MODEL = "llama3.2"
-Role = Literal["baseline", "unpriced", "plugin", "before", "no-cache", "floor", "experiment"]
+Role = Literal["baseline", "unpriced", "plugin", "before", "no-cache", "floor", "experiment", "ceiling"]
 
 # --------------------------------------------------------------------------- servers
 
@@ -175,7 +182,77 @@ class CallbackStore(CustomLogger):
 store = CallbackStore()
 """
 
+# Issue 15's ceiling experiment, as a proxy callback module (``--ceiling``): how cheap a fast-path hit
+# could be if it skipped the LiteLLM stages it keeps today. NOT a product mode and unsafe as one: the
+# first auth verdict of a credential is reused for every later request (no expiry, no budget, no
+# block), LiteLLM's request setup is replaced by the body plus the identity fields, and hits are not
+# logged at all (no spend tracking, no callbacks). It measures the bound those stages put on the
+# targets, nothing else.
+CEILING_MODULE = """
+import os
+
+import orjson
+from litellm.integrations.custom_logger import CustomLogger
+
+from litellm_cache_plugin.integrations.fast_path import app as fast_path
+
+_verdicts = {}
+_authenticate = fast_path._Attempt._authenticate
+
+
+async def reused_auth(self):
+    credential = self.headers.get("authorization")
+    if credential not in _verdicts:
+        _verdicts[credential] = await _authenticate(self)
+        return _verdicts[credential]
+    from starlette.requests import Request
+
+    body = self.body
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    self.request = Request(dict(self.scope), receive)  # what LiteLLM's request setup reads
+    return _verdicts[credential]
+
+
+async def lite_setup(self, auth, proxy_server):
+    from litellm_cache_plugin.integrations import compat
+
+    data = orjson.loads(self.body)
+    data["metadata"] = {
+        field: getattr(auth, attr)
+        for field, attr in (
+            ("user_api_key_user_id", "user_id"),
+            ("user_api_key_team_id", "team_id"),
+            ("user_api_key_org_id", "org_id"),
+        )
+        if getattr(auth, attr, None) is not None
+    }
+    resolve = compat.fast_path_internals().resolve_litellm_call_id
+    data["litellm_call_id"] = resolve(self.headers.get("x-litellm-call-id"))
+    return data
+
+
+_skip = os.environ.get("LCP_CEILING_SKIP", "auth,setup,log").split(",")
+if "auth" in _skip:
+    fast_path._Attempt._authenticate = reused_auth
+if "setup" in _skip:
+    fast_path._Attempt._setup = lite_setup
+if "log" in _skip:
+    fast_path._log_hit = lambda **_: None
+
+
+class Marker(CustomLogger):
+    pass
+
+
+marker = Marker()
+"""
+
 FLOOR_ID = "chatcmpl-floor"
+# fast_path.auth_reuse_seconds of the opt-in rows (plugin-*-reuse).
+REUSE_S = 1.0
 
 
 def floor_body() -> bytes:
@@ -376,6 +453,7 @@ def build_cases(
     workers2: bool,
     miss_experiment: bool = False,
     before: tuple[str, Path] | None = None,
+    ceiling: bool = False,
 ) -> list[Case]:
     files = {"demo_auth.py": DEMO_AUTH_MODULE}
     # No namespace (LiteLLM at its best); a TTL so that the miss phase's entries leave the shared Redis.
@@ -389,8 +467,11 @@ def build_cases(
         config = proxy_config(sim_url, None, with_plugin=False, litellm_settings=builtin)
         return priced(config) if pricing else config
 
-    def plugin(backend: str) -> dict[str, Any]:
-        return priced(proxy_config(sim_url, {"backend": backend, "ttl": 3600}))
+    def plugin(backend: str, reuse: float = 0) -> dict[str, Any]:
+        section: dict[str, Any] = {"backend": backend, "ttl": 3600}
+        if reuse:
+            section["fast_path"] = {"auth_reuse_seconds": reuse}
+        return priced(proxy_config(sim_url, section))
 
     cases = [
         Case(
@@ -416,6 +497,24 @@ def build_cases(
             "plugin, redis://",
             "plugin",
             proxy_with_workers(plugin(redis_url), workdir, "plugin-redis", 1, files),
+        ),
+        Case(
+            "plugin-memory-reuse",
+            f"plugin, memory://, fast_path.auth_reuse_seconds: {REUSE_S:g} (opt-in)",
+            "plugin",
+            proxy_with_workers(plugin("memory://", REUSE_S), workdir, "plugin-memory-reuse", 1, files),
+        ),
+        Case(
+            "plugin-redis-reuse",
+            f"plugin, redis://, fast_path.auth_reuse_seconds: {REUSE_S:g} (opt-in)",
+            "plugin",
+            proxy_with_workers(
+                plugin(redis_url.replace("hitbench-", "hitbench-r-"), REUSE_S),
+                workdir,
+                "plugin-redis-reuse",
+                1,
+                files,
+            ),
         ),
         Case(
             "no-cache",
@@ -463,6 +562,34 @@ def build_cases(
                 ),
             )
         )
+    if ceiling:
+        config = plugin("memory://")
+        config["litellm_settings"]["callbacks"].append("ceiling.marker")
+        skipped = {
+            "auth,setup,log": "auth verdict reused, no request setup, hits not logged",
+            "auth": "auth verdict reused",
+            "setup": "no request setup",
+            "log": "hits not logged",
+            "auth,setup": "auth verdict reused, no request setup",
+            "auth,log": "auth verdict reused, hits not logged",
+        }
+        for skip, what in skipped.items():
+            suffix = "" if skip == "auth,setup,log" else "-" + skip.replace(",", "-")
+            name = f"plugin-memory-ceiling{suffix}"
+            cases.append(
+                Case(
+                    name,
+                    f"experiment: plugin, memory://, {what} (unsafe; a bound, not a mode)",
+                    "ceiling",
+                    ProxyProcess(
+                        config,
+                        workdir / name,
+                        extra_files={**files, "ceiling.py": CEILING_MODULE},
+                        env={"LCP_CEILING_SKIP": skip},
+                        name=name,
+                    ),
+                )
+            )
     if workers2:
         cases += [
             Case(
@@ -917,7 +1044,7 @@ def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any
     def add(target: str, value: float, limit: float, *, at_least: bool) -> None:
         out.append(Verdict(target, value, limit, value >= limit if at_least else value <= limit))
 
-    for name in ("plugin-memory", "plugin-redis"):
+    for name in ("plugin-memory", "plugin-redis", "plugin-memory-reuse", "plugin-redis-reuse"):
         if name not in summary:
             continue
         ours = summary[name]
@@ -1037,6 +1164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also the plugin without litellm.cache (misses stored from a success callback), misses only",
     )
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also the plugin with LiteLLM's per-hit stages skipped (auth reused, no setup, no hit "
+        "logging): an unsafe experiment measuring the bound those stages set, hits only",
+    )
+    parser.add_argument(
         "--before",
         default=None,
         metavar="REV",
@@ -1102,6 +1235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.workers2,
                 args.miss_experiment,
                 (args.before, before_tree) if before_tree is not None else None,
+                args.ceiling,
             )
             if args.only:
                 cases = [case for case in cases if case.name in args.only.split(",")]

@@ -193,6 +193,13 @@ class FastPath(_Strict):
     apply_rate_limits: bool = False
     # Bodies larger than this are never buffered by the fast path; they go down the normal pipeline.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Opt-in (0: off). For this many seconds after LiteLLM's auth accepted a credential on a route in
+    # this worker, a fast-path hit with the same credential reuses that verdict instead of running
+    # LiteLLM's auth (and custom_auth) again; the key's model access is still checked on every hit,
+    # an expired or blocked key is never reused, and misses always run LiteLLM's auth. The price: a
+    # key revoked, blocked or over budget within the window may still be served cached answers until
+    # the window ends (see README, "The fast hit path").
+    auth_reuse_seconds: float = Field(default=0, ge=0, le=60)
 
 
 class SingleFlight(_Strict):

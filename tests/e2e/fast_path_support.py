@@ -43,6 +43,11 @@ OTHER_MODELS = "sk-fp-other-models"
 RPM_1 = "sk-fp-rpm-1"
 CACHE_CONTROLS = "sk-fp-cache-controls"
 BOGUS = "sk-fp-bogus"
+# fast_path.auth_reuse_seconds of the "reuse" proxy.
+REUSE_WINDOW_S = 1.5
+# Keys whose auth calls are counted and which a test may revoke (auth_calls(), revoke()).
+REUSE = "sk-fp-reuse"
+REUSE_2 = "sk-fp-reuse-2"
 
 AUTH_MODULE = """
 import hashlib
@@ -63,7 +68,10 @@ KEYS = {
     "sk-fp-other-models": {"team_id": "team-a", "user_id": "oz", "models": ["nomic-embed-text"]},
     "sk-fp-rpm-1": {"team_id": "team-a", "user_id": "ray", "rpm_limit": 1},
     "sk-fp-cache-controls": {"team_id": "team-a", "user_id": "cc", "allowed_cache_controls": ["no-store"]},
+    "sk-fp-reuse": {"team_id": "team-r", "user_id": "rita"},
+    "sk-fp-reuse-2": {"team_id": "team-r", "user_id": "remy"},
 }
+_DIR = os.environ["LCP_AUTH_DIR"]
 
 
 async def custom_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
@@ -71,6 +79,11 @@ async def custom_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     hashed = hashlib.sha256(key.encode()).hexdigest()
     if key and key == os.environ.get("LITELLM_MASTER_KEY"):
         return UserAPIKeyAuth(api_key=hashed, user_role=LitellmUserRoles.PROXY_ADMIN, user_id="admin")
+    if key.startswith("sk-fp-reuse"):
+        with open(os.path.join(_DIR, "auth_calls.txt"), "a", encoding="utf-8") as handle:
+            handle.write(key + "\\n")
+        if os.path.exists(os.path.join(_DIR, "revoked-" + key)):
+            raise HTTPException(status_code=401, detail="revoked key")
     identity = KEYS.get(key)
     if identity is None:
         raise HTTPException(status_code=401, detail="invalid key")
@@ -158,7 +171,7 @@ def _proxy(
             "success_recorder.py": HIT_LOGGER_MODULE,
             "fast_path_wiring.py": WIRING_MODULE,
         },
-        env={"LCP_SUCCESS_LOG": str(workdir / "success.jsonl")},
+        env={"LCP_SUCCESS_LOG": str(workdir / "success.jsonl"), "LCP_AUTH_DIR": str(workdir)},
         name=f"fp-{name}",
     )
 
@@ -182,6 +195,12 @@ def fp_proxies(
         "master": _proxy(simulator, base, "master", {"backend": "memory://", "ttl": 600}, custom_auth=False),
         "off": _proxy(
             simulator, base, "off", {"backend": "memory://", "ttl": 600, "fast_path": {"enabled": False}}
+        ),
+        "reuse": _proxy(
+            simulator,
+            base,
+            "reuse",
+            {"backend": "memory://", "ttl": 600, "fast_path": {"auth_reuse_seconds": REUSE_WINDOW_S}},
         ),
     }
     with running(started.values(), timeout=240):
@@ -247,6 +266,17 @@ class FastClient:
         assert first.status_code == 200, first.text
         assert self.wait_for(lambda: self.chat(key, body).headers.get("x-cache") == "HIT"), "never a hit"
         return first
+
+    def auth_calls(self, key: str) -> int:
+        """How often the custom_auth module was asked about ``key`` (the sk-fp-reuse keys only)."""
+        path = self.proxy.workdir / "auth_calls.txt"
+        if not path.exists():
+            return 0
+        return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line == key)
+
+    def revoke(self, key: str) -> None:
+        """From now on the custom_auth module refuses ``key`` (the sk-fp-reuse keys only)."""
+        (self.proxy.workdir / f"revoked-{key}").touch()
 
     def success_records(self) -> list[dict[str, Any]]:
         path = self.proxy.workdir / "success.jsonl"

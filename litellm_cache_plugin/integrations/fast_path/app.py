@@ -30,7 +30,9 @@ The decision, cheapest first
        decides what is served.
     3. LiteLLM's own ``user_api_key_auth`` (same function, same key cache, same custom_auth,
        ``custom_auth_run_common_checks`` / ``enable_post_custom_auth_checks`` behaviour, budgets and
-       budget reservation); a refusal is raised as-is. Then LiteLLM's key model-access check
+       budget reservation); a refusal is raised as-is. With ``fast_path.auth_reuse_seconds`` (opt-in)
+       an accepted verdict of the same credential on the same route, younger than that and of a key
+       neither blocked nor expired, stands in for it (``verdicts``). Then LiteLLM's key model-access check
        (``can_key_call_model``): a key that may not use the model is never served here (the normal
        pipeline decides what it gets), and team model lists likewise.
     4. The route's own request setup (``add_litellm_data_to_request``) and LiteLLM's built-in pre-call
@@ -67,6 +69,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Final
 
 import orjson
@@ -99,6 +102,7 @@ from litellm_cache_plugin.integrations.fast_path.pipeline import (
     _request_shape,
     is_rate_limiter,
 )
+from litellm_cache_plugin.integrations.fast_path.verdicts import verdict_reusable
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
     chat_stream_events,
@@ -147,6 +151,14 @@ class _Hint:
     at: float
 
 
+@dataclass
+class _Verdict:
+    """LiteLLM's auth result for a credential on a route, and when it was given (monotonic)."""
+
+    auth: Any
+    at: float
+
+
 class _Skip(Exception):
     """Internal: this request goes down the normal pipeline, for ``reason``."""
 
@@ -165,6 +177,7 @@ class FastPathApp:
         # Under ExceptionMiddleware an auth refusal raised here is rendered like the route's own.
         self.renders_refusals = renders_refusals
         self._hints: OrderedDict[str, _Hint] = OrderedDict()
+        self._verdicts: OrderedDict[tuple[str, str], _Verdict] = OrderedDict()
         self._groups: dict[str, tuple[float, int, GroupInfo | None]] = {}
         self._hook_plan_key: tuple[int, ...] | None = None
         self._hook_plan: tuple[list[Any], bool] = ([], False)
@@ -236,6 +249,31 @@ class FastPathApp:
         self._hints.move_to_end(fingerprint)
         while len(self._hints) > HINT_CAPACITY:
             self._hints.popitem(last=False)
+
+    def reused_auth(self, fingerprint: str | None, path: str) -> Any:
+        """A copy of the auth verdict remembered for this credential and route, when
+        ``fast_path.auth_reuse_seconds`` allows it to stand in for LiteLLM's auth (``verdicts``)."""
+        window = self.settings.auth_reuse_seconds
+        if window <= 0 or fingerprint is None:
+            return None
+        verdict = self._verdicts.get((fingerprint, path))
+        if verdict is None:
+            return None
+        now = datetime.now(timezone.utc)
+        if not verdict_reusable(verdict.auth, age=time.monotonic() - verdict.at, window=window, now=now):
+            del self._verdicts[(fingerprint, path)]
+            return None
+        # A copy: the proxy sets per-request fields on the auth object it is given.
+        copy = getattr(verdict.auth, "model_copy", None)
+        return copy() if callable(copy) else None
+
+    def remember_verdict(self, fingerprint: str | None, path: str, auth: Any) -> None:
+        if self.settings.auth_reuse_seconds <= 0 or fingerprint is None:
+            return
+        self._verdicts[(fingerprint, path)] = _Verdict(auth.model_copy(), time.monotonic())
+        self._verdicts.move_to_end((fingerprint, path))
+        while len(self._verdicts) > HINT_CAPACITY:
+            self._verdicts.popitem(last=False)
 
     def group(self, router: Any, model_group: str) -> GroupInfo | None:
         """Deployment facts of a model group, recomputed at most every second or when the list changes."""
@@ -357,10 +395,17 @@ class _Attempt:
         if hint is not None and not await self._probe(data, hint, info):
             raise _Skip("probe_miss")  # decided without running auth
 
-        self.authenticating = True
-        auth = await self._authenticate()
-        self.authenticating = False
-        self.owner.remember(fingerprint, auth)
+        path = str(self.scope.get("path", ""))
+        auth = self.owner.reused_auth(fingerprint, path)
+        if auth is None:
+            self.authenticating = True
+            auth = await self._authenticate()
+            self.authenticating = False
+            self.owner.remember(fingerprint, auth)
+            self.owner.remember_verdict(fingerprint, path, auth)
+        else:
+            self.request = self._request()  # what the route's request setup reads
+            self.plugin.engine.stats.bump("fast_path", model_group, "auth_reused")
         if not await self._may_use(auth, model_group, router, proxy_server):
             raise _Skip("model_access")
         request_data = await self._setup(auth, proxy_server)
@@ -430,11 +475,10 @@ class _Attempt:
             return False
         return True
 
-    async def _authenticate(self) -> Any:
-        """LiteLLM's own auth on a Request over this scope (the body replayed to it)."""
+    def _request(self) -> Any:
+        """A Request over this scope with the body replayed to it."""
         from starlette.requests import Request
 
-        auth_module = compat.fast_path_internals()
         body = self.body
         delivered = False
 
@@ -447,7 +491,12 @@ class _Attempt:
 
         # A copy of the scope: auth caches its parse there; the request state dict stays shared so the
         # proxy's budget-reservation release middleware sees what auth reserved.
-        request = Request(dict(self.scope), receive)
+        return Request(dict(self.scope), receive)
+
+    async def _authenticate(self) -> Any:
+        """LiteLLM's own auth on a Request over this scope (the body replayed to it)."""
+        auth_module = compat.fast_path_internals()
+        request = self._request()
         self.request = request
         return await auth_module.user_api_key_auth(
             request=request,
