@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import hashlib
 import os
 import platform
 import random
@@ -45,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.semantic.datasets import KINDS, SAME_KINDS, LabelledSet, load_sets
 from benchmarks.semantic.evaluate import Setting, check_consistency, evaluate_set, pair_arrays, rate
-from benchmarks.semantic.run import _fmt, _git, write_report
+from benchmarks.semantic.run import _fmt, _git, cached_vectors, write_report
 from litellm_cache_plugin.semantic.calibrate import Pair, recommend, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,30 +186,16 @@ REJECTED = [
 
 
 def embed_all(model: Model, texts: Sequence[str], threads: int) -> dict[str, Any]:
-    """Unit vectors of ``texts``, cached on disk by model key and text hash (like ``run.py``)."""
-    import numpy as np
+    """Unit vectors of ``texts``, cached on disk by model key and text hash (``run.cached_vectors``);
+    the model is loaded only when some text is missing."""
+    loaded: list[Any] = []
 
-    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lcp-semantic-bench"
-    cache_file = cache_dir / (hashlib.sha256(model.key.encode()).hexdigest()[:16] + ".npz")
-    cached: dict[str, Any] = {}
-    if cache_file.exists():
-        with np.load(cache_file) as stored:
-            cached = {key: stored[key] for key in stored.files}
+    def embed(chunk: list[str]) -> Any:
+        if not loaded:
+            loaded.append(model.load(threads))
+        return loaded[0](chunk)
 
-    def digest(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-    unique = sorted(set(texts))
-    missing = [t for t in unique if digest(t) not in cached]
-    if missing:
-        embed = model.load(threads)
-        for start in range(0, len(missing), 32):
-            chunk = missing[start : start + 32]
-            for text, vector in zip(chunk, embed(chunk), strict=True):
-                cached[digest(text)] = np.asarray(vector, dtype=np.float32)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, **cached)
-    return {t: cached[digest(t)] for t in unique}
+    return cached_vectors(model.key, texts, embed, batch=32)
 
 
 # --- threshold chosen on the tuning sets --------------------------------------------------------------
@@ -418,7 +403,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _tuned_row(m: dict[str, Any], name: str) -> dict[str, Any]:
-    return m["sets"][name]["rows"][next(iter(m["sets"][name]["rows"]))]
+    rows: dict[str, dict[str, Any]] = m["sets"][name]["rows"]
+    return rows[next(iter(rows))]
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +54,15 @@ IN_PROCESS = (
 )
 
 
-def _embed_all(texts: Sequence[str], threads: int) -> dict[str, Any]:
-    """Unit vectors of ``texts`` with the built-in embedder, cached on disk by text hash."""
+def cached_vectors(
+    model_key: str, texts: Sequence[str], embed: Callable[[list[str]], Any], *, batch: int = 64
+) -> dict[str, Any]:
+    """``{text: float32 vector}`` for ``texts``, embedding only those not in the on-disk cache of
+    ``model_key`` (``$XDG_CACHE_HOME/lcp-semantic-bench``, by text hash) with ``embed(chunk)``."""
     import numpy as np
 
-    from litellm_cache_plugin.semantic.embedder import OnnxMiniLMEmbedder
-    from litellm_cache_plugin.semantic.index import unit
-
-    embedder = OnnxMiniLMEmbedder(threads=threads)
     cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lcp-semantic-bench"
-    cache_file = cache_dir / (hashlib.sha256(embedder.model_id.encode()).hexdigest()[:16] + ".npz")
+    cache_file = cache_dir / (hashlib.sha256(model_key.encode()).hexdigest()[:16] + ".npz")
     cached: dict[str, Any] = {}
     if cache_file.exists():
         with np.load(cache_file) as stored:
@@ -74,14 +73,25 @@ def _embed_all(texts: Sequence[str], threads: int) -> dict[str, Any]:
 
     unique = sorted(set(texts))
     missing = [t for t in unique if digest(t) not in cached]
-    for start in range(0, len(missing), 64):
-        chunk = missing[start : start + 64]
-        for text, vector in zip(chunk, embedder.embed_sync(chunk), strict=True):
-            cached[digest(text)] = unit(vector)
+    for start in range(0, len(missing), batch):
+        chunk = missing[start : start + batch]
+        for text, vector in zip(chunk, embed(chunk), strict=True):
+            cached[digest(text)] = np.asarray(vector, dtype=np.float32)
     if missing:
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, **cached)
     return {t: cached[digest(t)] for t in unique}
+
+
+def _embed_all(texts: Sequence[str], threads: int) -> dict[str, Any]:
+    """Unit vectors of ``texts`` with the built-in embedder, cached on disk by text hash."""
+    from litellm_cache_plugin.semantic.embedder import OnnxMiniLMEmbedder
+    from litellm_cache_plugin.semantic.index import unit
+
+    embedder = OnnxMiniLMEmbedder(threads=threads)
+    return cached_vectors(
+        embedder.model_id, texts, lambda chunk: [unit(v) for v in embedder.embed_sync(chunk)]
+    )
 
 
 def _git(*args: str) -> str:
