@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from litellm_cache_plugin.integrations.fast_path.verdicts import expiry_of, verdict_reusable
+from litellm_cache_plugin.integrations.fast_path.verdicts import expiry_of, headers_digest, verdict_reusable
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
@@ -71,3 +71,43 @@ def test_setting_bounds() -> None:
     for bad in (-1, 61, "soon"):
         with pytest.raises(SettingsError, match="auth_reuse_seconds"):
             settings_from_mapping({"fast_path": {"auth_reuse_seconds": bad}}, environ={})
+
+
+def test_the_header_digest_ignores_only_per_request_headers() -> None:
+    base = [(b"authorization", b"Bearer sk-1"), (b"content-type", b"application/json")]
+    same = headers_digest(base)
+    assert headers_digest(list(reversed(base))) == same  # order does not matter
+    assert headers_digest([*base, (b"Content-Length", b"120"), (b"traceparent", b"00-ab-cd-01")]) == same
+    assert headers_digest([*base, (b"x-stainless-retry-count", b"1")]) == same
+    # Anything else is a different verdict key: LiteLLM's auth runs again.
+    assert headers_digest([*base, (b"x-litellm-disable-callbacks", b"langfuse")]) != same
+    assert headers_digest([*base, (b"x-agent-caller", b"a")]) != headers_digest(
+        [*base, (b"x-agent-caller", b"b")]
+    )
+    # A repeated header counts with every occurrence, and names and values cannot run together.
+    assert headers_digest([*base, (b"x-a", b"1"), (b"x-a", b"2")]) != headers_digest([*base, (b"x-a", b"1")])
+    assert headers_digest([(b"x-ab", b"c")]) != headers_digest([(b"x-a", b"bc")])
+
+
+async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
+    from types import SimpleNamespace
+
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from litellm_cache_plugin.integrations.fast_path.app import FastPathApp
+
+    settings = settings_from_mapping({"fast_path": {"auth_reuse_seconds": 5}}, environ={})
+    owner = FastPathApp(None, SimpleNamespace(settings=settings), renders_refusals=True)  # type: ignore[arg-type]
+    auth = UserAPIKeyAuth(api_key="h", team_id="t", budget_reservation={"reserved": 1.0})
+    headers = [(b"authorization", b"Bearer sk-1")]
+    owner.remember_verdict("fp", "/v1/chat/completions", headers, auth)
+    reused = owner.reused_auth("fp", "/v1/chat/completions", headers)
+    assert reused is not None and reused is not auth
+    assert reused.team_id == "t" and reused.budget_reservation is None
+    assert auth.budget_reservation == {"reserved": 1.0}  # the original request's own is untouched
+    # Another route or another header set is another verdict.
+    assert owner.reused_auth("fp", "/v1/embeddings", headers) is None
+    assert owner.reused_auth("fp", "/v1/chat/completions", [*headers, (b"x-other", b"1")]) is None
+    # A blocked key is never remembered into a reuse.
+    owner.remember_verdict("fp2", "/v1/chat/completions", headers, UserAPIKeyAuth(api_key="h", blocked=True))
+    assert owner.reused_auth("fp2", "/v1/chat/completions", headers) is None

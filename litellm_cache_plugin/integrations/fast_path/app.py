@@ -67,7 +67,7 @@ Known differences from the normal pipeline
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -102,7 +102,7 @@ from litellm_cache_plugin.integrations.fast_path.pipeline import (
     _request_shape,
     is_rate_limiter,
 )
-from litellm_cache_plugin.integrations.fast_path.verdicts import verdict_reusable
+from litellm_cache_plugin.integrations.fast_path.verdicts import headers_digest, verdict_reusable
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
     chat_stream_events,
@@ -177,7 +177,7 @@ class FastPathApp:
         # Under ExceptionMiddleware an auth refusal raised here is rendered like the route's own.
         self.renders_refusals = renders_refusals
         self._hints: OrderedDict[str, _Hint] = OrderedDict()
-        self._verdicts: OrderedDict[tuple[str, str], _Verdict] = OrderedDict()
+        self._verdicts: OrderedDict[tuple[str, str, str], _Verdict] = OrderedDict()
         self._groups: dict[str, tuple[float, int, GroupInfo | None]] = {}
         self._hook_plan_key: tuple[int, ...] | None = None
         self._hook_plan: tuple[list[Any], bool] = ([], False)
@@ -250,28 +250,37 @@ class FastPathApp:
         while len(self._hints) > HINT_CAPACITY:
             self._hints.popitem(last=False)
 
-    def reused_auth(self, fingerprint: str | None, path: str) -> Any:
-        """A copy of the auth verdict remembered for this credential and route, when
+    def reused_auth(self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Any:
+        """A copy of the auth verdict remembered for this credential, route and header set, when
         ``fast_path.auth_reuse_seconds`` allows it to stand in for LiteLLM's auth (``verdicts``)."""
         window = self.settings.auth_reuse_seconds
         if window <= 0 or fingerprint is None:
             return None
-        verdict = self._verdicts.get((fingerprint, path))
+        key = (fingerprint, path, headers_digest(headers))
+        verdict = self._verdicts.get(key)
         if verdict is None:
             return None
         now = datetime.now(timezone.utc)
         if not verdict_reusable(verdict.auth, age=time.monotonic() - verdict.at, window=window, now=now):
-            del self._verdicts[(fingerprint, path)]
+            del self._verdicts[key]
             return None
         # A copy: the proxy sets per-request fields on the auth object it is given.
-        copy = getattr(verdict.auth, "model_copy", None)
-        return copy() if callable(copy) else None
+        return verdict.auth.model_copy()
 
-    def remember_verdict(self, fingerprint: str | None, path: str, auth: Any) -> None:
+    def remember_verdict(
+        self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]], auth: Any
+    ) -> None:
         if self.settings.auth_reuse_seconds <= 0 or fingerprint is None:
             return
-        self._verdicts[(fingerprint, path)] = _Verdict(auth.model_copy(), time.monotonic())
-        self._verdicts.move_to_end((fingerprint, path))
+        copy = getattr(auth, "model_copy", None)
+        if not callable(copy):
+            return  # not LiteLLM's auth object: never reused
+        # Without the request's own budget reservation: a reused hit reserves nothing, and must not
+        # release (again) what the first request reserved.
+        update = {"budget_reservation": None} if hasattr(auth, "budget_reservation") else {}
+        key = (fingerprint, path, headers_digest(headers))
+        self._verdicts[key] = _Verdict(copy(update=update), time.monotonic())
+        self._verdicts.move_to_end(key)
         while len(self._verdicts) > HINT_CAPACITY:
             self._verdicts.popitem(last=False)
 
@@ -396,13 +405,14 @@ class _Attempt:
             raise _Skip("probe_miss")  # decided without running auth
 
         path = str(self.scope.get("path", ""))
-        auth = self.owner.reused_auth(fingerprint, path)
+        raw_headers = self.scope.get("headers") or ()
+        auth = self.owner.reused_auth(fingerprint, path, raw_headers)
         if auth is None:
             self.authenticating = True
             auth = await self._authenticate()
             self.authenticating = False
             self.owner.remember(fingerprint, auth)
-            self.owner.remember_verdict(fingerprint, path, auth)
+            self.owner.remember_verdict(fingerprint, path, raw_headers, auth)
         else:
             self.request = self._request()  # what the route's request setup reads
             self.plugin.engine.stats.bump("fast_path", model_group, "auth_reused")

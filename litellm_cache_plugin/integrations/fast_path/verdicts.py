@@ -3,10 +3,42 @@ whether a remembered verdict may stand in for a new auth run is made here, in pu
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["expiry_of", "verdict_reusable"]
+__all__ = ["PER_REQUEST_HEADERS", "expiry_of", "headers_digest", "verdict_reusable"]
+
+# Headers that differ between requests without changing what LiteLLM's auth decides or records.
+# Every other header is part of a verdict's key: auth and the route's setup read headers (agent
+# callers, callback controls, trace destinations), so a request with any other difference runs
+# LiteLLM's auth again.
+PER_REQUEST_HEADERS = frozenset(
+    {
+        "content-length",
+        "x-litellm-call-id",
+        "x-request-id",
+        "traceparent",
+        "tracestate",
+        "x-stainless-retry-count",
+        "x-stainless-read-timeout",
+    }
+)
+
+
+def headers_digest(raw_headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """A digest of a request's headers as the ASGI scope holds them (every occurrence, names
+    lower-cased), without :data:`PER_REQUEST_HEADERS`."""
+    kept = sorted(
+        (name.lower(), value)
+        for name, value in raw_headers
+        if name.lower().decode("latin-1") not in PER_REQUEST_HEADERS
+    )
+    digest = hashlib.blake2b(digest_size=16)
+    for name, value in kept:
+        digest.update(len(name).to_bytes(4, "big") + name + len(value).to_bytes(4, "big") + value)
+    return digest.hexdigest()
 
 
 def expiry_of(auth: Any) -> datetime | bool | None:
