@@ -15,6 +15,10 @@ from typing import NoReturn
 
 import pytest
 
+# LiteLLM's cost map from the installed package, never fetched (no internet here); scripts/test.sh
+# exports the same, this covers a bare `pytest`.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 # --- Redis / Valkey ---------------------------------------------------------------------------------
 
 LOCAL_REDIS = ("127.0.0.1", 6379)

@@ -105,6 +105,11 @@ async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
     assert reused is not None and reused is not auth
     assert reused.team_id == "t" and reused.budget_reservation is None
     assert auth.budget_reservation == {"reserved": 1.0}  # the original request's own is untouched
+    # Nested state edited by one request never reaches the next through the verdict.
+    reused.metadata["edited"] = True
+    auth.metadata["edited_too"] = True
+    again = owner.reused_auth("fp", "/v1/chat/completions", headers)
+    assert again is not None and "edited" not in again.metadata and "edited_too" not in again.metadata
     # Another route or another header set is another verdict.
     assert owner.reused_auth("fp", "/v1/embeddings", headers) is None
     assert owner.reused_auth("fp", "/v1/chat/completions", [*headers, (b"x-other", b"1")]) is None
