@@ -8,7 +8,10 @@ allowed cache controls), so auth equivalence can be tested without a database:
 - ``strict``: ``enable_post_custom_auth_checks`` (LiteLLM then refuses expired keys) and
   ``fast_path.apply_rate_limits: true``;
 - ``master``: no custom_auth, only the master key;
-- ``off``: ``fast_path.enabled: false`` (the hook path alone).
+- ``off``: ``fast_path.enabled: false`` (the hook path alone);
+- ``reuse``: ``fast_path.auth_reuse_seconds`` (:data:`REUSE_WINDOW_S`); the custom_auth module counts
+  its calls for the ``sk-fp-reuse`` keys and refuses one once a test revoked it
+  (``FastClient.auth_calls``, ``FastClient.revoke``).
 
 A small CustomLogger written next to each config appends every success event it sees to a JSON-lines
 file, so tests can check how hits reach LiteLLM's success callbacks.
