@@ -43,8 +43,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.semantic.datasets import KINDS, SAME_KINDS, LabelledSet, load_sets
-from benchmarks.semantic.evaluate import Setting, check_consistency, evaluate_set, pair_arrays, rate
-from benchmarks.semantic.run import _fmt, _git, cached_vectors, write_report
+from benchmarks.semantic.evaluate import Setting, pair_arrays, rate
+from benchmarks.semantic.run import _fmt, _git, cached_vectors, score_settings, write_report
 from litellm_cache_plugin.semantic.calibrate import Pair, recommend, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -355,12 +355,7 @@ async def evaluate_model(
         "hindsight": {},
     }
     for data in sets:
-        rows = {}
-        for setting in settings:
-            scored = await evaluate_set(data, vectors, setting)
-            decisions = scored.pop("decisions")
-            scored["index_vs_pairwise_mismatches"] = check_consistency(data, vectors, setting, decisions)
-            rows[setting.label] = scored
+        rows = await score_settings(data, vectors, settings)
         out["sets"][data.name] = {"role": data.role, "rows": rows}
         out["sets"][data.name]["auc_same_vs_traps"] = auc(data, vectors)
         if data.role in SCORED_ROLES:

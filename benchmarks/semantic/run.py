@@ -28,14 +28,14 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.semantic.datasets import KINDS, SAME_KINDS, load_sets
+from benchmarks.semantic.datasets import KINDS, SAME_KINDS, LabelledSet, load_sets
 from benchmarks.semantic.evaluate import (
     Setting,
     check_consistency,
@@ -81,6 +81,19 @@ def cached_vectors(
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.savez(cache_file, **cached)
     return {t: cached[digest(t)] for t in unique}
+
+
+async def score_settings(
+    data: LabelledSet, vectors: Mapping[str, Any], settings: Sequence[Setting]
+) -> dict[str, dict[str, Any]]:
+    """Every setting's scores on one set, by label, each with its index-vs-pairwise check."""
+    rows: dict[str, dict[str, Any]] = {}
+    for setting in settings:
+        scored = await evaluate_set(data, vectors, setting)
+        decisions = scored.pop("decisions")
+        scored["index_vs_pairwise_mismatches"] = check_consistency(data, vectors, setting, decisions)
+        rows[setting.label] = scored
+    return rows
 
 
 def _embed_all(texts: Sequence[str], threads: int) -> dict[str, Any]:
@@ -137,12 +150,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "sets": {},
     }
     for data in sets:
-        rows = {}
-        for setting in settings:
-            scored = await evaluate_set(data, vectors, setting)
-            decisions = scored.pop("decisions")
-            scored["index_vs_pairwise_mismatches"] = check_consistency(data, vectors, setting, decisions)
-            rows[setting.label] = scored
+        rows = await score_settings(data, vectors, settings)
         report["sets"][data.name] = {
             "role": data.role,
             "note": data.note,
