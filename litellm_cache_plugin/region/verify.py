@@ -45,8 +45,8 @@ from litellm_cache_plugin.store.base import StoreError
 
 log = logging.getLogger("litellm_cache_plugin")
 
-# (scope, text, exact key, ttl) -> made findable by meaning (SemanticIndex.add through the region)
-# (scope, prompt, exact key, TTL, earlier turns of a conversation scoped by meaning)
+# (scope, prompt, exact key, TTL, earlier turns of a conversation scoped by meaning) -> made findable
+# by meaning (SemanticIndex.add through the region)
 AddToIndex = Callable[[str, str, str, float, tuple[tuple[str, str], ...]], Awaitable[None]]
 
 
