@@ -50,9 +50,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.semantic.evaluate import rate
 from benchmarks.semantic.run import write_report
+from benchmarks.semantic.turn_by_turn import check_turns
 from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
 from litellm_cache_plugin.policy.normalize import fold_text
-from litellm_cache_plugin.semantic.conversation import Conversation, check_turns, decide, texts_to_embed
+from litellm_cache_plugin.semantic.conversation import Conversation, decide, texts_to_embed
 from litellm_cache_plugin.semantic.guard import check, features
 from litellm_cache_plugin.semantic.scope import SemanticPrompt, semantic_prompt
 

@@ -46,8 +46,8 @@ Every refusal is a :class:`TurnRefusal` whose ``rule`` is one of :data:`CONVERSA
 metric labels). Nothing here embeds or reads a store: similarities come in through a callable (only
 for the texts :func:`texts_to_embed` lists), prompt features through another.
 
-The former rule (every earlier turn compared with its counterpart, assistant turns equal:
-:func:`check_turns`) is kept for the benchmark's comparison row; the layer no longer uses it.
+The former rule (every earlier turn compared with its counterpart, assistant turns equal) lives in
+``benchmarks/semantic/turn_by_turn.py``, for the benchmark's comparison row.
 """
 
 from __future__ import annotations
@@ -78,22 +78,18 @@ from litellm_cache_plugin.semantic.guard.lexicon import IMPLICIT_TIMES
 from litellm_cache_plugin.semantic.guard.patterns import normalize
 
 __all__ = [
-    "ASSISTANT_THRESHOLD",
     "CONVERSATION_RULES",
     "NEAR_COPY",
     "REPLY_THRESHOLD",
     "USER_CONTEXT_THRESHOLD",
-    "USER_TURN_THRESHOLD",
     "Conversation",
     "Need",
     "Turn",
     "TurnRefusal",
     "binds_answer",
-    "check_turns",
     "classify",
     "decide",
     "differing_user_context",
-    "pairs_to_compare",
     "texts_to_embed",
     "user_turns",
 ]
@@ -116,14 +112,8 @@ REPLY_THRESHOLD = math.inf
 # slot by slot by the guard.
 NEAR_COPY = 0.6
 
-# The former per-turn rule (check_turns): cosine an earlier assistant turn must reach (math.inf:
-# equal after folding) and an earlier user turn (None: the layer's threshold).
-ASSISTANT_THRESHOLD = math.inf
-USER_TURN_THRESHOLD: float | None = None
-
 SHAPE = "conversation_shape"
 SIMILARITY = "conversation_similarity"
-DIFFERS = "conversation_differs"
 FACTS = "conversation_facts"
 ASSISTANT_FACTS = "conversation_assistant_facts"
 REPLY = "conversation_reply"
@@ -142,7 +132,6 @@ def _rules() -> tuple[str, ...]:
 
     return (
         SHAPE,
-        DIFFERS,
         SIMILARITY,
         FACTS,
         ASSISTANT_FACTS,
@@ -480,73 +469,4 @@ def decide(
         score = similarity(context_cached, context_asked) if context_cached and context_asked else 0.0
         if not score >= threshold:
             return TurnRefusal(SIMILARITY, -1, f"user context {score:.3f} < {threshold:.2f}")
-    return None
-
-
-# --- the former rule: turn by turn (benchmark comparison) ------------------------------------------
-
-
-def _structural(
-    cached: Sequence[Turn], asked: Sequence[Turn], threshold: float, assistant_threshold: float
-) -> TurnRefusal | None:
-    """The refusals that need no similarity: another number or order of roles, or a turn that must
-    be equal (an infinite threshold) and is not."""
-    if len(cached) != len(asked):
-        return TurnRefusal(SHAPE, min(len(cached), len(asked)), f"{len(cached)} / {len(asked)} turns")
-    for i, ((role, _), (asked_role, _)) in enumerate(zip(cached, asked, strict=True)):
-        if role != asked_role:
-            return TurnRefusal(SHAPE, i, f"role {role!r} / {asked_role!r}")
-    for i, ((role, text), (_, asked_text)) in enumerate(zip(cached, asked, strict=True)):
-        needed = threshold if role == "user" else assistant_threshold
-        if text != asked_text and math.isinf(needed):
-            return TurnRefusal(DIFFERS, i, f"{role} turn differs")
-    return None
-
-
-def pairs_to_compare(
-    cached: Sequence[Turn],
-    asked: Sequence[Turn],
-    *,
-    threshold: float = 0.0,
-    assistant_threshold: float = ASSISTANT_THRESHOLD,
-) -> list[int]:
-    """Indices of the turns whose similarity :func:`check_turns` needs (texts differ), or ``[]``
-    when it refuses without any (another shape, or a turn that must be equal differs)."""
-    if _structural(cached, asked, threshold, assistant_threshold) is not None:
-        return []
-    return [i for i, (c, a) in enumerate(zip(cached, asked, strict=True)) if c[1] != a[1]]
-
-
-def check_turns(
-    cached: Sequence[Turn],
-    asked: Sequence[Turn],
-    similarity: Callable[[int], float],
-    *,
-    threshold: float,
-    assistant_threshold: float = ASSISTANT_THRESHOLD,
-    guard: bool = True,
-    features: Callable[[str], PromptFeatures],
-) -> TurnRefusal | None:
-    """``None`` when every earlier turn of ``asked`` matches its counterpart in ``cached``, else a
-    refusal: first the ones needing no similarity (``conversation_shape``, then
-    ``conversation_differs`` for a turn that must be equal), then in turn order.
-
-    ``similarity(i)`` is the cosine of turn ``i``'s two texts; it is only called for the turns
-    :func:`pairs_to_compare` lists. ``threshold`` applies to user turns, ``assistant_threshold`` to
-    assistant turns (``math.inf``: equal after folding); ``guard``: also run the near-miss guard on
-    each differing pair (the layer's ``guard`` setting)."""
-    structural = _structural(cached, asked, threshold, assistant_threshold)
-    if structural is not None:
-        return structural
-    for i, ((role, text), (_, asked_text)) in enumerate(zip(cached, asked, strict=True)):
-        if text == asked_text:
-            continue
-        needed = threshold if role == "user" else assistant_threshold
-        score = similarity(i)
-        if not score >= needed:
-            return TurnRefusal(SIMILARITY, i, f"similarity {score:.3f} < {needed:.2f}")
-        if guard:
-            refusal = check(features(text), features(asked_text))
-            if refusal is not None:
-                return TurnRefusal(conversation_rule(refusal.rule), i, refusal.detail)
     return None
