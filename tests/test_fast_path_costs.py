@@ -6,7 +6,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from litellm_cache_plugin.integrations.fast_path.hit_log import _observes_success
+from litellm_cache_plugin.integrations.fast_path.observers import observes_success as _observes_success
 from litellm_cache_plugin.integrations.fast_path.pipeline import is_rate_limiter
 from litellm_cache_plugin.policy.keys import Identity
 from litellm_cache_plugin.region import IdentitySigner

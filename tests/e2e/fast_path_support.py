@@ -51,6 +51,8 @@ REUSE_WINDOW_S = 1.5
 # Keys whose auth calls are counted and which a test may revoke (auth_calls(), revoke()).
 REUSE = "sk-fp-reuse"
 REUSE_2 = "sk-fp-reuse-2"
+# A key with a model_max_budget: LiteLLM's model-budget limiter then observes its hits.
+MODEL_BUDGET = "sk-fp-model-budget"
 
 AUTH_MODULE = """
 import hashlib
@@ -73,6 +75,11 @@ KEYS = {
     "sk-fp-cache-controls": {"team_id": "team-a", "user_id": "cc", "allowed_cache_controls": ["no-store"]},
     "sk-fp-reuse": {"team_id": "team-r", "user_id": "rita"},
     "sk-fp-reuse-2": {"team_id": "team-r", "user_id": "remy"},
+    "sk-fp-model-budget": {
+        "team_id": "team-r",
+        "user_id": "mo",
+        "model_max_budget": {"llama3.2": {"budget_limit": 100.0, "time_period": "1d"}},
+    },
 }
 _DIR = os.environ["LCP_AUTH_DIR"]
 
@@ -153,6 +160,7 @@ def _proxy(
     custom_auth: bool = True,
     general: dict[str, Any] | None = None,
     litellm_settings: dict[str, Any] | None = None,
+    recorder: bool = True,
 ) -> ProxyProcess:
     config = proxy_config(
         simulator.url, section, with_plugin=False, custom_auth=False, litellm_settings=litellm_settings
@@ -160,7 +168,7 @@ def _proxy(
     config["litellm_settings"]["callbacks"] = [
         "litellm_cache_plugin.proxy_plugin",
         "fast_path_wiring.wiring",
-        "success_recorder.recorder",
+        *(["success_recorder.recorder"] if recorder else []),
     ]
     if custom_auth:
         config["general_settings"]["custom_auth"] = "fp_auth.custom_auth"
@@ -199,11 +207,13 @@ def fp_proxies(
         "off": _proxy(
             simulator, base, "off", {"backend": "memory://", "ttl": 600, "fast_path": {"enabled": False}}
         ),
+        # Also the proxy without a success recorder: no callback observes its hits (hit_not_logged).
         "reuse": _proxy(
             simulator,
             base,
             "reuse",
             {"backend": "memory://", "ttl": 600, "fast_path": {"auth_reuse_seconds": REUSE_WINDOW_S}},
+            recorder=False,
         ),
     }
     with running(started.values(), timeout=240):

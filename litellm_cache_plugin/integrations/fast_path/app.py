@@ -47,7 +47,10 @@ Accounting
     A hit is logged as a cache hit with zero cost through LiteLLM's success callbacks, in a background
     task on LiteLLM's logging worker: ``async_log_success_event`` of every registered CustomLogger sees
     ``kwargs["cache_hit"] is True`` and ``response_cost == 0``. It is logged as a non-streamed call
-    (``kwargs["stream"]`` is False) whatever the client asked for.
+    (``kwargs["stream"]`` is False) whatever the client asked for. When no registered callback would
+    see it (``observers``: no logging integration, only LiteLLM hooks that ignore a zero-cost cache
+    hit), it is not logged at all and counted as ``hit_not_logged``; the plugin's own stats, metrics
+    and savings count it either way.
 
 Rate limits (setting ``fast_path.apply_rate_limits``, default ``false``)
     With the default, hits served here do not consume LiteLLM RPM/TPM/parallel-request limits: the
@@ -448,7 +451,7 @@ class _Attempt:
         await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
         plugin.engine.stats.bump("fast_path", model_group, "hit")
         plugin.region.accounting.account_served(ctx, self.served, started)
-        _log_hit(
+        logged = _log_hit(
             kind=self.kind,
             kwargs={**kwargs, "litellm_call_id": call_id},
             response=response,
@@ -456,6 +459,8 @@ class _Attempt:
             end=time.time(),
             apply_rate_limits=self.owner.settings.apply_rate_limits,
         )
+        if not logged:
+            plugin.engine.stats.bump("fast_path", model_group, "hit_not_logged")
         return True
 
     # -- steps -----------------------------------------------------------------------------------------

@@ -1,21 +1,27 @@
 """A fast-path hit logged as a LiteLLM cache hit (zero cost, ``cache_hit`` True) through LiteLLM's
-success callbacks, on its logging worker, off the request path."""
+success callbacks, on its logging worker, off the request path; not at all when no callback would see
+it (``observers``)."""
 
 from __future__ import annotations
 
 import contextvars
 import inspect
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
-from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_cache_plugin.integrations import compat
-from litellm_cache_plugin.integrations.fast_path.pipeline import is_rate_limiter
+from litellm_cache_plugin.integrations.fast_path.observers import (
+    HitFacts,
+    candidate_callbacks,
+    hit_observers,
+    is_verified,
+)
 from litellm_cache_plugin.integrations.fast_path.wire import CALL_TYPES
 from litellm_cache_plugin.policy.keys import RequestKind
 
@@ -34,14 +40,39 @@ def _log_hit(
     start: float,
     end: float,
     apply_rate_limits: bool,
-) -> None:
-    """Queue the hit's success logging on LiteLLM's logging worker (off the request path)."""
+) -> bool:
+    """Queue the hit's success logging on LiteLLM's logging worker (off the request path). False: not
+    logged, because no callback would see it (``observers``)."""
     try:
+        import litellm
+
+        facts = _facts(kwargs, apply_rate_limits)
+        candidates = candidate_callbacks(
+            litellm._async_success_callback, litellm.callbacks, litellm.success_callback, kwargs
+        )
+        if not hit_observers(candidates, facts) and not os.getenv("LITELLM_PRINT_STANDARD_LOGGING_PAYLOAD"):
+            return False
         compat.fast_path_internals().logging_worker.ensure_initialized_and_enqueue(
-            async_coroutine=_log_hit_now(kind, kwargs, response, start, end, apply_rate_limits)
+            async_coroutine=_log_hit_now(kind, kwargs, response, start, end, facts)
         )
     except Exception:
         log.warning("fast path hit not logged", exc_info=True)
+    return True
+
+
+def _facts(kwargs: dict[str, Any], apply_rate_limits: bool) -> HitFacts:
+    import litellm
+
+    metadata = kwargs.get("metadata")
+    return HitFacts(
+        metadata=metadata if isinstance(metadata, dict) else {},
+        service_callbacks=list(getattr(litellm, "service_callback", None) or []),
+        apply_rate_limits=apply_rate_limits,
+        verified=_VERIFIED,
+    )
+
+
+_VERIFIED: bool = is_verified(compat.litellm_version())
 
 
 async def _log_hit_now(
@@ -50,7 +81,7 @@ async def _log_hit_now(
     response: Any,
     start: float,
     end: float,
-    apply_rate_limits: bool,
+    facts: HitFacts,
 ) -> None:
     try:
         import litellm
@@ -97,11 +128,7 @@ async def _log_hit_now(
         combine = logging_obj.get_combined_callback_list
 
         def observers(dynamic_success_callbacks: Any, global_callbacks: Any) -> list[Any]:
-            return [
-                c
-                for c in combine(dynamic_success_callbacks, global_callbacks)
-                if _observes_success(c) and (apply_rate_limits or not is_rate_limiter(c))
-            ]
+            return hit_observers(combine(dynamic_success_callbacks, global_callbacks), facts)
 
         # Per call: the hit's logging object only, never LiteLLM's global callback list.
         setattr(logging_obj, "get_combined_callback_list", observers)  # noqa: B010
@@ -120,28 +147,6 @@ async def _log_hit_now(
             _LOGGING_HIT.reset(logging_hit)
     except Exception:
         log.warning("fast path hit not logged", exc_info=True)
-
-
-# What LiteLLM's async success handler calls on a CustomLogger (besides redaction helpers whose result
-# only goes to these): a logger whose class overrides none of them cannot see a hit.
-_SUCCESS_METHODS = ("async_logging_hook", "async_log_success_event", "async_log_stream_event")
-
-
-def _observes_success(callback: object) -> bool:
-    """False for a CustomLogger that inherits every success method from CustomLogger itself (no-ops:
-    the plugin, most of the proxy's built-in hooks); LiteLLM's handler would still redact, copy and
-    call into each of them per hit. Anything else (strings, functions, other objects) is kept."""
-    if not isinstance(callback, CustomLogger):
-        return True
-    kind = type(callback)
-    known = _OBSERVING_CLASSES.get(kind)
-    if known is None:
-        known = any(getattr(kind, name, None) is not getattr(CustomLogger, name) for name in _SUCCESS_METHODS)
-        _OBSERVING_CLASSES[kind] = known
-    return known
-
-
-_OBSERVING_CLASSES: dict[type, bool] = {}  # per class (the registered callbacks' classes are few)
 
 
 # True while this module logs a hit (and in tasks that logging starts): see _install_model_cost_memo.
