@@ -22,6 +22,12 @@ answering at once):
 - ``plugin-memory-reuse`` / ``plugin-redis-reuse``: the same with the opt-in
   ``fast_path.auth_reuse_seconds: 1`` (a hit within a second of the credential's last LiteLLM auth
   reuses that verdict; see the README for what that trades).
+- ``litellm-priced-observed`` / ``plugin-memory-observed``: ``litellm-priced`` and ``plugin-memory``
+  with one success callback that counts what it is given (``observer.counter``, a ``CustomLogger``
+  overriding ``async_log_success_event``, no I/O): a proxy with a logging integration, where every
+  hit must go through LiteLLM's success logging. Without one, the plugin does not log a hit that no
+  callback would see (``fast_path/observers.py``); these rows show the cost when one does. Compared
+  with each other (informational), never used for a target.
 - ``no-cache``: the same priced proxy without any cache: the cost of a miss without us.
 - ``floor``: a trivial ASGI app under the same uvicorn settings (uvloop, log level error) that reads
   the body and answers a fixed 1.4 KB JSON: the least any Python HTTP server here costs per request.
@@ -250,6 +256,26 @@ class Marker(CustomLogger):
 marker = Marker()
 """
 
+# The observed rows' success callback (``observer.counter``): the cheapest possible logging
+# integration, so that the rows measure LiteLLM's logging machinery, not an integration's I/O.
+OBSERVER_MODULE = """
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class CountingLogger(CustomLogger):
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+        self.cache_hits = 0
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        self.seen += 1
+        self.cache_hits += kwargs.get("cache_hit") is True
+
+
+counter = CountingLogger()
+"""
+
 FLOOR_ID = "chatcmpl-floor"
 # fast_path.auth_reuse_seconds of the opt-in rows (plugin-*-reuse).
 REUSE_S = 1.0
@@ -463,6 +489,12 @@ def build_cases(
     }
     redis_url = f"redis://{redis_host}:{redis_port}/0?prefix=lcp-hitbench-{run_id}:"
 
+    observer_files = {**files, "observer.py": OBSERVER_MODULE}
+
+    def observed(config: dict[str, Any]) -> dict[str, Any]:
+        config["litellm_settings"].setdefault("callbacks", []).append("observer.counter")
+        return config
+
     def litellm_cache(pricing: bool) -> dict[str, Any]:
         config = proxy_config(sim_url, None, with_plugin=False, litellm_settings=builtin)
         return priced(config) if pricing else config
@@ -514,6 +546,22 @@ def build_cases(
                 "plugin-redis-reuse",
                 1,
                 files,
+            ),
+        ),
+        Case(
+            "litellm-priced-observed",
+            "LiteLLM's Redis cache, priced, with a success callback",
+            "baseline",
+            proxy_with_workers(
+                observed(litellm_cache(True)), workdir, "litellm-priced-observed", 1, observer_files
+            ),
+        ),
+        Case(
+            "plugin-memory-observed",
+            "plugin, memory://, with a success callback",
+            "plugin",
+            proxy_with_workers(
+                observed(plugin("memory://")), workdir, "plugin-memory-observed", 1, observer_files
             ),
         ),
         Case(
@@ -1058,6 +1106,14 @@ def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any
             at_least=False)  # fmt: skip
         add(f"{name}: miss p50 added over no cache <= 1 ms", misses[name]["p50"] - misses["no-cache"]["p50"],
             1.0, at_least=False)  # fmt: skip
+    if "plugin-memory-observed" in summary and "litellm-priced-observed" in summary:
+        ours, seen = summary["plugin-memory-observed"], summary["litellm-priced-observed"]
+        add("(informational) plugin-memory, with a success callback: hits/s vs LiteLLM priced, with one",
+            ours["rate"] / seen["rate"], 5.0, at_least=True)  # fmt: skip
+        add("(informational) plugin-memory, with a success callback: p50 vs LiteLLM priced, with one",
+            ours["p50"] / seen["p50"], 0.2, at_least=False)  # fmt: skip
+        add("(informational) plugin-memory, with a success callback: CPU per hit vs LiteLLM priced, with one",
+            ours["cpu_ms"] / seen["cpu_ms"], 0.2, at_least=False)  # fmt: skip
     if "plugin-redis-w2" in summary and "litellm-priced-w2" in summary:
         ours, base2 = summary["plugin-redis-w2"], summary["litellm-priced-w2"]
         add("plugin-redis, 2 workers: hits/s vs LiteLLM priced, 2 workers >= 5x",
