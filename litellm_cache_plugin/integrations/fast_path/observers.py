@@ -53,10 +53,17 @@ def _no_service_callback(facts: HitFacts) -> bool:
     return not facts.service_callbacks
 
 
+# Where LiteLLM's request setup puts the model budgets the limiter charges (1.108 added team_member).
+_MODEL_BUDGET_FIELDS: Final = tuple(
+    f"user_api_key_{entity}model_max_budget" for entity in ("", "team_", "user_", "end_user_", "team_member_")
+)
+
+
 def _no_model_budget(facts: HitFacts) -> bool:
-    # user_api_key_{,team_,user_,end_user_,team_member_}model_max_budget: a hit charges 0 to them, but
-    # the limiter may still open a budget window; with one configured the hit is logged as before.
-    return not any(name.endswith("model_max_budget") and value for name, value in facts.metadata.items())
+    # A hit charges 0 to a budget, but the limiter may still open a budget window: with a budget
+    # configured the hit is logged as before.
+    metadata = facts.metadata
+    return not any(metadata.get(name) for name in _MODEL_BUDGET_FIELDS)
 
 
 # LiteLLM callback classes (module.qualname) that do nothing with a fast-path hit when the condition
@@ -140,7 +147,12 @@ def candidate_callbacks(
     callbacks its call setup would add to it (``litellm.callbacks``; strings and async functions of
     ``litellm.success_callback``), and the request's own (``callbacks``, ``success_callback``)."""
     found = [*async_success, *callbacks]
-    found += [c for c in success if isinstance(c, str) or inspect.iscoroutinefunction(c)]
+    # A CustomLogger only in success_callback is called by LiteLLM's sync handler alone.
+    found += [
+        c
+        for c in success
+        if isinstance(c, str) or (not isinstance(c, CustomLogger) and inspect.iscoroutinefunction(c))
+    ]
     for name in ("callbacks", "success_callback"):
         extra = kwargs.get(name)
         if isinstance(extra, list):
