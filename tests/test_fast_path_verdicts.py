@@ -1,4 +1,5 @@
-"""When a remembered auth verdict may stand in for LiteLLM's auth (``fast_path.auth_reuse_seconds``)."""
+"""When a remembered auth verdict may stand in for LiteLLM's auth (``fast_path.auth_reuse_seconds``), and
+when the request setup done with it may be reused."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from litellm_cache_plugin.integrations.fast_path.verdicts import expiry_of, headers_digest, verdict_reusable
+from litellm_cache_plugin.integrations.fast_path.verdicts import (
+    expiry_of,
+    headers_digest,
+    refresh_setup,
+    setup_key,
+    verdict_reusable,
+)
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
@@ -116,3 +123,102 @@ async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
     # A blocked key is never remembered into a reuse.
     owner.remember_verdict("fp2", "/v1/chat/completions", headers, UserAPIKeyAuth(api_key="h", blocked=True))
     assert owner.reused_auth("fp2", "/v1/chat/completions", headers) is None
+
+
+def test_a_remembered_verdict_carries_no_trace_span() -> None:
+    from types import SimpleNamespace
+
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from litellm_cache_plugin.integrations.fast_path.app import FastPathApp
+
+    settings = settings_from_mapping({"fast_path": {"auth_reuse_seconds": 5}}, environ={})
+    owner = FastPathApp(None, SimpleNamespace(settings=settings), renders_refusals=True)  # type: ignore[arg-type]
+    span = object()  # the first request's span: never handed to a later request
+    auth = UserAPIKeyAuth(api_key="h", team_id="t", parent_otel_span=span)
+    headers = [(b"authorization", b"Bearer sk-1")]
+    owner.remember_verdict("fp", "/v1/chat/completions", headers, auth)
+    reused = owner.reused_auth("fp", "/v1/chat/completions", headers)
+    assert reused is not None and reused.parent_otel_span is None
+    assert auth.parent_otel_span is span
+
+
+def test_the_setup_key_covers_everything_setup_reads_of_a_request() -> None:
+    headers = [(b"authorization", b"Bearer sk-1"), (b"content-type", b"application/json")]
+    body = b'{"model": "m", "messages": []}'
+    same = setup_key(headers, "127.0.0.1", b"", body)
+    assert setup_key([(b"Authorization", b"Bearer sk-1"), headers[1]], "127.0.0.1", b"", body) == same
+    # Unlike the verdict key, trace and request-id headers count: setup copies them into the request.
+    assert setup_key([*headers, (b"traceparent", b"00-ab-cd-01")], "127.0.0.1", b"", body) != same
+    assert setup_key([*headers, (b"x-request-id", b"r1")], "127.0.0.1", b"", body) != same
+    assert setup_key(headers, "127.0.0.2", b"", body) != same  # requester_ip_address
+    assert setup_key(headers, None, b"", body) != same
+    assert setup_key(headers, "127.0.0.1", b"api-version=1", body) != same
+    assert setup_key(headers, "127.0.0.1", b"", body + b" ") != same  # the body's bytes, as sent
+    # Parts cannot run together.
+    assert setup_key(headers, "127.0.0.1", b"ab", b"c") != setup_key(headers, "127.0.0.1", b"a", b"bc")
+
+
+def test_refresh_setup_sets_the_request_s_own_time() -> None:
+    from datetime import datetime, timezone
+
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    data = {
+        "proxy_server_request": {"arrival_time": first.timestamp(), "url": "u"},
+        "metadata": {"litellm_received_at": first, "other": 1},
+    }
+    later = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    refresh_setup(data, received_at=later, now=5.0)
+    assert data["proxy_server_request"] == {"arrival_time": later.timestamp(), "url": "u"}
+    assert data["metadata"] == {"litellm_received_at": later, "other": 1}
+    refresh_setup(data, received_at=None, now=5.0)  # a reused hit: auth did not stamp the request
+    assert data["proxy_server_request"]["arrival_time"] == 5.0
+    assert data["metadata"]["litellm_received_at"] is None
+    empty: dict[str, object] = {}
+    refresh_setup(empty, received_at=None, now=5.0)  # nothing to refresh: nothing added
+    assert empty == {}
+
+
+def test_a_remembered_setup_is_a_fresh_copy_tied_to_its_verdict() -> None:
+    from types import SimpleNamespace
+
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from litellm_cache_plugin.integrations.fast_path.app import FastPathApp
+
+    settings = settings_from_mapping({"fast_path": {"auth_reuse_seconds": 5}}, environ={})
+    owner = FastPathApp(None, SimpleNamespace(settings=settings), renders_refusals=True)  # type: ignore[arg-type]
+    headers = [(b"authorization", b"Bearer sk-1")]
+    owner.remember_verdict("fp", "/v1/chat/completions", headers, UserAPIKeyAuth(api_key="h", team_id="t"))
+    found = owner.reusable_verdict("fp", "/v1/chat/completions", headers)
+    assert found is not None
+    verdict_key, verdict = found
+    auth = verdict.copy_auth()
+    data = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"user_api_key_auth": auth},
+    }
+    assert owner.remembered_setup(verdict_key, verdict, "k") is None
+    owner.remember_setup(verdict_key, verdict, "k", data, auth)
+    data["messages"][0]["content"] = "edited by a hook"  # after setup: never reaches the memo
+    copy = owner.remembered_setup(verdict_key, verdict, "k")
+    assert copy is not None
+    again_data, again_auth = copy
+    assert again_data["messages"][0]["content"] == "hi"
+    assert again_data["metadata"]["user_api_key_auth"] is again_auth  # one object, as setup left it
+    assert again_auth is not auth and again_auth.team_id == "t"
+    again_data["metadata"]["x"] = 1
+    third = owner.remembered_setup(verdict_key, verdict, "k")
+    assert third is not None and "x" not in third[0]["metadata"]
+    assert owner.remembered_setup(verdict_key, verdict, "other key") is None
+    # A newer verdict for the same key does not inherit the older one's setups.
+    owner.remember_verdict("fp", "/v1/chat/completions", headers, UserAPIKeyAuth(api_key="h", team_id="t"))
+    newer = owner.reusable_verdict("fp", "/v1/chat/completions", headers)
+    assert newer is not None and newer[1] is not verdict
+    assert owner.remembered_setup(newer[0], newer[1], "k") is None
+    # What cannot be pickled (a live trace span, a lock) is not kept: setup runs every time.
+    import threading
+
+    owner.remember_setup(newer[0], newer[1], "k", {"lock": threading.Lock()}, auth)
+    assert owner.remembered_setup(newer[0], newer[1], "k") is None

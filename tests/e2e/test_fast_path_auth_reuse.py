@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from litellm_cache_plugin.simulator import SimulatorThread
@@ -101,3 +102,56 @@ def test_model_access_is_checked_on_every_reused_hit(reuse: FastClient) -> None:
         reuse.chat(OTHER_MODELS, body)
     assert reuse.counter("fast_path", "llama3.2", "auth_reused") >= reused + 2
     assert reuse.fast_hits() == served
+
+
+def _setups_reused(client: FastClient) -> int:
+    return client.counter("fast_path", "llama3.2", "setup_reused")
+
+
+def test_identical_hits_reuse_the_request_setup_too(reuse: FastClient) -> None:
+    body = chat_body(unique("What is a cache tag?"), temperature=0)
+    reuse.warm(REUSE, body)
+    time.sleep(REUSE_WINDOW_S)  # a verdict of its own for this test
+    first = reuse.chat(REUSE, body)  # LiteLLM's auth runs; its verdict is remembered
+    setups, reused = _setups_reused(reuse), reuse.counter("fast_path", "llama3.2", "auth_reused")
+    call_ids = set()
+    for _ in range(5):
+        hit = reuse.chat(REUSE, body)
+        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
+        assert hit.json()["id"] == first.json()["id"]
+        call_ids.add(hit.headers["x-litellm-call-id"])
+    # The first reused hit runs the route's setup with the remembered verdict; the next four reuse it,
+    # each with a call id of its own.
+    assert reuse.counter("fast_path", "llama3.2", "auth_reused") == reused + 5
+    assert _setups_reused(reuse) == setups + 4
+    assert len(call_ids) == 5
+
+
+def test_a_request_that_differs_runs_its_own_setup(reuse: FastClient) -> None:
+    body = chat_body(unique("What is a cache way?"), temperature=0)
+    other = chat_body(unique("What is a cache bank?"), temperature=0)
+    reuse.warm(REUSE, body)
+    reuse.warm(REUSE, other)
+    time.sleep(REUSE_WINDOW_S)
+    reuse.chat(REUSE, body)  # auth
+    reuse.chat(REUSE, body)  # setup with the reused verdict, remembered
+    assert reuse.chat(REUSE, body).headers["x-cache"] == "HIT"
+    setups = _setups_reused(reuse)
+    # Same verdict (trace headers are not part of its key), but another body, another trace header or
+    # another client address: setup runs for each (then is remembered for it).
+    assert reuse.chat(REUSE, other).headers["x-cache"] == "HIT"
+    traced = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    assert reuse.chat(REUSE, body, headers=traced).headers["x-cache"] == "HIT"
+    elsewhere = httpx.Client(
+        base_url=reuse.proxy.url, timeout=60, transport=httpx.HTTPTransport(local_address="127.0.0.2")
+    )
+    try:
+        response = elsewhere.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {REUSE}"}
+        )
+        assert response.status_code == 200 and response.headers["x-cache"] == "HIT"
+    finally:
+        elsewhere.close()
+    assert _setups_reused(reuse) == setups
+    assert reuse.chat(REUSE, body).headers["x-cache"] == "HIT"  # the original again: reused
+    assert _setups_reused(reuse) == setups + 1

@@ -68,6 +68,7 @@ Known differences from the normal pipeline
 """
 
 import logging
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -105,7 +106,12 @@ from litellm_cache_plugin.integrations.fast_path.pipeline import (
     _request_shape,
     is_rate_limiter,
 )
-from litellm_cache_plugin.integrations.fast_path.verdicts import headers_digest, verdict_reusable
+from litellm_cache_plugin.integrations.fast_path.verdicts import (
+    headers_digest,
+    refresh_setup,
+    setup_key,
+    verdict_reusable,
+)
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
     chat_stream_events,
@@ -139,6 +145,8 @@ log = logging.getLogger("litellm_cache_plugin")
 
 HINT_TTL_S: Final = 300.0
 HINT_CAPACITY: Final = 10_000
+# Remembered request setups (pickled, ~5-10 KB each) of reused verdicts, for the whole process.
+SETUP_CAPACITY: Final = 1_000
 _INSTALLED_ATTR = "_lcp_fast_path_installed"
 
 
@@ -161,6 +169,11 @@ class _Verdict:
     auth: Any
     at: float
 
+    def copy_auth(self) -> Any:
+        # A deep copy (~40 us): the proxy sets per-request fields on the auth object it is given and
+        # may edit its nested metadata; nothing of one request may reach the next through the verdict.
+        return self.auth.model_copy(deep=True)
+
 
 class _Skip(Exception):
     """Internal: this request goes down the normal pipeline, for ``reason``."""
@@ -181,6 +194,8 @@ class FastPathApp:
         self.renders_refusals = renders_refusals
         self._hints: OrderedDict[str, _Hint] = OrderedDict()
         self._verdicts: OrderedDict[tuple[str, str, str], _Verdict] = OrderedDict()
+        # (verdict key, setup key) -> (the verdict's time, pickled (request data, auth) after setup)
+        self._setups: OrderedDict[tuple[tuple[str, str, str], str], tuple[float, bytes]] = OrderedDict()
         self._groups: dict[str, tuple[float, int, GroupInfo | None]] = {}
         self._hook_plan_key: tuple[int, ...] | None = None
         self._hook_plan: tuple[list[Any], bool] = ([], False)
@@ -253,8 +268,10 @@ class FastPathApp:
         while len(self._hints) > HINT_CAPACITY:
             self._hints.popitem(last=False)
 
-    def reused_auth(self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Any:
-        """A copy of the auth verdict remembered for this credential, route and header set, when
+    def reusable_verdict(
+        self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[tuple[str, str, str], _Verdict] | None:
+        """The auth verdict remembered for this credential, route and header set, when
         ``fast_path.auth_reuse_seconds`` allows it to stand in for LiteLLM's auth (``verdicts``)."""
         window = self.settings.auth_reuse_seconds
         if window <= 0 or fingerprint is None:
@@ -267,9 +284,12 @@ class FastPathApp:
         if not verdict_reusable(verdict.auth, age=time.monotonic() - verdict.at, window=window, now=now):
             del self._verdicts[key]
             return None
-        # A deep copy (~60 us): the proxy sets per-request fields on the auth object it is given, and
-        # may edit its nested metadata; nothing of one request may reach the next through the verdict.
-        return verdict.auth.model_copy(deep=True)
+        return key, verdict
+
+    def reused_auth(self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Any:
+        """A copy of the auth verdict ``reusable_verdict`` finds, or None."""
+        found = self.reusable_verdict(fingerprint, path, headers)
+        return None if found is None else found[1].copy_auth()
 
     def remember_verdict(
         self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]], auth: Any
@@ -279,14 +299,47 @@ class FastPathApp:
         copy = getattr(auth, "model_copy", None)
         if not callable(copy):
             return  # not LiteLLM's auth object: never reused
-        # Without the request's own budget reservation: a reused hit reserves nothing, and must not
-        # release (again) what the first request reserved.
-        update = {"budget_reservation": None} if hasattr(auth, "budget_reservation") else {}
+        # Without the request's own budget reservation (a reused hit reserves nothing, and must not
+        # release again what the first request reserved) and its trace span (a reused hit has none).
+        update = {name: None for name in ("budget_reservation", "parent_otel_span") if hasattr(auth, name)}
         key = (fingerprint, path, headers_digest(headers))
-        self._verdicts[key] = _Verdict(copy(update=update, deep=True), time.monotonic())
+        self._verdicts[key] = _Verdict(copy(update=update).model_copy(deep=True), time.monotonic())
         self._verdicts.move_to_end(key)
         while len(self._verdicts) > HINT_CAPACITY:
             self._verdicts.popitem(last=False)
+
+    def remembered_setup(
+        self, verdict_key: tuple[str, str, str], verdict: _Verdict, key: str
+    ) -> tuple[dict[str, Any], Any] | None:
+        """A fresh copy of the request data and auth object the route's setup produced for a request
+        with this setup key under this verdict (``remember_setup``), or None."""
+        found = self._setups.get((verdict_key, key))
+        if found is None or found[0] != verdict.at:
+            return None
+        try:
+            # Bytes this process pickled itself (remember_setup), never anything a client sent.
+            data, auth = pickle.loads(found[1])
+        except Exception:
+            del self._setups[(verdict_key, key)]
+            return None
+        self._setups.move_to_end((verdict_key, key))
+        return data, auth
+
+    def remember_setup(
+        self, verdict_key: tuple[str, str, str], verdict: _Verdict, key: str, data: Any, auth: Any
+    ) -> None:
+        """Keep what setup produced with a reused verdict (which carries no budget reservation), before
+        any hook sees it. Pickled together, so the auth object in the request's metadata stays the
+        same object as the one handed to the hooks; what cannot be pickled (a live trace span) is not
+        kept, and that request's setup runs every time."""
+        try:
+            blob = pickle.dumps((data, auth), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return
+        self._setups[(verdict_key, key)] = (verdict.at, blob)
+        self._setups.move_to_end((verdict_key, key))
+        while len(self._setups) > SETUP_CAPACITY:
+            self._setups.popitem(last=False)
 
     def group(self, router: Any, model_group: str) -> GroupInfo | None:
         """Deployment facts of a model group, recomputed at most every second or when the list changes."""
@@ -410,22 +463,49 @@ class _Attempt:
 
         path = str(self.scope.get("path", ""))
         raw_headers = self.scope.get("headers") or ()
-        auth = self.owner.reused_auth(fingerprint, path, raw_headers)
-        if auth is None:
+        reusable = self.owner.reusable_verdict(fingerprint, path, raw_headers)
+        request_data: dict[str, Any] | None = None
+        memo: tuple[tuple[str, str, str], _Verdict, str] | None = None
+        if reusable is None:
             self.authenticating = True
             auth = await self._authenticate()
             self.authenticating = False
             self.owner.remember(fingerprint, auth)
             self.owner.remember_verdict(fingerprint, path, raw_headers, auth)
         else:
+            verdict_key, verdict = reusable
+            client = self.scope.get("client")
+            key = setup_key(
+                raw_headers,
+                str(client[0]) if client else None,
+                self.scope.get("query_string", b""),
+                self.body,
+            )
+            memo = (verdict_key, verdict, key)
+            remembered = self.owner.remembered_setup(verdict_key, verdict, key)
+            if remembered is not None:
+                request_data, auth = remembered
+            else:
+                auth = verdict.copy_auth()
             self.request = self._request()  # what the route's request setup reads
             self.plugin.engine.stats.bump("fast_path", model_group, "auth_reused")
         if not await self._may_use(auth, model_group, router, proxy_server):
             raise _Skip("model_access")
-        request_data = await self._setup(auth, proxy_server)
+        if request_data is None:
+            request_data = await self._setup(auth, proxy_server)
+            if memo is not None and request_data is not None:
+                self.owner.remember_setup(*memo, request_data, auth)
+        else:
+            refresh_setup(
+                request_data,
+                received_at=getattr(self.request.state, "litellm_received_at", None),
+                now=time.time(),
+            )
+            self.plugin.engine.stats.bump("fast_path", model_group, "setup_reused")
         if request_data is None or request_data.get("model") != model_group:
             raise _Skip("request_setup")
-        call_id = str(request_data.get("litellm_call_id"))
+        call_id = compat.fast_path_internals().resolve_litellm_call_id(self.headers.get("x-litellm-call-id"))
+        request_data["litellm_call_id"] = call_id
         if not await self._run_hooks(plan, auth, request_data, limiter=False):
             raise _Skip("pre_call_hook")
         kwargs = sdk_kwargs(request_data, info, model_group)
@@ -573,7 +653,6 @@ class _Attempt:
             version=proxy_server.version,
             proxy_config=proxy_server.proxy_config,
         )
-        data["litellm_call_id"] = lit.resolve_litellm_call_id(self.headers.get("x-litellm-call-id"))
         return data
 
     async def _run_hooks(

@@ -1,5 +1,6 @@
 """Reuse of LiteLLM's auth verdict on fast-path hits (``fast_path.auth_reuse_seconds``): the decision
-whether a remembered verdict may stand in for a new auth run is made here, in pure code."""
+whether a remembered verdict may stand in for a new auth run, and what identifies a request whose
+route setup may be reused with it, are made here, in pure code."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["PER_REQUEST_HEADERS", "expiry_of", "headers_digest", "verdict_reusable"]
+__all__ = [
+    "PER_REQUEST_HEADERS",
+    "expiry_of",
+    "headers_digest",
+    "refresh_setup",
+    "setup_key",
+    "verdict_reusable",
+]
 
 # Headers that differ between requests without changing what LiteLLM's auth decides or records.
 # Every other header is part of a verdict's key: auth and the route's setup read headers (agent
@@ -68,3 +76,33 @@ def verdict_reusable(auth: Any, *, age: float, window: float, now: datetime) -> 
     if expiry is False:
         return False
     return expiry is None or (isinstance(expiry, datetime) and expiry > now)
+
+
+def setup_key(
+    raw_headers: Iterable[tuple[bytes, bytes]], client_host: str | None, query_string: bytes, body: bytes
+) -> str:
+    """What LiteLLM's request setup (``add_litellm_data_to_request``) reads of a request besides the
+    auth verdict, the request state and the proxy's settings: every header (trace and request-id
+    headers included, which setup copies into the logged request), the client address, the query
+    string and the body. Two requests with the same key under the same verdict get the same setup,
+    except for :func:`refresh_setup`'s fields."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, value in raw_headers:
+        name = name.lower()
+        digest.update(len(name).to_bytes(4, "big") + name + len(value).to_bytes(4, "big") + value)
+    for part in ((client_host or "").encode(), query_string, body):
+        digest.update(b"|" + len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def refresh_setup(data: dict[str, Any], *, received_at: datetime | None, now: float) -> None:
+    """Set, on a copy of a remembered setup, the values setup takes from the request's time: when the
+    proxy received it (``request.state.litellm_received_at``, else now)."""
+    arrival = received_at.timestamp() if received_at is not None else now
+    server_request = data.get("proxy_server_request")
+    if isinstance(server_request, dict) and "arrival_time" in server_request:
+        server_request["arrival_time"] = arrival
+    for name in ("metadata", "litellm_metadata"):
+        metadata = data.get(name)
+        if isinstance(metadata, dict) and "litellm_received_at" in metadata:
+            metadata["litellm_received_at"] = received_at
