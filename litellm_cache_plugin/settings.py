@@ -196,9 +196,11 @@ class FastPath(_Strict):
     # Opt-in (0: off). For this many seconds after LiteLLM's auth accepted a credential on a route in
     # this worker, a fast-path hit with the same credential reuses that verdict instead of running
     # LiteLLM's auth (and custom_auth) again; the key's model access is still checked on every hit,
-    # an expired or blocked key is never reused, and misses always run LiteLLM's auth. The price: a
-    # key revoked, blocked or over budget within the window may still be served cached answers until
-    # the window ends (see README, "The fast hit path").
+    # an expired or blocked key is never reused, and misses always run LiteLLM's auth. An identical
+    # request (every header, client address, body) under a reused verdict also reuses the route's
+    # request setup, done once with that verdict. The price: a key revoked, blocked or over budget, or
+    # a team or key setting changed, within the window may still be served cached answers as before
+    # until the window ends (see README, "Reusing the auth verdict").
     auth_reuse_seconds: float = Field(default=0, ge=0, le=60)
 
 

@@ -15,6 +15,7 @@ from litellm_cache_plugin.integrations.fast_path.observers import (
     candidate_callbacks,
     hit_observers,
     is_verified,
+    possible_observers,
     sees_hit,
 )
 
@@ -181,3 +182,27 @@ def test_candidates_include_what_call_setup_would_register_and_the_request_s_own
     # A sync function only runs in LiteLLM's sync success handler, which a fast-path hit never ran.
     assert found == ["cache", recorder, "langfuse", async_function, "s3", extra]
     assert hit_observers(found, _facts()) == [recorder, "langfuse", async_function, "s3", extra]
+
+
+def test_possible_observers_keep_every_callback_some_hit_could_reach() -> None:
+    recorder, service, budget = _Recorder(), _service_logging(), _model_budget()
+    plain = [
+        "cache",
+        _router_callback(),
+        _session_budget(),
+        _prompt_cache_observer(),
+        _Quiet(),
+        _rate_limiter(),
+    ]
+    possible = possible_observers([*plain, recorder, service, budget], apply_rate_limits=False, verified=True)
+    # Kept: what a request's metadata or the service callbacks could make an observer; dropped: what
+    # ignores every hit. Asking the kept ones per hit gives the same answer as asking all of them.
+    assert possible == [recorder, service, budget]
+    for facts in (
+        _facts(),
+        _facts({"user_api_key_model_max_budget": {"m": {"budget_limit": 1}}}),
+        _facts(service_callbacks=["datadog"]),
+    ):
+        assert hit_observers(possible, facts) == hit_observers([*plain, recorder, service, budget], facts)
+    limiter = _rate_limiter()
+    assert possible_observers([limiter], apply_rate_limits=True, verified=True) == [limiter]

@@ -21,6 +21,7 @@ from litellm_cache_plugin.integrations.fast_path.observers import (
     candidate_callbacks,
     hit_observers,
     is_verified,
+    possible_observers,
 )
 from litellm_cache_plugin.integrations.fast_path.wire import CALL_TYPES
 from litellm_cache_plugin.policy.keys import RequestKind
@@ -47,9 +48,11 @@ def _log_hit(
         import litellm
 
         facts = _facts(kwargs, apply_rate_limits)
-        candidates = candidate_callbacks(
-            litellm._async_success_callback, litellm.callbacks, litellm.success_callback, kwargs
-        )
+        registered = (litellm._async_success_callback, litellm.callbacks, litellm.success_callback)
+        if kwargs.get("callbacks") or kwargs.get("success_callback"):
+            candidates = candidate_callbacks(*registered, kwargs)  # the request's own: asked every time
+        else:
+            candidates = _possible(registered, apply_rate_limits)
         if not hit_observers(candidates, facts) and not os.getenv("LITELLM_PRINT_STANDARD_LOGGING_PAYLOAD"):
             return False
         compat.fast_path_internals().logging_worker.ensure_initialized_and_enqueue(
@@ -73,6 +76,21 @@ def _facts(kwargs: dict[str, Any], apply_rate_limits: bool) -> HitFacts:
 
 
 _VERIFIED: bool = is_verified(compat.litellm_version())
+# The registered callbacks that could see some hit, per (apply_rate_limits, the callback lists' members):
+# the lists change when the proxy's config does, not per request.
+_POSSIBLE: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _possible(registered: tuple[list[Any], list[Any], list[Any]], apply_rate_limits: bool) -> list[Any]:
+    key = (apply_rate_limits, *(tuple(map(id, members)) for members in registered))
+    found = _POSSIBLE.get(key)
+    if found is None:
+        candidates = candidate_callbacks(*registered, {})
+        found = possible_observers(candidates, apply_rate_limits=apply_rate_limits, verified=_VERIFIED)
+        if len(_POSSIBLE) > 64:
+            _POSSIBLE.clear()
+        _POSSIBLE[key] = found
+    return found
 
 
 async def _log_hit_now(

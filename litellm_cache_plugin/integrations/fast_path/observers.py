@@ -137,6 +137,19 @@ def hit_observers(callbacks: Iterable[Any], facts: HitFacts) -> list[Any]:
     return found
 
 
+def possible_observers(callbacks: Iterable[Any], *, apply_rate_limits: bool, verified: bool) -> list[Any]:
+    """The callbacks of ``callbacks`` that would see some hit (those a request's metadata or the
+    service callbacks could make observers included): what is left to ask per hit. Depends on the
+    registered callbacks only, so it can be kept while they stay the same."""
+    any_hit = HitFacts(
+        metadata=dict.fromkeys(_MODEL_BUDGET_FIELDS, True),
+        service_callbacks=("any",),
+        apply_rate_limits=apply_rate_limits,
+        verified=verified,
+    )
+    return hit_observers(callbacks, any_hit)
+
+
 def candidate_callbacks(
     async_success: Sequence[Any],
     callbacks: Sequence[Any],
