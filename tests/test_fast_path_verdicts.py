@@ -97,14 +97,12 @@ def test_the_header_digest_ignores_only_per_request_headers() -> None:
 
 
 async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
-    from types import SimpleNamespace
-
     from litellm.proxy._types import UserAPIKeyAuth
 
-    from litellm_cache_plugin.integrations.fast_path.app import FastPathApp
+    from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory
 
     settings = settings_from_mapping({"fast_path": {"auth_reuse_seconds": 5}}, environ={})
-    owner = FastPathApp(None, SimpleNamespace(settings=settings), renders_refusals=True)  # type: ignore[arg-type]
+    owner = ReuseMemory(settings.fast_path)
     auth = UserAPIKeyAuth(api_key="h", team_id="t", budget_reservation={"reserved": 1.0})
     headers = [(b"authorization", b"Bearer sk-1")]
     owner.remember_verdict("fp", "/v1/chat/completions", headers, auth)
@@ -126,14 +124,12 @@ async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
 
 
 def test_a_remembered_verdict_carries_no_trace_span() -> None:
-    from types import SimpleNamespace
-
     from litellm.proxy._types import UserAPIKeyAuth
 
-    from litellm_cache_plugin.integrations.fast_path.app import FastPathApp
+    from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory
 
     settings = settings_from_mapping({"fast_path": {"auth_reuse_seconds": 5}}, environ={})
-    owner = FastPathApp(None, SimpleNamespace(settings=settings), renders_refusals=True)  # type: ignore[arg-type]
+    owner = ReuseMemory(settings.fast_path)
     span = object()  # the first request's span: never handed to a later request
     auth = UserAPIKeyAuth(api_key="h", team_id="t", parent_otel_span=span)
     headers = [(b"authorization", b"Bearer sk-1")]
@@ -180,14 +176,12 @@ def test_refresh_setup_sets_the_request_s_own_time() -> None:
 
 
 def test_a_remembered_setup_is_a_fresh_copy_tied_to_its_verdict() -> None:
-    from types import SimpleNamespace
-
     from litellm.proxy._types import UserAPIKeyAuth
 
-    from litellm_cache_plugin.integrations.fast_path.app import FastPathApp
+    from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory
 
     settings = settings_from_mapping({"fast_path": {"auth_reuse_seconds": 5}}, environ={})
-    owner = FastPathApp(None, SimpleNamespace(settings=settings), renders_refusals=True)  # type: ignore[arg-type]
+    owner = ReuseMemory(settings.fast_path)
     headers = [(b"authorization", b"Bearer sk-1")]
     owner.remember_verdict("fp", "/v1/chat/completions", headers, UserAPIKeyAuth(api_key="h", team_id="t"))
     found = owner.reusable_verdict("fp", "/v1/chat/completions", headers)

@@ -3,6 +3,8 @@
 - ``wire.py``: which requests may be looked at, hits rendered as the proxy sends them (pure);
 - ``groups.py``: deployment facts of a model group, the SDK call the router would make;
 - ``pipeline.py``: what of LiteLLM's pipeline a hit must respect (rate limiters, hook rewrites);
+- ``verdicts.py``: when a remembered auth verdict or request setup may be reused (pure);
+- ``reuse.py``: the verdicts and setups ``fast_path.auth_reuse_seconds`` remembers in a worker;
 - ``observers.py``: which of LiteLLM's success callbacks would see a hit (pure);
 - ``hit_log.py``: hits logged as LiteLLM cache hits, off the request path (when anything would see them);
 - ``app.py``: the ASGI callable and its per-request attempt (see its docstring for the whole story).

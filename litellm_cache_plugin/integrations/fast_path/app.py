@@ -68,12 +68,10 @@ Known differences from the normal pipeline
 """
 
 import logging
-import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Final
 
 import orjson
@@ -106,12 +104,8 @@ from litellm_cache_plugin.integrations.fast_path.pipeline import (
     _request_shape,
     is_rate_limiter,
 )
-from litellm_cache_plugin.integrations.fast_path.verdicts import (
-    headers_digest,
-    refresh_setup,
-    setup_key,
-    verdict_reusable,
-)
+from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory, Verdict, VerdictKey
+from litellm_cache_plugin.integrations.fast_path.verdicts import refresh_setup, setup_key
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
     chat_stream_events,
@@ -145,8 +139,6 @@ log = logging.getLogger("litellm_cache_plugin")
 
 HINT_TTL_S: Final = 300.0
 HINT_CAPACITY: Final = 10_000
-# Remembered request setups (pickled, ~5-10 KB each) of reused verdicts, for the whole process.
-SETUP_CAPACITY: Final = 1_000
 _INSTALLED_ATTR = "_lcp_fast_path_installed"
 
 
@@ -160,19 +152,6 @@ class _Hint:
     user_id: str | None
     org_id: str | None
     at: float
-
-
-@dataclass
-class _Verdict:
-    """LiteLLM's auth result for a credential on a route, and when it was given (monotonic)."""
-
-    auth: Any
-    at: float
-
-    def copy_auth(self) -> Any:
-        # A deep copy (~40 us): the proxy sets per-request fields on the auth object it is given and
-        # may edit its nested metadata; nothing of one request may reach the next through the verdict.
-        return self.auth.model_copy(deep=True)
 
 
 class _Skip(Exception):
@@ -193,9 +172,7 @@ class FastPathApp:
         # Under ExceptionMiddleware an auth refusal raised here is rendered like the route's own.
         self.renders_refusals = renders_refusals
         self._hints: OrderedDict[str, _Hint] = OrderedDict()
-        self._verdicts: OrderedDict[tuple[str, str, str], _Verdict] = OrderedDict()
-        # (verdict key, setup key) -> (the verdict's time, pickled (request data, auth) after setup)
-        self._setups: OrderedDict[tuple[tuple[str, str, str], str], tuple[float, bytes]] = OrderedDict()
+        self.reuse = ReuseMemory(self.settings)
         self._groups: dict[str, tuple[float, int, GroupInfo | None]] = {}
         self._hook_plan_key: tuple[int, ...] | None = None
         self._hook_plan: tuple[list[Any], bool] = ([], False)
@@ -267,79 +244,6 @@ class FastPathApp:
         self._hints.move_to_end(fingerprint)
         while len(self._hints) > HINT_CAPACITY:
             self._hints.popitem(last=False)
-
-    def reusable_verdict(
-        self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]
-    ) -> tuple[tuple[str, str, str], _Verdict] | None:
-        """The auth verdict remembered for this credential, route and header set, when
-        ``fast_path.auth_reuse_seconds`` allows it to stand in for LiteLLM's auth (``verdicts``)."""
-        window = self.settings.auth_reuse_seconds
-        if window <= 0 or fingerprint is None:
-            return None
-        key = (fingerprint, path, headers_digest(headers))
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            return None
-        now = datetime.now(timezone.utc)
-        if not verdict_reusable(verdict.auth, age=time.monotonic() - verdict.at, window=window, now=now):
-            del self._verdicts[key]
-            return None
-        return key, verdict
-
-    def reused_auth(self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Any:
-        """A copy of the auth verdict ``reusable_verdict`` finds, or None."""
-        found = self.reusable_verdict(fingerprint, path, headers)
-        return None if found is None else found[1].copy_auth()
-
-    def remember_verdict(
-        self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]], auth: Any
-    ) -> None:
-        if self.settings.auth_reuse_seconds <= 0 or fingerprint is None:
-            return
-        copy = getattr(auth, "model_copy", None)
-        if not callable(copy):
-            return  # not LiteLLM's auth object: never reused
-        # Without the request's own budget reservation (a reused hit reserves nothing, and must not
-        # release again what the first request reserved) and its trace span (a reused hit has none).
-        update = {name: None for name in ("budget_reservation", "parent_otel_span") if hasattr(auth, name)}
-        key = (fingerprint, path, headers_digest(headers))
-        self._verdicts[key] = _Verdict(copy(update=update).model_copy(deep=True), time.monotonic())
-        self._verdicts.move_to_end(key)
-        while len(self._verdicts) > HINT_CAPACITY:
-            self._verdicts.popitem(last=False)
-
-    def remembered_setup(
-        self, verdict_key: tuple[str, str, str], verdict: _Verdict, key: str
-    ) -> tuple[dict[str, Any], Any] | None:
-        """A fresh copy of the request data and auth object the route's setup produced for a request
-        with this setup key under this verdict (``remember_setup``), or None."""
-        found = self._setups.get((verdict_key, key))
-        if found is None or found[0] != verdict.at:
-            return None
-        try:
-            # Bytes this process pickled itself (remember_setup), never anything a client sent.
-            data, auth = pickle.loads(found[1])
-        except Exception:
-            del self._setups[(verdict_key, key)]
-            return None
-        self._setups.move_to_end((verdict_key, key))
-        return data, auth
-
-    def remember_setup(
-        self, verdict_key: tuple[str, str, str], verdict: _Verdict, key: str, data: Any, auth: Any
-    ) -> None:
-        """Keep what setup produced with a reused verdict (which carries no budget reservation), before
-        any hook sees it. Pickled together, so the auth object in the request's metadata stays the
-        same object as the one handed to the hooks; what cannot be pickled (a live trace span) is not
-        kept, and that request's setup runs every time."""
-        try:
-            blob = pickle.dumps((data, auth), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            return
-        self._setups[(verdict_key, key)] = (verdict.at, blob)
-        self._setups.move_to_end((verdict_key, key))
-        while len(self._setups) > SETUP_CAPACITY:
-            self._setups.popitem(last=False)
 
     def group(self, router: Any, model_group: str) -> GroupInfo | None:
         """Deployment facts of a model group, recomputed at most every second or when the list changes."""
@@ -463,15 +367,15 @@ class _Attempt:
 
         path = str(self.scope.get("path", ""))
         raw_headers = self.scope.get("headers") or ()
-        reusable = self.owner.reusable_verdict(fingerprint, path, raw_headers)
+        reusable = self.owner.reuse.reusable_verdict(fingerprint, path, raw_headers)
         request_data: dict[str, Any] | None = None
-        memo: tuple[tuple[str, str, str], _Verdict, str] | None = None
+        memo: tuple[VerdictKey, Verdict, str] | None = None
         if reusable is None:
             self.authenticating = True
             auth = await self._authenticate()
             self.authenticating = False
             self.owner.remember(fingerprint, auth)
-            self.owner.remember_verdict(fingerprint, path, raw_headers, auth)
+            self.owner.reuse.remember_verdict(fingerprint, path, raw_headers, auth)
         else:
             verdict_key, verdict = reusable
             client = self.scope.get("client")
@@ -482,7 +386,7 @@ class _Attempt:
                 self.body,
             )
             memo = (verdict_key, verdict, key)
-            remembered = self.owner.remembered_setup(verdict_key, verdict, key)
+            remembered = self.owner.reuse.remembered_setup(verdict_key, verdict, key)
             if remembered is not None:
                 request_data, auth = remembered
             else:
@@ -494,7 +398,7 @@ class _Attempt:
         if request_data is None:
             request_data = await self._setup(auth, proxy_server)
             if memo is not None and request_data is not None:
-                self.owner.remember_setup(*memo, request_data, auth)
+                self.owner.reuse.remember_setup(*memo, request_data, auth)
         else:
             refresh_setup(
                 request_data,
