@@ -23,7 +23,9 @@ from tools.runner import ProxyProcess
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["memory", "off"], ids=["fast_path", "hook_path"])
+# "reuse": the fast path with fast_path.auth_reuse_seconds (reused verdicts and request setups) and no
+# logging integration (its hits are not logged).
+@pytest.fixture(params=["memory", "reuse", "off"], ids=["fast_path", "fast_path_reused", "hook_path"])
 def proxy(
     request: pytest.FixtureRequest, fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread
 ) -> Iterator[FastClient]:

@@ -1,4 +1,5 @@
-"""The cache as the OpenAI Python SDK sees it, through real proxies (fast path on and off).
+"""The cache as the OpenAI Python SDK sees it, through real proxies (fast path on, on with the opt-in
+auth and setup reuse, and off).
 
 Written against defects users met with a client nobody here wrote: text completions replayed empty or
 in the chat shape whenever a stream was involved, embeddings keyed on ``encoding_format`` (the SDK
@@ -39,7 +40,9 @@ TEXT_MODEL = "llama3.2-text"
 EMBED_MODEL = "nomic-embed-text"
 
 
-@pytest.fixture(params=["memory", "off"], ids=["fast_path", "hook_path"])
+# "reuse": the fast path with fast_path.auth_reuse_seconds (reused verdicts and request setups) and no
+# logging integration (its hits are not logged).
+@pytest.fixture(params=["memory", "reuse", "off"], ids=["fast_path", "fast_path_reused", "hook_path"])
 def path(
     request: pytest.FixtureRequest, fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread
 ) -> Iterator[tuple[FastClient, openai.OpenAI]]:
@@ -250,6 +253,36 @@ def test_with_raw_response_reads_the_cache_headers_of_a_chat_hit(
     hit = raw.parse()
     assert hit.choices[0].message.content == miss.choices[0].message.content
     assert hit.model_extra is not None and hit.model_extra.get("cached") is True  # the body marker
+
+
+def test_sdk_hits_with_a_reused_verdict_and_setup_read_the_same(
+    fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread
+) -> None:
+    # The OpenAI SDK repeats its headers exactly, so its repeated requests reuse the route's setup
+    # too: each such hit must still be a complete answer, streamed or not, with its own call id.
+    client = FastClient(fp_proxies["reuse"], simulator)
+    sdk = openai.OpenAI(base_url=f"{fp_proxies['reuse'].url}/v1", api_key=OK, max_retries=0, timeout=60)
+    try:
+        messages: Any = [{"role": "user", "content": unique("Reused setups through the SDK.")}]
+        miss = _warm_chat(client, sdk, messages=messages)
+        setups = client.counter("fast_path", "llama3.2", "setup_reused")
+        call_ids = set()
+        # Within the window: at worst the first hit runs LiteLLM's auth and the second the setup,
+        # which the third and fourth then reuse.
+        for _ in range(4):
+            raw = sdk.chat.completions.with_raw_response.create(
+                model="llama3.2", messages=messages, temperature=0
+            )
+            assert raw.headers["x-cache"] == "HIT"
+            assert raw.parse().choices[0].message.content == miss.choices[0].message.content
+            call_ids.add(raw.headers["x-litellm-call-id"])
+        status, text = _chat(sdk, messages[0]["content"], stream=True)
+        assert (status, text) == ("HIT", miss.choices[0].message.content)
+        assert len(call_ids) == 4
+        assert client.counter("fast_path", "llama3.2", "setup_reused") >= setups + 2
+    finally:
+        sdk.close()
+        client.close()
 
 
 def _streamed_usage(sdk: openai.OpenAI, messages: Any) -> tuple[str, str, dict[str, Any]]:
