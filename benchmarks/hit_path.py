@@ -35,7 +35,8 @@ answering at once):
   of a hit LiteLLM's per-hit stages cost: the first auth verdict of a credential reused forever
   (``-auth``), LiteLLM's request setup replaced by the body and the identity fields (``-setup``), hit
   logging dropped (``-log``), and combinations (all three without a suffix).
-- ``--workers2`` adds ``litellm-priced-w2`` and ``plugin-redis-w2``: the same with ``--num_workers 2``.
+- ``--workers2`` adds ``litellm-priced-w2``, ``plugin-redis-w2`` and ``plugin-redis-reuse-w2``: the same
+  with ``--num_workers 2``.
 
 Method. Each server gets one warmed prompt (sent until it answers from the cache). Then ``--rounds``
 rounds; in each the servers are measured one after the other in rotating order (round r starts r
@@ -654,6 +655,19 @@ def build_cases(
                 proxy_with_workers(plugin(redis_url), workdir, "plugin-redis-w2", 2, files),
                 workers=2,
             ),
+            Case(
+                "plugin-redis-reuse-w2",
+                f"plugin, redis://, fast_path.auth_reuse_seconds: {REUSE_S:g} (opt-in), 2 workers",
+                "plugin",
+                proxy_with_workers(
+                    plugin(redis_url.replace("hitbench-", "hitbench-rw-"), REUSE_S),
+                    workdir,
+                    "plugin-redis-reuse-w2",
+                    2,
+                    files,
+                ),
+                workers=2,
+            ),
         ]
     return cases
 
@@ -1121,6 +1135,14 @@ def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any
         add("plugin-redis, 2 workers: sequential p50 vs LiteLLM priced, 2 workers <= 0.2x",
             ours["p50"] / base2["p50"], 0.2, at_least=False)  # fmt: skip
         add("plugin-redis, 2 workers: CPU per hit vs LiteLLM priced, 2 workers <= 0.2x",
+            ours["cpu_ms"] / base2["cpu_ms"], 0.2, at_least=False)  # fmt: skip
+    if "plugin-redis-reuse-w2" in summary and "litellm-priced-w2" in summary:
+        ours, base2 = summary["plugin-redis-reuse-w2"], summary["litellm-priced-w2"]
+        add("plugin-redis-reuse, 2 workers: hits/s vs LiteLLM priced, 2 workers >= 5x",
+            ours["rate"] / base2["rate"], 5.0, at_least=True)  # fmt: skip
+        add("plugin-redis-reuse, 2 workers: sequential p50 vs LiteLLM priced, 2 workers <= 0.2x",
+            ours["p50"] / base2["p50"], 0.2, at_least=False)  # fmt: skip
+        add("plugin-redis-reuse, 2 workers: CPU per hit vs LiteLLM priced, 2 workers <= 0.2x",
             ours["cpu_ms"] / base2["cpu_ms"], 0.2, at_least=False)  # fmt: skip
     return out
 
