@@ -27,7 +27,8 @@ The decision, cheapest first
     2. A per-process hint maps the caller's credentials (a hash of the auth headers) to the tenant of
        its last successful authentication here. With a hint, a raw existence probe of the store
        decides most misses without running auth at all; the hint only chooses what to probe, it never
-       decides what is served.
+       decides what is served. (A request whose setup the opt-in reuse remembers needs no probe: it
+       runs neither auth nor setup, and its lookup reads the store once.)
     3. LiteLLM's own ``user_api_key_auth`` (same function, same key cache, same custom_auth,
        ``custom_auth_run_common_checks`` / ``enable_post_custom_auth_checks`` behaviour, budgets and
        budget reservation); a refusal is raised as-is. With ``fast_path.auth_reuse_seconds`` (opt-in)
@@ -134,6 +135,7 @@ from litellm_cache_plugin.payloads import (
 )
 from litellm_cache_plugin.policy.keys import RequestKind
 from litellm_cache_plugin.region import RequestContext, identity_of
+from litellm_cache_plugin.store import StoreError
 
 log = logging.getLogger("litellm_cache_plugin")
 
@@ -362,21 +364,12 @@ class _Attempt:
             self.headers, proxy_server.general_settings.get("litellm_key_header_name")
         )
         hint = self.owner.hint_for(fingerprint)
-        if hint is not None and not await self._probe(data, hint, info):
-            raise _Skip("probe_miss")  # decided without running auth
-
         path = str(self.scope.get("path", ""))
         raw_headers = self.scope.get("headers") or ()
         reusable = self.owner.reuse.reusable_verdict(fingerprint, path, raw_headers)
-        request_data: dict[str, Any] | None = None
         memo: tuple[VerdictKey, Verdict, str] | None = None
-        if reusable is None:
-            self.authenticating = True
-            auth = await self._authenticate()
-            self.authenticating = False
-            self.owner.remember(fingerprint, auth)
-            self.owner.reuse.remember_verdict(fingerprint, path, raw_headers, auth)
-        else:
+        remembered: tuple[dict[str, Any], Any] | None = None
+        if reusable is not None:
             verdict_key, verdict = reusable
             client = self.scope.get("client")
             key = setup_key(
@@ -387,10 +380,23 @@ class _Attempt:
             )
             memo = (verdict_key, verdict, key)
             remembered = self.owner.reuse.remembered_setup(verdict_key, verdict, key)
+        # The probe only spares a miss LiteLLM's auth and setup; a request whose setup is remembered
+        # needs neither, and its lookup reads the store once itself (_response_hit).
+        if hint is not None and remembered is None and not await self._probe(data, hint, info):
+            raise _Skip("probe_miss")  # decided without running auth
+
+        request_data: dict[str, Any] | None = None
+        if reusable is None:
+            self.authenticating = True
+            auth = await self._authenticate()
+            self.authenticating = False
+            self.owner.remember(fingerprint, auth)
+            self.owner.reuse.remember_verdict(fingerprint, path, raw_headers, auth)
+        else:
             if remembered is not None:
                 request_data, auth = remembered
             else:
-                auth = verdict.copy_auth()
+                auth = reusable[1].copy_auth()
             self.request = self._request()  # what the route's request setup reads
             self.plugin.engine.stats.bump("fast_path", model_group, "auth_reused")
         if not await self._may_use(auth, model_group, router, proxy_server):
@@ -599,8 +605,21 @@ class _Attempt:
         call_id: str,
         proxy_server: Any,
     ) -> tuple[list[tuple[bytes, bytes]], list[bytes], Any] | None:
-        key = self.plugin.region.key_for(ctx)
-        lookup = await exact_lookup(self.plugin, ctx, key, self.prefetched)
+        plugin = self.plugin
+        key = plugin.region.key_for(ctx)
+        if self.prefetched is None and not ctx.controls.no_cache:
+            # No probe ran: one read, whose absence the hook path's lookup then reuses.
+            try:
+                self.prefetched = await plugin.engine.read(
+                    key, tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags
+                )
+            except StoreError:
+                pass  # the lookup below fails open and counts it, as it would without this read
+            else:
+                if self.prefetched.raw is None:
+                    plugin.region.remember_miss(self.prefetched)
+                    return None
+        lookup = await exact_lookup(plugin, ctx, key, self.prefetched)
         if lookup.outcome != "HIT" or lookup.entry is None:
             return None  # a miss or a stale entry: the hook path coordinates fetches and refreshes
         stored = canonical_response(self.kind, orjson.loads(lookup.entry.payload))
