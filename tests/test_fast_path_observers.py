@@ -206,3 +206,20 @@ def test_possible_observers_keep_every_callback_some_hit_could_reach() -> None:
         assert hit_observers(possible, facts) == hit_observers([*plain, recorder, service, budget], facts)
     limiter = _rate_limiter()
     assert possible_observers([limiter], apply_rate_limits=True, verified=True) == [limiter]
+
+
+def test_the_kept_plan_follows_the_registered_callbacks() -> None:
+    from litellm_cache_plugin.integrations.fast_path import hit_log
+
+    async_success: list[Any] = ["cache", _Quiet(), _service_logging()]
+    callbacks: list[Any] = []
+    success: list[Any] = []
+    registered = (async_success, callbacks, success)
+    service = async_success[2]
+    assert hit_log._VERIFIED  # the LiteLLM these tests run on is one the table was read from
+    assert hit_log._possible(registered, False) == [service]  # service callbacks may make it observe
+    recorder = _Recorder()
+    async_success.append(recorder)  # the proxy registers a logger: the next hit sees it
+    assert recorder in hit_log._possible(registered, False)
+    async_success.remove(recorder)
+    assert recorder not in hit_log._possible(registered, False)

@@ -77,20 +77,25 @@ def _facts(kwargs: dict[str, Any], apply_rate_limits: bool) -> HitFacts:
 
 _VERIFIED: bool = is_verified(compat.litellm_version())
 # The registered callbacks that could see some hit, per (apply_rate_limits, the callback lists' members):
-# the lists change when the proxy's config does, not per request.
-_POSSIBLE: dict[tuple[Any, ...], list[Any]] = {}
+# the lists change when the proxy's config does, not per request. Each entry keeps every member it was
+# worked out from alive, so no id in its key can be reused by another object while it is kept.
+_POSSIBLE: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[Any]]] = {}
 
 
 def _possible(registered: tuple[list[Any], list[Any], list[Any]], apply_rate_limits: bool) -> list[Any]:
     key = (apply_rate_limits, *(tuple(map(id, members)) for members in registered))
     found = _POSSIBLE.get(key)
     if found is None:
+        members = tuple(member for listed in registered for member in listed)
         candidates = candidate_callbacks(*registered, {})
-        found = possible_observers(candidates, apply_rate_limits=apply_rate_limits, verified=_VERIFIED)
+        found = (
+            members,
+            possible_observers(candidates, apply_rate_limits=apply_rate_limits, verified=_VERIFIED),
+        )
         if len(_POSSIBLE) > 64:
             _POSSIBLE.clear()
         _POSSIBLE[key] = found
-    return found
+    return found[1]
 
 
 async def _log_hit_now(
