@@ -161,6 +161,8 @@ def _proxy(
     general: dict[str, Any] | None = None,
     litellm_settings: dict[str, Any] | None = None,
     recorder: bool = True,
+    extra_callbacks: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> ProxyProcess:
     config = proxy_config(
         simulator.url, section, with_plugin=False, custom_auth=False, litellm_settings=litellm_settings
@@ -169,6 +171,7 @@ def _proxy(
         "litellm_cache_plugin.proxy_plugin",
         "fast_path_wiring.wiring",
         *(["success_recorder.recorder"] if recorder else []),
+        *extra_callbacks,
     ]
     if custom_auth:
         config["general_settings"]["custom_auth"] = "fp_auth.custom_auth"
@@ -182,7 +185,7 @@ def _proxy(
             "success_recorder.py": HIT_LOGGER_MODULE,
             "fast_path_wiring.py": WIRING_MODULE,
         },
-        env={"LCP_SUCCESS_LOG": str(workdir / "success.jsonl"), "LCP_AUTH_DIR": str(workdir)},
+        env={"LCP_SUCCESS_LOG": str(workdir / "success.jsonl"), "LCP_AUTH_DIR": str(workdir), **(env or {})},
         name=f"fp-{name}",
     )
 
