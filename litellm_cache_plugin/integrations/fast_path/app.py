@@ -614,11 +614,12 @@ class _Attempt:
                     key, tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags
                 )
             except StoreError:
-                pass  # the lookup below fails open and counts it, as it would without this read
-            else:
-                if self.prefetched.raw is None:
-                    plugin.region.remember_miss(self.prefetched)
-                    return None
+                # Not a second try within this path (a slow backend would then cost two deadlines
+                # here): the hook path's lookup fails open and counts it.
+                return None
+            if self.prefetched.raw is None:
+                plugin.region.remember_miss(self.prefetched)
+                return None
         lookup = await exact_lookup(plugin, ctx, key, self.prefetched)
         if lookup.outcome != "HIT" or lookup.entry is None:
             return None  # a miss or a stale entry: the hook path coordinates fetches and refreshes
