@@ -301,6 +301,15 @@ class FastClient:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def fast_client(
+    proxies: dict[str, ProxyProcess], simulator: SimulatorThread, name: str
+) -> Iterator[FastClient]:
+    """A FastClient on one of ``fp_proxies``, closed afterwards (``yield from`` it in a fixture)."""
+    client = FastClient(proxies[name], simulator)
+    yield client
+    client.close()
+
+
 def unique(text: str) -> str:
     return f"{text} [{uuid.uuid4().hex[:10]}]"
 

@@ -23,6 +23,7 @@ from tests.e2e.fast_path_support import (
     TEAM_B,
     FastClient,
     chat_body,
+    fast_client,
     sse_events,
     unique,
 )
@@ -31,37 +32,31 @@ from tools.runner import ProxyProcess
 pytestmark = pytest.mark.e2e
 
 
-def _client(proxies: dict[str, ProxyProcess], simulator: SimulatorThread, name: str) -> Iterator[FastClient]:
-    client = FastClient(proxies[name], simulator)
-    yield client
-    client.close()
-
-
 @pytest.fixture(params=["memory", "redis"])
 def fast(
     request: pytest.FixtureRequest, fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread
 ) -> Iterator[FastClient]:
-    yield from _client(fp_proxies, simulator, request.param)
+    yield from fast_client(fp_proxies, simulator, request.param)
 
 
 @pytest.fixture
 def memory(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    yield from _client(fp_proxies, simulator, "memory")
+    yield from fast_client(fp_proxies, simulator, "memory")
 
 
 @pytest.fixture
 def strict(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    yield from _client(fp_proxies, simulator, "strict")
+    yield from fast_client(fp_proxies, simulator, "strict")
 
 
 @pytest.fixture
 def master(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    yield from _client(fp_proxies, simulator, "master")
+    yield from fast_client(fp_proxies, simulator, "master")
 
 
 @pytest.fixture
 def off(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    yield from _client(fp_proxies, simulator, "off")
+    yield from fast_client(fp_proxies, simulator, "off")
 
 
 def _without_digits(text: str) -> str:

@@ -22,6 +22,7 @@ from tests.e2e.fast_path_support import (
     REUSE_WINDOW_S,
     FastClient,
     chat_body,
+    fast_client,
     unique,
 )
 from tools.runner import ProxyProcess
@@ -31,9 +32,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def reuse(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    client = FastClient(fp_proxies["reuse"], simulator)
-    yield client
-    client.close()
+    yield from fast_client(fp_proxies, simulator, "reuse")
 
 
 def test_hits_within_the_window_do_not_run_custom_auth_again(reuse: FastClient) -> None:

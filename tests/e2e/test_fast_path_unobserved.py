@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from litellm_cache_plugin.simulator import SimulatorThread
-from tests.e2e.fast_path_support import MODEL_BUDGET, OK, REUSE, FastClient, chat_body, unique
+from tests.e2e.fast_path_support import MODEL_BUDGET, OK, REUSE, FastClient, chat_body, fast_client, unique
 from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
@@ -21,16 +21,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def unobserved(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    client = FastClient(fp_proxies["reuse"], simulator)
-    yield client
-    client.close()
+    yield from fast_client(fp_proxies, simulator, "reuse")
 
 
 @pytest.fixture
 def observed(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) -> Iterator[FastClient]:
-    client = FastClient(fp_proxies["memory"], simulator)
-    yield client
-    client.close()
+    yield from fast_client(fp_proxies, simulator, "memory")
 
 
 def test_hits_nobody_observes_are_served_and_not_logged(unobserved: FastClient) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from litellm_cache_plugin.simulator import SimulatorThread
-from tests.e2e.fast_path_support import OK, FastClient, unique
+from tests.e2e.fast_path_support import OK, FastClient, fast_client, unique
 from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
@@ -29,9 +29,7 @@ pytestmark = pytest.mark.e2e
 def proxy(
     request: pytest.FixtureRequest, fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread
 ) -> Iterator[FastClient]:
-    client = FastClient(fp_proxies[request.param], simulator)
-    yield client
-    client.close()
+    yield from fast_client(fp_proxies, simulator, request.param)
 
 
 def _call(client: FastClient, **kwargs: Any) -> dict[str, Any]:
