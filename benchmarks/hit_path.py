@@ -1106,44 +1106,33 @@ def verdicts(summary: dict[str, dict[str, Any]], misses: dict[str, dict[str, Any
     def add(target: str, value: float, limit: float, *, at_least: bool) -> None:
         out.append(Verdict(target, value, limit, value >= limit if at_least else value <= limit))
 
+    def against(label: str, ours: dict[str, Any], baseline: dict[str, Any], named: str) -> None:
+        """Issue 15's three ratio targets of one server against one baseline."""
+        add(f"{label}: hits/s vs {named} >= 5x", ours["rate"] / baseline["rate"], 5.0, at_least=True)
+        add(f"{label}: sequential hit p50 vs {named} <= 0.2x", ours["p50"] / baseline["p50"], 0.2,
+            at_least=False)  # fmt: skip
+        add(f"{label}: CPU per hit vs {named} <= 0.2x", ours["cpu_ms"] / baseline["cpu_ms"], 0.2,
+            at_least=False)  # fmt: skip
+
     for name in ("plugin-memory", "plugin-redis", "plugin-memory-reuse", "plugin-redis-reuse"):
         if name not in summary:
             continue
         ours = summary[name]
-        add(f"{name}: hits/s vs LiteLLM priced (16 clients) >= 5x", ours["rate"] / base["rate"], 5.0,
-            at_least=True)  # fmt: skip
-        add(f"{name}: sequential hit p50 vs LiteLLM priced <= 0.2x", ours["p50"] / base["p50"], 0.2,
-            at_least=False)  # fmt: skip
-        add(f"{name}: CPU per hit vs LiteLLM priced <= 0.2x", ours["cpu_ms"] / base["cpu_ms"], 0.2,
-            at_least=False)  # fmt: skip
+        against(name, ours, base, "LiteLLM priced (16 clients)")
         add(f"{name}: sequential hit p50 vs the floor <= 10x", ours["p50"] / floor["p50"], 10.0,
             at_least=False)  # fmt: skip
         add(f"{name}: miss p50 added over no cache <= 1 ms", misses[name]["p50"] - misses["no-cache"]["p50"],
             1.0, at_least=False)  # fmt: skip
-    if "plugin-memory-observed" in summary and "litellm-priced-observed" in summary:
-        ours, seen = summary["plugin-memory-observed"], summary["litellm-priced-observed"]
-        add("(informational) plugin-memory, with a success callback: hits/s vs LiteLLM priced, with one",
-            ours["rate"] / seen["rate"], 5.0, at_least=True)  # fmt: skip
-        add("(informational) plugin-memory, with a success callback: p50 vs LiteLLM priced, with one",
-            ours["p50"] / seen["p50"], 0.2, at_least=False)  # fmt: skip
-        add("(informational) plugin-memory, with a success callback: CPU per hit vs LiteLLM priced, with one",
-            ours["cpu_ms"] / seen["cpu_ms"], 0.2, at_least=False)  # fmt: skip
-    if "plugin-redis-w2" in summary and "litellm-priced-w2" in summary:
-        ours, base2 = summary["plugin-redis-w2"], summary["litellm-priced-w2"]
-        add("plugin-redis, 2 workers: hits/s vs LiteLLM priced, 2 workers >= 5x",
-            ours["rate"] / base2["rate"], 5.0, at_least=True)  # fmt: skip
-        add("plugin-redis, 2 workers: sequential p50 vs LiteLLM priced, 2 workers <= 0.2x",
-            ours["p50"] / base2["p50"], 0.2, at_least=False)  # fmt: skip
-        add("plugin-redis, 2 workers: CPU per hit vs LiteLLM priced, 2 workers <= 0.2x",
-            ours["cpu_ms"] / base2["cpu_ms"], 0.2, at_least=False)  # fmt: skip
-    if "plugin-redis-reuse-w2" in summary and "litellm-priced-w2" in summary:
-        ours, base2 = summary["plugin-redis-reuse-w2"], summary["litellm-priced-w2"]
-        add("plugin-redis-reuse, 2 workers: hits/s vs LiteLLM priced, 2 workers >= 5x",
-            ours["rate"] / base2["rate"], 5.0, at_least=True)  # fmt: skip
-        add("plugin-redis-reuse, 2 workers: sequential p50 vs LiteLLM priced, 2 workers <= 0.2x",
-            ours["p50"] / base2["p50"], 0.2, at_least=False)  # fmt: skip
-        add("plugin-redis-reuse, 2 workers: CPU per hit vs LiteLLM priced, 2 workers <= 0.2x",
-            ours["cpu_ms"] / base2["cpu_ms"], 0.2, at_least=False)  # fmt: skip
+    compared = (
+        ("plugin-memory-observed", "litellm-priced-observed",
+         "(informational) plugin-memory, with a success callback", "LiteLLM priced, with one"),
+        ("plugin-redis-w2", "litellm-priced-w2", "plugin-redis, 2 workers", "LiteLLM priced, 2 workers"),
+        ("plugin-redis-reuse-w2", "litellm-priced-w2", "plugin-redis-reuse, 2 workers",
+         "LiteLLM priced, 2 workers"),
+    )  # fmt: skip
+    for name, baseline_name, label, named in compared:
+        if name in summary and baseline_name in summary:
+            against(label, summary[name], summary[baseline_name], named)
     return out
 
 
