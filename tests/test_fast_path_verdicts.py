@@ -96,6 +96,12 @@ def test_the_header_digest_ignores_only_per_request_headers() -> None:
     assert headers_digest([(b"x-ab", b"c")]) != headers_digest([(b"x-a", b"bc")])
 
 
+def _reused_auth(memory: Any, fingerprint: str, path: str, headers: list[tuple[bytes, bytes]]) -> Any:
+    """What a hit would be handed: a copy of the verdict ``reusable_verdict`` finds, or None."""
+    found = memory.reusable_verdict(fingerprint, path, headers)
+    return None if found is None else found[1].copy_auth()
+
+
 async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
     from litellm.proxy._types import UserAPIKeyAuth
 
@@ -106,21 +112,21 @@ async def test_a_remembered_verdict_carries_no_budget_reservation() -> None:
     auth = UserAPIKeyAuth(api_key="h", team_id="t", budget_reservation={"reserved": 1.0})
     headers = [(b"authorization", b"Bearer sk-1")]
     owner.remember_verdict("fp", "/v1/chat/completions", headers, auth)
-    reused = owner.reused_auth("fp", "/v1/chat/completions", headers)
+    reused = _reused_auth(owner, "fp", "/v1/chat/completions", headers)
     assert reused is not None and reused is not auth
     assert reused.team_id == "t" and reused.budget_reservation is None
     assert auth.budget_reservation == {"reserved": 1.0}  # the original request's own is untouched
     # Nested state edited by one request never reaches the next through the verdict.
     reused.metadata["edited"] = True
     auth.metadata["edited_too"] = True
-    again = owner.reused_auth("fp", "/v1/chat/completions", headers)
+    again = _reused_auth(owner, "fp", "/v1/chat/completions", headers)
     assert again is not None and "edited" not in again.metadata and "edited_too" not in again.metadata
     # Another route or another header set is another verdict.
-    assert owner.reused_auth("fp", "/v1/embeddings", headers) is None
-    assert owner.reused_auth("fp", "/v1/chat/completions", [*headers, (b"x-other", b"1")]) is None
+    assert _reused_auth(owner, "fp", "/v1/embeddings", headers) is None
+    assert _reused_auth(owner, "fp", "/v1/chat/completions", [*headers, (b"x-other", b"1")]) is None
     # A blocked key is never remembered into a reuse.
     owner.remember_verdict("fp2", "/v1/chat/completions", headers, UserAPIKeyAuth(api_key="h", blocked=True))
-    assert owner.reused_auth("fp2", "/v1/chat/completions", headers) is None
+    assert _reused_auth(owner, "fp2", "/v1/chat/completions", headers) is None
 
 
 def test_a_remembered_verdict_carries_no_trace_span() -> None:
@@ -134,7 +140,7 @@ def test_a_remembered_verdict_carries_no_trace_span() -> None:
     auth = UserAPIKeyAuth(api_key="h", team_id="t", parent_otel_span=span)
     headers = [(b"authorization", b"Bearer sk-1")]
     owner.remember_verdict("fp", "/v1/chat/completions", headers, auth)
-    reused = owner.reused_auth("fp", "/v1/chat/completions", headers)
+    reused = _reused_auth(owner, "fp", "/v1/chat/completions", headers)
     assert reused is not None and reused.parent_otel_span is None
     assert auth.parent_otel_span is span
 

@@ -64,11 +64,6 @@ class ReuseMemory:
             return None
         return key, verdict
 
-    def reused_auth(self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Any:
-        """A copy of the auth verdict ``reusable_verdict`` finds, or None."""
-        found = self.reusable_verdict(fingerprint, path, headers)
-        return None if found is None else found[1].copy_auth()
-
     def remember_verdict(
         self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]], auth: Any
     ) -> None:
