@@ -1008,9 +1008,12 @@ async def miss_load(case: Case, clients: int, seconds: float) -> int:
     return done
 
 
-def profile(case: Case, out_dir: Path, clients: int, seconds: float, *, misses: bool = False) -> list[str]:
+def profile(
+    case: Case, out_dir: Path, clients: int, seconds: float, *, misses: bool = False, raw: bool = False
+) -> list[str]:
     """py-spy flame graphs of every process of the case's server under the concurrent load (hits of
-    the warmed prompt, or with ``misses`` unique prompts)."""
+    the warmed prompt, or with ``misses`` unique prompts); with ``raw``, py-spy's collapsed stacks
+    (``.txt``, one line per stack with its sample count) for reading with a script instead."""
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists() and shutil.which("py-spy") is None:
         print("py-spy not installed: no profile", flush=True)
@@ -1023,10 +1026,10 @@ def profile(case: Case, out_dir: Path, clients: int, seconds: float, *, misses: 
     recorders = []
     for number, pid in enumerate(workers):
         suffix = f"-w{number}" if len(workers) > 1 else ""
-        path = out_dir / f"flame-{case.name}{'-misses' if misses else ''}{suffix}.svg"
+        path = out_dir / f"flame-{case.name}{'-misses' if misses else ''}{suffix}.{'txt' if raw else 'svg'}"
         command = [
             spy_cmd, "record", "--pid", str(pid), "--rate", "100", "--duration", str(int(seconds)),
-            "--format", "flamegraph", "--output", str(path), "--nonblocking",
+            "--format", "raw" if raw else "flamegraph", "--output", str(path), "--nonblocking",
         ]  # fmt: skip
         recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         written.append(path.name)
@@ -1245,6 +1248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="comma-separated case names (development runs)")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs after the measurement")
     parser.add_argument("--profile-seconds", type=float, default=15.0)
+    parser.add_argument("--profile-raw", action="store_true", help="collapsed stacks (.txt), not SVG")
     parser.add_argument(
         "--profile-cases", default="plugin-memory,plugin-redis,litellm-priced", help="comma-separated"
     )
@@ -1369,10 +1373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     graphs: list[str] = []
                     for case in wanted:
                         print(f"profiling {case.name} for {args.profile_seconds:g} s", flush=True)
-                        graphs += profile(case, out_dir, args.clients, args.profile_seconds)
+                        graphs += profile(
+                            case, out_dir, args.clients, args.profile_seconds, raw=args.profile_raw
+                        )
                     for case in [c for c in cases if c.name in args.profile_miss_cases.split(",")]:
                         print(f"profiling misses of {case.name} for {args.profile_seconds:g} s", flush=True)
-                        graphs += profile(case, out_dir, 4, args.profile_seconds, misses=True)
+                        graphs += profile(
+                            case, out_dir, 4, args.profile_seconds, misses=True, raw=args.profile_raw
+                        )
                     report["flame_graphs"] = graphs
                 litellm_keys += collect_litellm_keys(cases)
     finally:

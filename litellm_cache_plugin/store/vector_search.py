@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -45,6 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from litellm_cache_plugin.store import one_of, positive_int, url_options
 from litellm_cache_plugin.store.base import StoreError
+from litellm_cache_plugin.store.deadline import within_deadline
 from litellm_cache_plugin.store.guarded import CircuitBreaker, CircuitOpenError
 
 __all__ = [
@@ -400,11 +400,7 @@ class GuardedVectorSearch:
             self.short_circuits += 1
             raise CircuitOpenError("vector search circuit open")
         try:
-            if sys.version_info >= (3, 11):
-                async with asyncio.timeout(self.timeout):
-                    result = await start()
-            else:  # pragma: no cover - Python 3.10
-                result = await asyncio.wait_for(start(), self.timeout)
+            result = await within_deadline(start, self.timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self.timeouts += 1
             self._failed()
@@ -454,7 +450,7 @@ class GuardedVectorSearch:
 
     async def close(self) -> None:
         with suppress(asyncio.TimeoutError, TimeoutError, StoreError):
-            await asyncio.wait_for(self.inner.close(), self.timeout)
+            await within_deadline(self.inner.close, self.timeout)
 
 
 def open_vector_search(url: str, *, timeout: float | None = 0.1, **options: Any) -> VectorSearch:
