@@ -41,14 +41,17 @@ class ExactLayer(_Strict):
 
 
 class SemanticVerify(_Strict):
-    """Verified semantic matches (``layers.semantic.verify``): a near match is never served until a
-    judge model has said that the two prompts ask the same thing; a verified paraphrase then hits as
-    an alias of the cached entry (see ``policy/verify.py`` and the README, "Verified matches")."""
+    """Verified semantic matches (``layers.semantic.verify``): a near match is never served until it
+    is verified (a judge model said that the two prompts ask the same thing, or the paraphrase's own
+    answer agreed with the cached one); a verified paraphrase then hits as an alias of the cached
+    entry (see ``policy/verify.py`` and the README, "Verified matches")."""
 
-    # "off": near matches are served as they are found (threshold + guard). "judge": a near match is
-    # answered upstream (a MISS) and verified in the background by ``judge_model``.
-    mode: Literal["off", "judge"] = "off"
-    # A model group of the same proxy (or Router) that answers "yes" or "no".
+    # "off": near matches are served as they are found (threshold + guard). Otherwise a near match is
+    # answered upstream (a MISS) and verified in the background: "judge" by ``judge_model``;
+    # "agreement" by comparing the paraphrase's fresh answer with the cached one (equal text after a
+    # conservative normalization; no judge call); "both": agreement first, the judge when they differ.
+    mode: Literal["off", "judge", "agreement", "both"] = "off"
+    # A model group of the same proxy (or Router) that answers "yes" or "no" (modes judge and both).
     judge_model: str | None = Field(default=None, min_length=1)
     # No unverified semantic answer is ever served. Only ``true`` is implemented.
     strict: bool = True
@@ -64,8 +67,11 @@ class SemanticVerify(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SemanticVerify:
-        if self.mode == "judge" and not self.judge_model:
-            raise ValueError("judge_model: a model group is required when mode is 'judge'")
+        if self.mode in ("judge", "both") and not self.judge_model:
+            raise ValueError(
+                f"judge_model: a model group is required when mode is {self.mode!r} "
+                "(mode 'agreement' verifies without a judge)"
+            )
         if not self.strict:
             raise ValueError("strict: only true is implemented (no unverified semantic answer is served)")
         return self
@@ -408,6 +414,8 @@ def _describe(error: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown setting"
+    elif first["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+        message = message.removeprefix("Value error, ")
     elif first["type"] == "literal_error":
         expected = first.get("ctx", {}).get("expected")
         message = f"must be one of {expected}" if expected else message

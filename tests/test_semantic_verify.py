@@ -210,7 +210,12 @@ async def bag_of_words(texts: Sequence[str]) -> list[list[float]]:
 
 class Harness:
     def __init__(
-        self, judge: FakeJudge, *, verify: dict[str, Any] | None = None, conversations: str = "exact"
+        self,
+        judge: FakeJudge | None,
+        *,
+        verify: dict[str, Any] | None = None,
+        conversations: str = "exact",
+        answers: dict[str, str] | None = None,
     ) -> None:
         from litellm_cache_plugin.semantic import CallableEmbedder, SemanticIndex
 
@@ -237,6 +242,8 @@ class Harness:
         )
         self.calls = 0
         self.version = "v1"
+        # What the model answers to a prompt (default: an answer naming the prompt and the tenant).
+        self.answers = answers or {}
 
     def request(self, prompt: str, history: Sequence[dict[str, str]] = ()) -> CacheRequest:
         return CacheRequest(
@@ -286,7 +293,7 @@ class Harness:
             assert decision is not None
             message = lookup.entry.payload_json()["choices"][0]["message"]
             return f"{decision.outcome}:{decision.layer}", message["content"]
-        answer = f"answer to {prompt} for {tenant.ident}"
+        answer = self.answers.get(prompt, f"answer to {prompt} for {tenant.ident}")
         body = {
             "id": "x",
             "object": "chat.completion",
@@ -448,6 +455,122 @@ async def test_verify_off_serves_near_matches_as_before() -> None:
     outcome, answer = await h.ask(PARAPHRASE)
     assert outcome == "HIT:semantic" and CANONICAL in answer
     assert judge.calls == 0
+
+
+# --- verification by answer agreement (modes agreement and both) -----------------------------------
+
+DISTANCE = "Paris is 392 km from Lyon."
+
+
+def agreeing() -> dict[str, str]:
+    """The model answers the canonical prompt and its paraphrase alike (case and final punctuation
+    aside), and the trap otherwise."""
+    return {
+        CANONICAL: DISTANCE,
+        PARAPHRASE: "paris is 392 km from Lyon",
+        TRAP: "Paris is 244 miles from Lyon.",
+    }
+
+
+async def test_agreeing_answers_make_an_alias_without_a_judge() -> None:
+    h = Harness(None, verify={"mode": "agreement", "judge_model": None}, answers=agreeing())
+    assert (await h.ask(CANONICAL, tags=("docs",)))[0] == "MISS"
+    assert (await h.ask(PARAPHRASE)) == ("MISS", "paris is 392 km from Lyon")  # never served unverified
+    await h.settle()
+    assert h.stat("agreed") == 1 and h.stat("verified") == 1
+    assert h.stat("judged") == 0 and h.stat("disagreed") == 0
+    # Nothing remembered for the pair: the alias is the record.
+    key, canonical_key = h.region.key_for(h.ctx(PARAPHRASE)), h.region.key_for(h.ctx(CANONICAL))
+    assert await h.store.get(verdict_key("lcp", key, canonical_key)) is None
+    assert await h.ask(PARAPHRASE) == ("HIT:semantic-verified", DISTANCE)
+    assert (await h.ask(PARAPHRASE, OTHER))[0] == "MISS"  # another tenant never uses it
+    # The alias dies with its canonical entry.
+    await h.engine.invalidate_tag("docs")
+    assert await h.ask(PARAPHRASE) == ("MISS", "paris is 392 km from Lyon")
+
+
+async def test_differing_answers_record_nothing_and_are_never_served() -> None:
+    judge = FakeJudge({frozenset((CANONICAL, TRAP))})  # present, but never asked in agreement mode
+    h = Harness(judge, verify={"mode": "agreement"}, answers=agreeing())
+    await h.ask(CANONICAL)
+    assert (await h.ask(TRAP, tags=("own",))) == ("MISS", "Paris is 244 miles from Lyon.")
+    await h.settle()
+    assert h.stat("disagreed") == 1 and h.stat("verified") == 0 and h.stat("rejected") == 0
+    assert judge.calls == 0
+    key, canonical_key = h.region.key_for(h.ctx(TRAP)), h.region.key_for(h.ctx(CANONICAL))
+    assert await h.store.get(verdict_key("lcp", key, canonical_key)) is None
+    assert await h.ask(TRAP) == ("HIT:exact", "Paris is 244 miles from Lyon.")  # its own answer
+    # Its own entry dropped: found near again, answered upstream again, compared again; never served.
+    await h.engine.invalidate_tag("own")
+    assert (await h.ask(TRAP)) == ("MISS", "Paris is 244 miles from Lyon.")
+    await h.settle()
+    assert h.stat("disagreed") == 2 and h.stat("verified") == 0 and judge.calls == 0
+
+
+async def test_empty_answers_never_agree_in_the_region() -> None:
+    answers = {CANONICAL: "...", PARAPHRASE: "..."}
+    h = Harness(None, verify={"mode": "agreement"}, answers=answers)
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat("disagreed") == 1 and h.stat("verified") == 0
+    assert (await h.ask(PARAPHRASE))[0] == "HIT:exact"
+
+
+async def test_a_remembered_judge_verdict_decides_before_agreement() -> None:
+    # A pair a judge rejected earlier (judge or both mode) stays rejected, however alike the answers.
+    h = Harness(None, verify={"mode": "agreement"}, answers=agreeing())
+    await h.ask(CANONICAL)
+    key, canonical_key = h.region.key_for(h.ctx(PARAPHRASE)), h.region.key_for(h.ctx(CANONICAL))
+    await h.store.set(verdict_key("lcp", key, canonical_key), encode_verdict("different"), 60)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat("rejected") == 1 and h.stat("agreed") == 0 and h.stat("verified") == 0
+    assert (await h.ask(PARAPHRASE))[0] == "HIT:exact"
+
+
+async def test_both_agreement_first_then_the_judge() -> None:
+    other = "Please tell me how far Paris is from Lyon."
+    judge = FakeJudge({frozenset((CANONICAL, other))})
+    answers = {**agreeing(), other: "About 392 kilometres."}
+    h = Harness(judge, verify={"mode": "both"}, answers=answers)
+    await h.ask(CANONICAL)
+    # Answers agree: an alias, no judge call.
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat("agreed") == 1 and h.stat("verified") == 1 and judge.calls == 0
+    assert await h.ask(PARAPHRASE) == ("HIT:semantic-verified", DISTANCE)
+    # Answers differ, the judge says same: an alias, the verdict remembered.
+    await h.ask(other)
+    await h.settle()
+    assert h.stat("disagreed") == 1 and judge.calls == 1 and h.stat("judged") == 1
+    assert h.stat("verified") == 2
+    assert await h.ask(other) == ("HIT:semantic-verified", DISTANCE)
+    # Answers differ, the judge says different: rejected, never served.
+    await h.ask(TRAP)
+    await h.settle()
+    assert h.stat("disagreed") == 2 and judge.calls == 2 and h.stat("rejected") == 1
+    assert await h.ask(TRAP) == ("HIT:exact", "Paris is 244 miles from Lyon.")
+    assert judge.calls == 2
+
+
+async def test_both_without_a_judge_port_still_verifies_by_agreement() -> None:
+    h = Harness(None, verify={"mode": "both"}, answers=agreeing())
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.ask(TRAP)
+    await h.settle()
+    assert h.stat("verified") == 1 and h.stat("disagreed") == 1 and h.stat("judge_failed") == 1
+    assert h.stat("verify_dropped") == 0
+    assert (await h.ask(TRAP))[0] == "HIT:exact"
+
+
+async def test_judge_mode_without_a_judge_port_drops_as_before() -> None:
+    h = Harness(None, answers=agreeing())
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat("verify_dropped") == 1 and h.stat("agreed") == 0 and h.stat("verified") == 0
 
 
 # --- no recursion: the judge call never touches the cache ------------------------------------------

@@ -1,9 +1,12 @@
 """Verified semantic matches: the pure decisions (no I/O).
 
-In verified mode (``layers.semantic.verify.mode: judge``) a near match found by the semantic index is
-not served. The request goes upstream; a background job asks a judge model whether the new prompt
-and the cached one ask the same thing (:func:`judge_messages`, :func:`parse_judgement`). A "yes"
-turns the paraphrase's exact key into an *alias* of the cached (canonical) entry: an entry of kind
+In verified mode (``layers.semantic.verify.mode``: ``judge``, ``agreement`` or ``both``) a near match
+found by the semantic index is not served. The request goes upstream; a background job then verifies
+the pair: a judge model says whether the new prompt and the cached one ask the same thing
+(:func:`judge_messages`, :func:`parse_judgement`), or the new prompt's fresh answer is compared with
+the cached one (:func:`answers_agree`: equal text after a conservative normalization), or both
+(agreement first, the judge only when the answers differ). A "yes" (or agreeing answers) turns the
+paraphrase's exact key into an *alias* of the cached (canonical) entry: an entry of kind
 :data:`ALIAS_KIND` whose payload names the canonical key (:class:`AliasTarget`) and which carries the
 canonical entry's tenant, version, tags, invalidation counters and lifetime. A "no" is remembered
 for the pair (:func:`verdict_key`), so the pair is neither judged again nor ever served.
@@ -18,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -31,12 +35,14 @@ __all__ = [
     "Judgement",
     "alias_ttl",
     "alias_verdict",
+    "answers_agree",
     "decode_alias",
     "decode_verdict",
     "encode_alias",
     "encode_verdict",
     "judge_messages",
     "judge_prompts",
+    "normalize_answer",
     "parse_judgement",
     "verdict_key",
 ]
@@ -213,3 +219,132 @@ def parse_judgement(text: str | None) -> Judgement | None:
     if first.group(0) in ("no", "different", "not"):
         return "different"
     return None
+
+
+# --- agreement: the fresh answer of the paraphrase against the cached one ---------------------------
+
+# Trailing characters that never change what an answer says: whitespace and sentence-ending
+# punctuation (after NFKC, so full-width forms are covered). Deliberately not every Unicode
+# punctuation mark: "50%", "a/b", "C#", quotes and closing brackets keep their last character.
+_TRAILING = ".,;:!?\u2026\u3002\uff61"
+
+
+def normalize_answer(text: str) -> str:
+    """An answer's text as :func:`answers_agree` compares it: Unicode NFKC, case-folded, every run of
+    whitespace one space, no leading whitespace, no trailing whitespace nor sentence-ending
+    punctuation (``.,;:!?`` and the ellipsis and ideographic full stop). Idempotent. Nothing else is
+    folded: digits, signs, units, words and their order all stay."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    folded = " ".join(folded.split())
+    while True:
+        stripped = folded.rstrip(_TRAILING).rstrip()
+        if stripped == folded:
+            return folded
+        folded = stripped
+
+
+def _number_marks(text: str) -> list[str]:
+    """The characters NFKC would turn into plain digits while changing their meaning: superscripts,
+    subscripts, vulgar fractions, circled and other "number, other" characters (``10²`` is not
+    ``102``; ``½`` is kept apart from ``1/2`` written out). Answers agree only if these are the
+    same, in order."""
+    return [char for char in text if unicodedata.category(char) == "No"]
+
+
+def _text_agrees(a: str, b: str) -> bool:
+    return normalize_answer(a) == normalize_answer(b) and _number_marks(a) == _number_marks(b)
+
+
+def _arguments(raw: Any) -> tuple[Any, ...] | None:
+    """A tool call's arguments as a value (JSON text parsed: key order and spacing do not matter); the
+    raw text, normalized, when it is not JSON."""
+    if isinstance(raw, str):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return ("text", normalize_answer(raw), _number_marks(raw))
+    else:
+        value = raw
+    try:  # compared as canonical JSON: 1, 1.0 and true stay three different values
+        return ("json", orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    except TypeError:  # not JSON (an integer beyond 64 bits): not compared, never agrees
+        return None
+
+
+def _call(call: Any) -> tuple[Any, ...] | None:
+    """What one tool call (or legacy ``function_call``) says: its type, function name (exact) and
+    arguments; its id is left out (a new id on every generation). None when it cannot be read."""
+    if not isinstance(call, Mapping):
+        return None
+    function = call.get("function", call)  # a legacy function_call is the function itself
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        return None
+    arguments = _arguments(function.get("arguments"))
+    if arguments is None:
+        return None
+    return (call.get("type", "function"), function["name"], arguments)
+
+
+def _calls(message: Mapping[str, Any]) -> list[tuple[Any, ...]] | None:
+    calls: list[Any] = []
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None:
+        if not isinstance(tool_calls, list):
+            return None
+        calls.extend(tool_calls)
+    if message.get("function_call") is not None:
+        calls.append(message["function_call"])
+    read = [_call(call) for call in calls]
+    return None if any(call is None for call in read) else [call for call in read if call is not None]
+
+
+def _choice(choice: Any) -> tuple[str, list[tuple[Any, ...]]] | None:
+    """(text, tool calls) of one choice of a chat or text completion, None when it has neither shape
+    or says nothing (an empty answer never agrees)."""
+    if not isinstance(choice, Mapping):
+        return None
+    message = choice.get("message")
+    if isinstance(message, Mapping):
+        content = message.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):  # content parts (multimodal answers): not compared
+            return None
+        calls = _calls(message)
+        if calls is None:
+            return None
+    elif isinstance(choice.get("text"), str):
+        content, calls = choice["text"], []
+    else:
+        return None
+    if not normalize_answer(content) and not calls:
+        return None
+    return content, calls
+
+
+def answers_agree(cached: Any, fresh: Any) -> bool:
+    """Whether two stored answers (chat or text completion bodies, as the exact layer stores them)
+    say the same thing, so that the requests they answer may share an entry.
+
+    They agree only when they have the same number of choices and each pair of choices agrees: the
+    text (``message.content`` or ``text``) equal after :func:`normalize_answer`, with the same
+    superscripts, fractions and other number marks NFKC would fold, and the same tool calls in the
+    same order (function name exact, arguments equal as JSON values; ids ignored). Never on an empty
+    answer (no text and no tool call), nor on anything that is not such a body (content parts,
+    unreadable tool calls): no agreement is a safe answer, the pair stays unverified. Streamed answers
+    are stored assembled, so they are compared the same way. No embedding of the answers is used: two
+    answers that differ only in a number would look alike to one."""
+    if not isinstance(cached, Mapping) or not isinstance(fresh, Mapping):
+        return False
+    a_choices, b_choices = cached.get("choices"), fresh.get("choices")
+    if not isinstance(a_choices, list) or not isinstance(b_choices, list):
+        return False
+    if not a_choices or len(a_choices) != len(b_choices):
+        return False
+    for a_raw, b_raw in zip(a_choices, b_choices, strict=True):
+        a, b = _choice(a_raw), _choice(b_raw)
+        if a is None or b is None:
+            return False
+        if not _text_agrees(a[0], b[0]) or a[1] != b[1]:
+            return False
+    return True

@@ -401,7 +401,9 @@ class CacheRegion:
         )
         return found
 
-    async def _semantic_add(self, ctx: RequestContext, key: str, ttl: float) -> None:
+    async def _semantic_add(self, ctx: RequestContext, key: str, ttl: float, answer: bytes) -> None:
+        """Make the stored answer findable by meaning, or, when it answered an unverified near match,
+        hand the pair (and ``answer``, the stored plaintext payload) to the verifier instead."""
         state = self.calls.get(ctx.call_id)
         if state is None or state.semantic is None or self.semantic is None:
             return
@@ -410,6 +412,7 @@ class CacheRegion:
         near, state.verify = state.verify, None
         if near is not None and self._verifying(ctx):
             # Made findable by meaning only if the judge says it is a question of its own.
+            settings = self.effective(ctx.request.model_group).layers.semantic.verify
             self.verifier.submit(
                 VerifyJob(
                     paraphrase_key=key,
@@ -419,7 +422,8 @@ class CacheRegion:
                     model_version=ctx.request.model_version,
                     tags=ctx.tags,
                     index_ttl=ttl,
-                    settings=self.effective(ctx.request.model_group).layers.semantic.verify,
+                    settings=settings,
+                    answer=answer if settings.mode in ("agreement", "both") else None,
                 )
             )
             return
@@ -473,7 +477,7 @@ class CacheRegion:
             span.set(OUTCOME, "stored" if entry is not None else "skipped")
         self.engine.finish(key, entry)
         if entry is not None and ctx.semantic:
-            await self._semantic_add(ctx, key, backend_ttl(ctx.ttl, ctx.stale_for))
+            await self._semantic_add(ctx, key, backend_ttl(ctx.ttl, ctx.stale_for), entry.payload)
         return entry
 
     def release_flight(self, call_id: object) -> None:

@@ -2,19 +2,27 @@
 
 A request whose exact lookup missed and whose prompt is near a cached one (threshold and guard
 passed) is answered upstream in verified mode; once its own answer is stored, the region hands the
-pair to :meth:`Verifier.submit`. The job, bounded in number (``max_pending``) and in concurrency
-(``max_concurrent``), never blocks nor fails a request:
+pair, with that answer, to :meth:`Verifier.submit`. The job, bounded in number (``max_pending``) and
+in concurrency (``max_concurrent``), never blocks nor fails a request:
 
-1. the pair's remembered verdict, if any (``policy.verify.verdict_key``), else the judge's: a call to
-   the judge model group through the :class:`~litellm_cache_plugin.region.ports.Judge` port, with a
-   deadline; the verdict is remembered for ``verdict_ttl`` seconds;
-2. "same": the canonical entry is read again for the request's tenant, model group, version and tags
-   and, if still fresh, the paraphrase's exact key becomes an alias of it (``CacheEngine.store_alias``);
-3. "different": the paraphrase is a question of its own: made findable by meaning like any miss.
+1. the pair's remembered judge verdict, if any (``policy.verify.verdict_key``), decides in every mode;
+2. else, in ``agreement`` and ``both`` mode, the canonical entry is read for the request's tenant,
+   model group, version and tags and its answer compared with the paraphrase's fresh one
+   (``policy.verify.answers_agree``). Agreeing answers make the paraphrase's exact key an alias of it
+   (``CacheEngine.store_alias``; counted ``agreed`` and ``verified``). Differing answers record
+   nothing (``disagreed``: other wording does not prove another question); in ``both`` mode the
+   judge is then asked as in ``judge`` mode;
+3. in ``judge`` mode (and ``both`` after a disagreement): the judge's verdict, a call to the judge
+   model group through the :class:`~litellm_cache_plugin.region.ports.Judge` port with a deadline,
+   remembered for ``verdict_ttl`` seconds;
+4. "same": the canonical entry is read again and, if still fresh, the paraphrase's exact key becomes
+   an alias of it; "different": the paraphrase is a question of its own, made findable by meaning
+   like any miss.
 
 Any failure (judge error, timeout, unclear answer, backend error) records nothing: fail open, the
 pair stays unverified and is never served. Counted in the ``semantic`` row of the stats:
-``verified``, ``rejected``, ``judge_failed``, ``verify_dropped``, ``verify_target_gone``.
+``verified``, ``agreed``, ``disagreed``, ``rejected``, ``judged``, ``judge_failed``,
+``verify_dropped``, ``verify_target_gone``.
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from litellm_cache_plugin.engine import CacheEngine
+from litellm_cache_plugin.envelope import Entry
 from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.policy.verify import (
     AliasTarget,
     Judgement,
     alias_ttl,
+    answers_agree,
     decode_verdict,
     encode_alias,
     encode_verdict,
@@ -62,6 +74,9 @@ class VerifyJob:
     tags: tuple[str, ...]
     index_ttl: float  # the paraphrase's own entry's backend TTL (for the index, on "different")
     settings: SemanticVerify
+    # The paraphrase's fresh answer as stored (its plaintext payload), compared with the canonical
+    # entry's in ``agreement`` and ``both`` mode; None in ``judge`` mode (not kept).
+    answer: bytes | None = None
 
 
 class Verifier:
@@ -87,7 +102,8 @@ class Verifier:
         pair = (job.paraphrase_key, job.near.canonical_key)
         if pair in self._pending:
             return False
-        if len(self._pending) >= self.max_pending or self.judge is None:
+        needs_judge = job.settings.mode == "judge"
+        if len(self._pending) >= self.max_pending or (needs_judge and self.judge is None):
             self.engine.stats.bump("semantic", job.model_group, "verify_dropped")
             return False
         self._pending.add(pair)
@@ -105,7 +121,8 @@ class Verifier:
             self._pending.discard(pair)
 
     async def verify(self, job: VerifyJob) -> Judgement | None:
-        """Run one verification to its end (see the module docstring); returns the verdict used."""
+        """Run one verification to its end (see the module docstring); returns the verdict used
+        (None: nothing was decided, the pair stays unverified)."""
         group = job.model_group
         store = self.engine.store
         key = verdict_key(self.engine.namespace, job.paraphrase_key, job.near.canonical_key)
@@ -115,6 +132,18 @@ class Verifier:
             log.warning("semantic verification skipped: %s", error)
             self.engine.stats.bump("semantic", group, "backend_error")
             return None
+        if judgement is None and job.settings.mode in ("agreement", "both"):
+            canonical = await self._canonical(job)
+            if canonical is None:
+                self.engine.stats.bump("semantic", group, "verify_target_gone")
+                return None
+            if _agree(canonical, job.answer):
+                self.engine.stats.bump("semantic", group, "agreed")
+                await self._alias(job, canonical)
+                return "same"
+            self.engine.stats.bump("semantic", group, "disagreed")
+            if job.settings.mode == "agreement":
+                return None  # other wording is no proof of another question: nothing recorded
         if judgement is None:
             judgement = await self._ask(job)
             if judgement is None:
@@ -131,35 +160,49 @@ class Verifier:
                 job.near.scope, job.near.prompt, job.paraphrase_key, job.index_ttl, job.near.context
             )
             return judgement
-        canonical = await self.engine.lookup(
+        canonical = await self._canonical(job)
+        if canonical is None:
+            self.engine.stats.bump("semantic", group, "verify_target_gone")
+            return judgement
+        await self._alias(job, canonical)
+        return judgement
+
+    async def _canonical(self, job: VerifyJob) -> Entry | None:
+        """The canonical entry as the paraphrase's request would read it (its tenant, model group,
+        version and tags), if fresh and with enough life left to be worth an alias."""
+        found = await self.engine.lookup(
             job.near.canonical_key,
             tenant=job.tenant,
-            model_group=group,
+            model_group=job.model_group,
             model_version=job.model_version,
             controls=RequestControls(),
             tags=job.tags,
             record=False,
         )
-        entry = canonical.entry if canonical.outcome == "HIT" else None
-        ttl = (
-            alias_ttl(entry.created_at, entry.fresh_for, entry.stale_for, self.engine.clock())
-            if entry
-            else None
+        entry = found.entry if found.outcome == "HIT" else None
+        if entry is None:
+            return None
+        if alias_ttl(entry.created_at, entry.fresh_for, entry.stale_for, self.engine.clock()) is None:
+            return None
+        return entry
+
+    async def _alias(self, job: VerifyJob, canonical: Entry) -> None:
+        """The paraphrase's exact key becomes an alias of ``canonical`` (counted ``verified``)."""
+        ttl = alias_ttl(canonical.created_at, canonical.fresh_for, canonical.stale_for, self.engine.clock())
+        if ttl is None:
+            self.engine.stats.bump("semantic", job.model_group, "verify_target_gone")
+            return
+        target = AliasTarget(
+            job.near.canonical_key, job.model_group, canonical.created_at, job.near.similarity
         )
-        if entry is None or ttl is None:
-            self.engine.stats.bump("semantic", group, "verify_target_gone")
-            return judgement
-        target = AliasTarget(job.near.canonical_key, group, entry.created_at, job.near.similarity)
         if await self.engine.store_alias(
-            job.paraphrase_key, encode_alias(target), entry, ttl=ttl, model_group=group
+            job.paraphrase_key, encode_alias(target), canonical, ttl=ttl, model_group=job.model_group
         ):
-            self.engine.stats.bump("semantic", group, "verified")
-        return judgement
+            self.engine.stats.bump("semantic", job.model_group, "verified")
 
     async def _ask(self, job: VerifyJob) -> Judgement | None:
-        assert self.judge is not None
         model = job.settings.judge_model
-        if not model:
+        if self.judge is None or not model:
             return None
         timeout = job.settings.timeout
         messages = judge_messages(job.near.canonical_prompt, job.near.prompt)
@@ -172,3 +215,14 @@ class Verifier:
         if judgement is None:
             log.warning("semantic judge %s gave no clear yes/no (nothing recorded)", model)
         return judgement
+
+
+def _agree(canonical: Entry, answer: bytes | None) -> bool:
+    """The canonical entry's answer and the paraphrase's fresh one agree (``answers_agree``); never
+    when either cannot be read."""
+    if answer is None:
+        return False
+    try:
+        return answers_agree(orjson.loads(canonical.payload), orjson.loads(answer))
+    except orjson.JSONDecodeError:
+        return False
