@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from litellm.integrations.custom_logger import CustomLogger
 
+from litellm_cache_plugin.integrations.compat import is_verified
 from litellm_cache_plugin.integrations.fast_path.observers import (
     HitFacts,
     candidate_callbacks,
     hit_observers,
-    is_verified,
     possible_observers,
     sees_hit,
 )

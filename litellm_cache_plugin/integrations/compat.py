@@ -526,6 +526,28 @@ def litellm_version() -> str | None:
         return None
 
 
+# The releases whose source the plugin's readings of LiteLLM's behaviour (which callbacks ignore a hit,
+# which callback markers are inert) were made from: 1.106.0 (the lowest pyproject accepts) through
+# 1.108.x (CI runs the fast-path suites on 1.108.0). On any other release those readings are not used.
+VERIFIED_RELEASES: tuple[tuple[int, int], tuple[int, int]] = ((1, 106), (1, 108))
+
+
+def parse_release(version: str | None) -> tuple[int, int] | None:
+    if not version:
+        return None
+    parts = version.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_verified(version: str | None) -> bool:
+    release = parse_release(version)
+    low, high = VERIFIED_RELEASES
+    return release is not None and low <= release <= high
+
+
 _fast_path_support: FastPathSupport | None = None
 _routes: RoutesInternals | Literal[False] | None = False  # False: not checked yet
 _single: dict[str, Any] = {}

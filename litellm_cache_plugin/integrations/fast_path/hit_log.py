@@ -20,7 +20,6 @@ from litellm_cache_plugin.integrations.fast_path.observers import (
     HitFacts,
     candidate_callbacks,
     hit_observers,
-    is_verified,
     possible_observers,
 )
 from litellm_cache_plugin.integrations.fast_path.wire import CALL_TYPES
@@ -75,7 +74,7 @@ def _facts(kwargs: dict[str, Any], apply_rate_limits: bool) -> HitFacts:
     )
 
 
-_VERIFIED: bool = is_verified(compat.litellm_version())
+_VERIFIED: bool = compat.is_verified(compat.litellm_version())
 # The registered callbacks that could see some hit, per (apply_rate_limits, the callback lists' members):
 # the lists change when the proxy's config does, not per request. Each entry keeps every member it was
 # worked out from alive, so no id in its key can be reused by another object while it is kept.

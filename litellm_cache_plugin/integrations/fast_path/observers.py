@@ -11,7 +11,7 @@ A callback sees a hit unless one of these is true of it:
 - it is a ``CustomLogger`` whose class inherits every success method from ``CustomLogger`` (no-ops);
 - it is a rate limiter and ``fast_path.apply_rate_limits`` is off (hits consume no limits then);
 - it is one of LiteLLM's own callbacks listed in ``_IGNORES_HITS``, under the condition listed there,
-  and this LiteLLM is one whose source those conditions were read from (``VERIFIED_RELEASES``);
+  and this LiteLLM is one whose source those conditions were read from (``compat.VERIFIED_RELEASES``);
   another release logs every hit, as before.
 
 Anything else (a string integration such as ``"langfuse"``, a function, an unknown class, a callback of
@@ -30,10 +30,6 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_cache_plugin.integrations.fast_path.pipeline import is_rate_limiter
 
-# The releases whose source the conditions below were read from: 1.106.0 (the lowest pyproject accepts)
-# through 1.108.x (CI runs the fast-path suites on 1.108.0).
-VERIFIED_RELEASES: Final = ((1, 106), (1, 108))
-
 
 @dataclass(frozen=True)
 class HitFacts:
@@ -42,7 +38,7 @@ class HitFacts:
     metadata: Mapping[str, Any]  # the request's metadata (``litellm_params["metadata"]`` in the log)
     service_callbacks: Sequence[Any]  # ``litellm.service_callback``
     apply_rate_limits: bool
-    verified: bool  # this LiteLLM is in VERIFIED_RELEASES
+    verified: bool  # this LiteLLM is in compat.VERIFIED_RELEASES
 
 
 def _never(facts: HitFacts) -> bool:
@@ -173,19 +169,3 @@ def candidate_callbacks(
         elif extra:
             found.append(extra)
     return found
-
-
-def parse_release(version: str | None) -> tuple[int, int] | None:
-    if not version:
-        return None
-    parts = version.split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def is_verified(version: str | None) -> bool:
-    release = parse_release(version)
-    low, high = VERIFIED_RELEASES
-    return release is not None and low <= release <= high
