@@ -12,11 +12,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import litellm
 import orjson
 
 from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.compat import Cache
+from litellm_cache_plugin.integrations.litellm.overheads import (
+    drop_inert_cache_markers,
+    memoize_argument_names,
+)
 from litellm_cache_plugin.payloads import response_for_reader, stored_vector
 from litellm_cache_plugin.region import CacheRegion, EmbeddingItems, RequestContext
 from litellm_cache_plugin.savings import upstream_facts
@@ -27,26 +30,6 @@ log = logging.getLogger("litellm_cache_plugin")
 
 BYPASS_KEY_PREFIX = "lcp-bypass:"
 CACHED_CALL_TYPES = ["acompletion", "atext_completion", "aembedding"]
-
-# ``Cache.__init__`` registers the string "cache" in ``litellm.input_callback``, ``success_callback``
-# and ``_async_success_callback``. On the releases read (``compat.VERIFIED_RELEASES``) nothing reads
-# those markers: caching is LiteLLM's caching handler around each call. But a string in
-# ``success_callback`` makes LiteLLM submit every async call's *sync* success handler to a thread,
-# which builds the standard logging payload a second time and calls no callback for "cache": about
-# 0.5 CPU-ms and a thread hand-off per call (py-spy of misses, benchmarks/hit_path.py).
-CACHE_MARKER = "cache"
-
-
-def drop_inert_cache_markers(version: str | None) -> bool:
-    """Remove the markers ``Cache.__init__`` just added, on a release where they are inert. A sync
-    callback of the user's own (a string integration, a function) still gets the sync handler: LiteLLM
-    decides that from the lists, which keep everything else."""
-    if not compat.is_verified(version):
-        return False
-    for callbacks in (litellm.input_callback, litellm.success_callback, litellm._async_success_callback):
-        while CACHE_MARKER in callbacks:
-            callbacks.remove(CACHE_MARKER)
-    return True
 
 
 class CarrierCache(Cache):
@@ -60,7 +43,9 @@ class CarrierCache(Cache):
         raw_store: Store,
     ) -> None:
         super().__init__(type="local", supported_call_types=list(CACHED_CALL_TYPES), max_messages=None)  # type: ignore[arg-type]
+        # Work LiteLLM does on every call because a litellm.cache is set, for nothing (see overheads).
         drop_inert_cache_markers(compat.litellm_version())
+        memoize_argument_names(compat.litellm_version())
         self.region = region
         self.context = context
         self._settings = settings

@@ -3,17 +3,27 @@ does not run a second, sync success handler in a thread for every call because o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import litellm
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from litellm.caching.caching import Cache, LiteLLMCacheType
 from litellm.litellm_core_utils.litellm_logging import Logging
 
 from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.litellm import CachePlugin
-from litellm_cache_plugin.integrations.litellm.carrier import CACHE_MARKER, drop_inert_cache_markers
+from litellm_cache_plugin.integrations.litellm.overheads import (
+    CACHE_MARKER,
+    drop_inert_cache_markers,
+    memoize_argument_names,
+    positional_to_keywords,
+    replaced,
+)
 from litellm_cache_plugin.settings import settings_from_mapping
 
 _LISTS = ("input_callback", "success_callback", "_async_success_callback")
@@ -90,3 +100,41 @@ def test_on_a_read_release_every_copy_goes(version: str) -> None:
         getattr(litellm, name).extend([CACHE_MARKER, CACHE_MARKER])
     assert drop_inert_cache_markers(version) is True
     assert _markers() == dict.fromkeys(_LISTS, False)
+
+
+# --- the caching handler's argument names, looked up once per function ---------------------------
+
+_HANDLER = importlib.import_module("litellm.caching.caching_handler")
+
+
+def _litellms_own() -> Callable[..., dict[str, object]]:
+    current = _HANDLER.convert_args_to_kwargs
+    return replaced.get("convert_args_to_kwargs", current) if current is positional_to_keywords else current
+
+
+def _sample(a: int, b: str = "x", *rest: Any, c: float = 0.0, **more: Any) -> None: ...
+
+
+@given(st.lists(st.one_of(st.integers(), st.text(), st.none()), max_size=60))
+def test_the_memo_answers_what_litellms_function_answers(args: list[Any]) -> None:
+    assert _litellms_own() is not positional_to_keywords
+    for function in (litellm.acompletion, litellm.aembedding, litellm.atext_completion, _sample):
+        assert positional_to_keywords(function, tuple(args)) == _litellms_own()(function, tuple(args))
+    assert positional_to_keywords(_sample, None) == _litellms_own()(_sample, None) == {}
+
+
+def test_installing_the_carrier_puts_the_memo_in_litellms_caching_handler() -> None:
+    CachePlugin(settings_from_mapping({"backend": "memory://"})).install()
+    assert _HANDLER.convert_args_to_kwargs is positional_to_keywords
+
+
+def test_a_function_not_shaped_as_read_is_left_alone() -> None:
+    module = types.ModuleType("fake_handler")
+
+    def convert_args_to_kwargs(function: Any, args: Any, extra: Any) -> dict[str, object]:
+        return {}
+
+    module.convert_args_to_kwargs = convert_args_to_kwargs  # type: ignore[attr-defined]
+    assert memoize_argument_names("1.106.0", module) is False
+    assert module.convert_args_to_kwargs is convert_args_to_kwargs
+    assert memoize_argument_names("1.109.0", _HANDLER) is False  # a release nobody read
