@@ -108,9 +108,9 @@ class GuardedStore:
     circuit is open calls raise :class:`CircuitOpenError` (a ``StoreError``) at once. Cancellation
     of the caller is passed through untouched and is not a failure.
 
-    The deadline cancels the backend call; the caller gets control back once the backend has handled
-    the cancellation (redis-py drops the connection without waiting), so a backend must not shield
-    itself from cancellation.
+    The deadline is hard (``store.deadline``): the backend call runs as its own task, and at the
+    deadline it is cancelled and left to unwind in the background while the caller goes on, however
+    long the client library takes to give up.
 
     ``close()`` always reaches the backend, whatever the breaker says, under the same deadline.
     """
