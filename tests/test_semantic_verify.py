@@ -21,8 +21,11 @@ from litellm_cache_plugin.engine import CacheEngine
 from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import CacheRequest, Tenant
 from litellm_cache_plugin.policy.verify import (
+    VERIFY_LOCK_MARGIN_S,
     AliasTarget,
     EntryFacts,
+    LockPlan,
+    after_verify_lock,
     alias_ttl,
     alias_verdict,
     decode_alias,
@@ -33,11 +36,16 @@ from litellm_cache_plugin.policy.verify import (
     judge_prompts,
     parse_judgement,
     verdict_key,
+    verify_lock_key,
+    verify_lock_ttl,
 )
 from litellm_cache_plugin.region import CacheRegion, RequestContext
+from litellm_cache_plugin.region.verify import Verifier, VerifyJob
 from litellm_cache_plugin.settings import SemanticVerify, SettingsError, settings_from_mapping
 from litellm_cache_plugin.simulator.config import EquivalencePair, SimJudge
 from litellm_cache_plugin.simulator.judge import JudgeBook
+from litellm_cache_plugin.store.base import Store, StoreError
+from litellm_cache_plugin.store.guarded import CircuitOpenError, GuardedStore
 from litellm_cache_plugin.store.memory import MemoryStore
 from tests.region_ports import NoCosts, NoUpstream
 
@@ -216,6 +224,7 @@ class Harness:
         verify: dict[str, Any] | None = None,
         conversations: str = "exact",
         answers: dict[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
         from litellm_cache_plugin.semantic import CallableEmbedder, SemanticIndex
 
@@ -227,7 +236,7 @@ class Harness:
             "verify": {"mode": "judge", "judge_model": "judge", **(verify or {})},
         }
         self.settings = settings_from_mapping({"layers": {"semantic": semantic}}, environ={})
-        self.store = MemoryStore()
+        self.store: Store = store if store is not None else MemoryStore()
         self.engine = CacheEngine(self.store, namespace="lcp")
         index = SemanticIndex(
             self.store,
@@ -571,6 +580,228 @@ async def test_judge_mode_without_a_judge_port_drops_as_before() -> None:
     await h.ask(PARAPHRASE)
     await h.settle()
     assert h.stat("verify_dropped") == 1 and h.stat("agreed") == 0 and h.stat("verified") == 0
+
+
+# --- one verification per pair across replicas (the verification lock) ----------------------------
+
+
+def test_the_verification_lock_is_per_pair_and_scoped_like_the_verdict() -> None:
+    key = verify_lock_key("lcp", "lcp:e:team-a:p", "lcp:e:team-a:c")
+    assert key.startswith("lcp:vlock:")
+    assert key.removeprefix("lcp:vlock:") == verdict_key("lcp", "lcp:e:team-a:p", "lcp:e:team-a:c")[6:]
+    assert key != verify_lock_key("lcp", "lcp:e:team-b:p", "lcp:e:team-b:c")  # tenant (in the keys)
+    assert key != verify_lock_key("lcp", "lcp:e:team-a:c", "lcp:e:team-a:p")
+    assert key != verify_lock_key("other", "lcp:e:team-a:p", "lcp:e:team-a:c")
+
+
+def test_the_verification_lock_outlives_the_judge_timeout() -> None:
+    assert verify_lock_ttl(30) == 30 + VERIFY_LOCK_MARGIN_S
+    assert verify_lock_ttl(0.05) == pytest.approx(0.05 + VERIFY_LOCK_MARGIN_S)
+    for odd in (0.0, -1.0, float("nan"), float("inf")):
+        assert verify_lock_ttl(odd) == VERIFY_LOCK_MARGIN_S  # always a finite, positive TTL
+    assert VERIFY_LOCK_MARGIN_S > 0
+
+
+def test_what_a_job_does_after_trying_the_lock() -> None:
+    assert after_verify_lock("acquired") == LockPlan(verify=True, release=True, count=None)
+    # Another replica verifies the pair now: no second judge call nor comparison.
+    assert after_verify_lock("held") == LockPlan(verify=False, release=False, count="verify_deduplicated")
+    # The store cannot coordinate: fail open, verify without a lock (nothing to release).
+    assert after_verify_lock("store_failed") == LockPlan(verify=True, release=False, count="verify_unlocked")
+
+
+async def _noop_index(scope: str, prompt: str, key: str, ttl: float, context: Any) -> None:
+    return None
+
+
+async def _settle(verifier: Verifier) -> None:
+    for _ in range(300):
+        if not verifier.pending:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("verification did not finish")
+
+
+def _pair_keys(h: Harness) -> tuple[str, str]:
+    return h.region.key_for(h.ctx(PARAPHRASE)), h.region.key_for(h.ctx(CANONICAL))
+
+
+async def test_two_replicas_meeting_one_pair_ask_the_judge_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))}, delay=0.3)
+    a = Harness(judge)
+    jobs: list[VerifyJob] = []
+    submit = a.region.verifier.submit
+
+    def spy(job: VerifyJob) -> bool:
+        jobs.append(job)
+        return submit(job)
+
+    monkeypatch.setattr(a.region.verifier, "submit", spy)
+    await a.ask(CANONICAL)
+    assert (await a.ask(PARAPHRASE))[0] == "MISS"
+    assert len(jobs) == 1
+    for _ in range(300):  # replica A's job is in its judge call
+        if judge.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert judge.calls == 1
+    # Replica B (its own engine, counters and verifier on the shared store) meets the same pair now.
+    b_engine = CacheEngine(a.store, namespace="lcp")
+    b = Verifier(b_engine, judge, a.settings.layers.semantic.verify, _noop_index)
+    assert b.submit(jobs[0])
+    await _settle(b)
+    assert b_engine.stats.get("semantic", "llama", "verify_deduplicated") == 1
+    assert b_engine.stats.get("semantic", "llama", "judged") == 0
+    await a.settle()
+    assert judge.calls == 1 and a.stat("judged") == 1 and a.stat("verified") == 1
+    assert a.stat("verify_deduplicated") == 0
+    assert await a.ask(PARAPHRASE) == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
+    # B meeting the pair again after A's verdict: the remembered verdict decides, no judge call.
+    assert b.submit(jobs[0])
+    await _settle(b)
+    assert judge.calls == 1
+    assert b_engine.stats.get("semantic", "llama", "verified") == 1
+    assert b_engine.stats.get("semantic", "llama", "verify_deduplicated") == 1
+    assert await a.ask(PARAPHRASE) == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
+
+
+@pytest.mark.parametrize("mode", ["judge", "agreement", "both"])
+async def test_a_pair_whose_lock_another_replica_holds_is_neither_judged_nor_compared(mode: str) -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))})
+    h = Harness(judge, verify={"mode": mode}, answers=agreeing())
+    await h.ask(CANONICAL)
+    lock = verify_lock_key("lcp", *_pair_keys(h))
+    assert await h.store.acquire_lock(lock, "another-replica:job", 30)
+    assert (await h.ask(PARAPHRASE))[0] == "MISS"
+    await h.settle()
+    assert judge.calls == 0
+    assert h.stat("verify_deduplicated") == 1
+    for counter in ("verified", "agreed", "disagreed", "judged", "judge_failed", "verify_unlocked"):
+        assert h.stat(counter) == 0, counter
+    assert (await h.ask(PARAPHRASE))[0] == "HIT:exact"  # its own answer: nothing unverified served
+    assert await h.store.release_lock(lock, "another-replica:job")  # the other job's lock, untouched
+
+
+class LockFailingStore(MemoryStore):
+    """A shared store whose locks cannot be taken (``error``, e.g. the circuit is open); everything
+    else works."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__()
+        self.error = error
+        self.tried: list[str] = []
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        self.tried.append(key)
+        raise self.error
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [StoreError("backend down"), CircuitOpenError("circuit open")])
+async def test_a_store_that_cannot_lock_fails_open_and_the_judge_is_called_once(error: StoreError) -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))})
+    store = LockFailingStore(error)
+    h = Harness(judge, store=store)
+    await h.ask(CANONICAL)
+    assert (await h.ask(PARAPHRASE))[0] == "MISS"
+    await h.settle()
+    assert [key for key in store.tried if ":vlock:" in key] == [verify_lock_key("lcp", *_pair_keys(h))]
+    assert judge.calls == 1
+    assert h.stat("verify_unlocked") == 1 and h.stat("verified") == 1 and h.stat("judged") == 1
+    assert h.stat("verify_deduplicated") == 0 and h.stat("judge_failed") == 0
+    assert await h.ask(PARAPHRASE) == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
+
+
+class HangingLockStore(MemoryStore):
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+
+async def test_a_hanging_lock_call_ends_at_the_backend_deadline_and_verifies_anyway() -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))})
+    h = Harness(judge, store=GuardedStore(HangingLockStore(), timeout=0.05))
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert judge.calls == 1 and h.stat("verify_unlocked") == 1 and h.stat("verified") == 1
+
+
+class LockSpyStore(MemoryStore):
+    """Records the verification locks taken and released (the single flight's are left out)."""
+
+    def __init__(self, *, release_fails: bool = False) -> None:
+        super().__init__()
+        self.release_fails = release_fails
+        self.acquired: list[tuple[str, str, float, bool]] = []
+        self.released: list[tuple[str, str, bool]] = []
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        taken = await super().acquire_lock(key, owner, ttl)
+        if ":vlock:" in key:
+            self.acquired.append((key, owner, ttl, taken))
+        return taken
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        if self.release_fails and ":vlock:" in key:
+            raise StoreError("release failed")
+        released = await super().release_lock(key, owner)
+        if ":vlock:" in key:
+            self.released.append((key, owner, released))
+        return released
+
+
+@pytest.mark.parametrize(
+    ("judge_options", "verify", "outcome"),
+    [
+        ({}, {}, "verified"),
+        ({"same": set()}, {}, "rejected"),
+        ({"fail": True}, {}, "judge_failed"),
+        ({"delay": 5}, {"timeout": 0.05}, "judge_failed"),  # timed out
+    ],
+)
+async def test_the_lock_is_released_when_the_job_ends(
+    judge_options: dict[str, Any], verify: dict[str, Any], outcome: str
+) -> None:
+    judge = FakeJudge(judge_options.pop("same", {frozenset((CANONICAL, PARAPHRASE))}), **judge_options)
+    store = LockSpyStore()
+    h = Harness(judge, verify=verify, store=store)
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat(outcome) == 1 and judge.calls == 1
+    lock = verify_lock_key("lcp", *_pair_keys(h))
+    timeout = float(verify.get("timeout", 30))
+    assert [(key, taken) for key, _, _, taken in store.acquired] == [(lock, True)]
+    assert store.acquired[0][2] == pytest.approx(timeout + VERIFY_LOCK_MARGIN_S)
+    assert store.released == [(lock, store.acquired[0][1], True)]  # by its owner
+    assert await store.acquire_lock(lock, "probe", 1)  # free for the next job
+
+
+async def test_a_lock_that_cannot_be_released_expires_and_changes_nothing() -> None:
+    judge = FakeJudge({frozenset((CANONICAL, PARAPHRASE))})
+    store = LockSpyStore(release_fails=True)
+    h = Harness(judge, store=store)
+    await h.ask(CANONICAL)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert h.stat("verified") == 1 and h.stat("judge_failed") == 0
+    assert await h.ask(PARAPHRASE) == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
+
+
+async def test_a_verdict_another_replica_stored_is_used_without_a_judge_call() -> None:
+    judge = FakeJudge(set())  # would say "no": the stored "yes" decides
+    store = LockSpyStore()
+    h = Harness(judge, store=store)
+    await h.ask(CANONICAL)
+    await h.store.set(verdict_key("lcp", *_pair_keys(h)), encode_verdict("same"), 60)
+    await h.ask(PARAPHRASE)
+    await h.settle()
+    assert judge.calls == 0 and h.stat("judged") == 0 and h.stat("verified") == 1
+    assert len(store.acquired) == 1 and len(store.released) == 1  # read under the lock, released
+    assert await h.ask(PARAPHRASE) == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
 
 
 # --- no recursion: the judge call never touches the cache ------------------------------------------

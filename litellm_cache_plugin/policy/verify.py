@@ -11,6 +11,11 @@ paraphrase's exact key into an *alias* of the cached (canonical) entry: an entry
 canonical entry's tenant, version, tags, invalidation counters and lifetime. A "no" is remembered
 for the pair (:func:`verdict_key`), so the pair is neither judged again nor ever served.
 
+Replicas (and workers) sharing a backend verify one pair once: a job first takes the pair's
+verification lock (:func:`verify_lock_key`, :func:`verify_lock_ttl`); :func:`after_verify_lock` says
+what a job does when it got the lock, found it held by another replica's job, or could not reach the
+store (fail open: it verifies anyway).
+
 Resolving an alias re-reads the canonical entry with the request's tenant, model group, version and
 controls, and :func:`alias_verdict` says whether it may be served: the alias dies with its canonical
 entry (invalidated by model group, tag or tenant, a version change, expiry, replacement).
@@ -30,9 +35,13 @@ import orjson
 
 __all__ = [
     "ALIAS_KIND",
+    "VERIFY_LOCK_MARGIN_S",
     "AliasTarget",
     "EntryFacts",
     "Judgement",
+    "LockPlan",
+    "LockState",
+    "after_verify_lock",
     "alias_ttl",
     "alias_verdict",
     "answers_agree",
@@ -45,6 +54,8 @@ __all__ = [
     "normalize_answer",
     "parse_judgement",
     "verdict_key",
+    "verify_lock_key",
+    "verify_lock_ttl",
 ]
 
 # The entry kind of an alias (envelope format 3 stores an unknown kind as text; a replica that does
@@ -152,11 +163,70 @@ def alias_ttl(created_at: float, fresh_for: float, stale_for: float, now: float)
     return remaining + max(0.0, stale_for)
 
 
+def _pair_digest(paraphrase_key: str, canonical_key: str) -> str:
+    return hashlib.sha256(f"{paraphrase_key}\x00{canonical_key}".encode()).hexdigest()[:40]
+
+
 def verdict_key(namespace: str, paraphrase_key: str, canonical_key: str) -> str:
     """Where the judge's verdict on one pair is remembered. Both keys are exact keys, which hold the
     tenant, model group and version: so does the verdict's key."""
-    digest = hashlib.sha256(f"{paraphrase_key}\x00{canonical_key}".encode()).hexdigest()[:40]
-    return f"{namespace}:v:{digest}"
+    return f"{namespace}:v:{_pair_digest(paraphrase_key, canonical_key)}"
+
+
+# --- one verification per pair across replicas ------------------------------------------------------
+
+# What a verification lock outlives the judge's timeout by: the job's backend calls (each bounded by
+# the backend deadline: the lock, the verdict, the canonical entry read twice, the verdict and alias
+# written) and event-loop lag. A lock that expires under a job that is still running only lets another
+# replica verify the pair too (one more judge call); it never lets anything unverified be served.
+VERIFY_LOCK_MARGIN_S = 5.0
+
+# How taking the pair's lock went: taken by this job, held by another job (another replica or
+# worker), or the store could not say (error, deadline, circuit open).
+LockState = Literal["acquired", "held", "store_failed"]
+
+
+def verify_lock_key(namespace: str, paraphrase_key: str, canonical_key: str) -> str:
+    """The lock one verification of a pair holds in the shared store (same pair hash as
+    :func:`verdict_key`, so tenant-, model-group- and version-scoped like it)."""
+    return f"{namespace}:vlock:{_pair_digest(paraphrase_key, canonical_key)}"
+
+
+def verify_lock_ttl(judge_timeout: float) -> float:
+    """How long the lock lives: the judge's timeout plus :data:`VERIFY_LOCK_MARGIN_S` (it is taken
+    once the job has its concurrency slot, so waiting in the queue does not count)."""
+    timeout = judge_timeout if math.isfinite(judge_timeout) and judge_timeout > 0 else 0.0
+    return timeout + VERIFY_LOCK_MARGIN_S
+
+
+@dataclass(frozen=True)
+class LockPlan:
+    """What a verification job does once it tried to take its pair's lock.
+
+    ``verify``: go on (read the remembered verdict, compare, ask the judge); else the job ends, the
+    other job's verdict or alias being what later requests find. ``release``: the job holds the lock
+    and releases it when it ends, however it ends. ``count``: the ``semantic`` counter to bump, if any.
+    """
+
+    verify: bool
+    release: bool
+    count: str | None
+
+
+def after_verify_lock(state: LockState) -> LockPlan:
+    """The decision for each way of taking the lock:
+
+    - ``acquired``: verify, then release;
+    - ``held``: another job verifies this very pair now: do not judge nor compare again, end as
+      ``verify_deduplicated``;
+    - ``store_failed``: the store cannot coordinate: fail open, verify anyway without a lock (at
+      worst one more judge call, as without replicas), counted ``verify_unlocked``. Nothing waits
+      for the store beyond its deadline and no request is ever involved."""
+    if state == "acquired":
+        return LockPlan(verify=True, release=True, count=None)
+    if state == "held":
+        return LockPlan(verify=False, release=False, count="verify_deduplicated")
+    return LockPlan(verify=True, release=False, count="verify_unlocked")
 
 
 def encode_verdict(judgement: Judgement) -> bytes:

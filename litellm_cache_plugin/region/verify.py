@@ -5,7 +5,14 @@ passed) is answered upstream in verified mode; once its own answer is stored, th
 pair, with that answer, to :meth:`Verifier.submit`. The job, bounded in number (``max_pending``) and
 in concurrency (``max_concurrent``), never blocks nor fails a request:
 
-1. the pair's remembered judge verdict, if any (``policy.verify.verdict_key``), decides in every mode;
+0. the pair's verification lock is taken in the shared store (``policy.verify.verify_lock_key``,
+   TTL ``verify_lock_ttl``: the judge's timeout plus a margin), so that replicas and workers sharing
+   the backend verify one pair once: a job that finds it held by another job ends there
+   (``verify_deduplicated``; that job's verdict or alias is what later requests find); a store that
+   cannot be reached fails open, the job verifies without the lock (``verify_unlocked``). The lock is
+   released when the job ends, however it ends (``policy.verify.after_verify_lock`` decides);
+1. the pair's remembered judge verdict, if any (``policy.verify.verdict_key``), decides in every mode
+   (read once the lock is held, so a verdict another replica just wrote is used, not judged again);
 2. else, in ``agreement`` and ``both`` mode, the canonical entry is read for the request's tenant,
    model group, version and tags and its answer compared with the paraphrase's fresh one
    (``policy.verify.answers_agree``). Agreeing answers make the paraphrase's exact key an alias of it
@@ -22,13 +29,15 @@ in concurrency (``max_concurrent``), never blocks nor fails a request:
 Any failure (judge error, timeout, unclear answer, backend error) records nothing: fail open, the
 pair stays unverified and is never served. Counted in the ``semantic`` row of the stats:
 ``verified``, ``agreed``, ``disagreed``, ``rejected``, ``judged``, ``judge_failed``,
-``verify_dropped``, ``verify_target_gone``.
+``verify_dropped``, ``verify_target_gone``, ``verify_deduplicated``, ``verify_unlocked``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -41,6 +50,8 @@ from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.policy.verify import (
     AliasTarget,
     Judgement,
+    LockState,
+    after_verify_lock,
     alias_ttl,
     answers_agree,
     decode_verdict,
@@ -49,6 +60,8 @@ from litellm_cache_plugin.policy.verify import (
     judge_messages,
     parse_judgement,
     verdict_key,
+    verify_lock_key,
+    verify_lock_ttl,
 )
 from litellm_cache_plugin.region.context import NearMatch
 from litellm_cache_plugin.region.ports import Judge
@@ -91,6 +104,7 @@ class Verifier:
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._pending: set[tuple[str, str]] = set()
         self._add_to_index = add_to_index
+        self._owner = secrets.token_hex(8)  # this process's verifier, in its lock owners
 
     @property
     def pending(self) -> int:
@@ -122,7 +136,30 @@ class Verifier:
 
     async def verify(self, job: VerifyJob) -> Judgement | None:
         """Run one verification to its end (see the module docstring); returns the verdict used
-        (None: nothing was decided, the pair stays unverified)."""
+        (None: nothing was decided here, the pair stays unverified or another job decides it)."""
+        lock_key = verify_lock_key(self.engine.namespace, job.paraphrase_key, job.near.canonical_key)
+        owner = f"{self._owner}:{secrets.token_hex(4)}"
+        plan = after_verify_lock(await self._lock(lock_key, owner, verify_lock_ttl(job.settings.timeout)))
+        if plan.count is not None:
+            self.engine.stats.bump("semantic", job.model_group, plan.count)
+        if not plan.verify:
+            return None
+        try:
+            return await self._verify(job)
+        finally:
+            if plan.release:
+                with contextlib.suppress(StoreError):  # else it expires with its TTL
+                    await self.engine.store.release_lock(lock_key, owner)
+
+    async def _lock(self, key: str, owner: str, ttl: float) -> LockState:
+        try:
+            acquired = await self.engine.store.acquire_lock(key, owner, ttl)
+        except StoreError as error:
+            log.warning("semantic verification lock not taken, verifying without it: %s", error)
+            return "store_failed"
+        return "acquired" if acquired else "held"
+
+    async def _verify(self, job: VerifyJob) -> Judgement | None:
         group = job.model_group
         store = self.engine.store
         key = verdict_key(self.engine.namespace, job.paraphrase_key, job.near.canonical_key)

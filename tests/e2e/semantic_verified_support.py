@@ -61,6 +61,23 @@ def start_verified_proxy(
         backend = _with_prefix(request.getfixturevalue("redis_url"), f"verified-{uuid.uuid4().hex[:8]}")
     else:
         backend = "memory://"
+    with start_verified_simulator(base, intent_answers=intent_answers, unknown=unknown) as sim:
+        proxy = ProxyProcess(
+            verified_proxy_config(sim, {"backend": backend}, verify),
+            base / "proxy",
+            extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
+            name=f"sem-verified-{verify.get('mode')}-{backend_kind}",
+        )
+        with proxy:
+            yield proxy, sim
+
+
+@contextlib.contextmanager
+def start_verified_simulator(
+    base: Path, *, intent_answers: bool = False, unknown: Literal["yes", "no"] = "no"
+) -> Iterator[SimulatorThread]:
+    """The simulator with the chat model, the embedding model and the judge model :data:`JUDGE_MODEL`
+    answering from the labelled pairs (:data:`SAME`, :data:`TRAP`)."""
     equivalence = base / "equivalence.jsonl"
     lines = [
         EquivalencePair(a=canonical(*pair), b=paraphrase(*pair), label="same").model_dump_json()
@@ -85,22 +102,22 @@ def start_verified_proxy(
         ),
     )
     with SimulatorThread(sim_config) as sim:
-        section = {"backend": backend, "layers": {"semantic": {"enabled": True, "verify": verify}}}
-        config = proxy_config(sim.url, section)
-        config["model_list"].append(
-            {
-                "model_name": "judge",
-                "litellm_params": {"model": f"ollama_chat/{JUDGE_MODEL}", "api_base": sim.url},
-            }
-        )
-        proxy = ProxyProcess(
-            config,
-            base / "proxy",
-            extra_files={"demo_auth.py": DEMO_AUTH_MODULE},
-            name=f"sem-verified-{verify.get('mode')}-{backend_kind}",
-        )
-        with proxy:
-            yield proxy, sim
+        yield sim
+
+
+def verified_proxy_config(
+    sim: SimulatorThread, section: dict[str, Any], verify: dict[str, Any]
+) -> dict[str, Any]:
+    """A proxy config in front of ``sim``: the plugin's ``section`` (its ``backend`` at least) with the
+    semantic layer in verified mode ``verify``, and the judge model group ``judge``."""
+    config = proxy_config(sim.url, {**section, "layers": {"semantic": {"enabled": True, "verify": verify}}})
+    config["model_list"].append(
+        {
+            "model_name": "judge",
+            "litellm_params": {"model": f"ollama_chat/{JUDGE_MODEL}", "api_base": sim.url},
+        }
+    )
+    return config
 
 
 # --- helpers ----------------------------------------------------------------------------------------
