@@ -9,6 +9,15 @@ import pytest
 from litellm_cache_plugin.store.deadline import unwinding, within_deadline
 
 
+async def _unwound() -> bool:
+    """Whether every abandoned call has finished unwinding within 100 turns of the loop."""
+    for _ in range(100):
+        if unwinding() == 0:
+            return True
+        await asyncio.sleep(0)
+    return unwinding() == 0
+
+
 async def test_an_answer_in_time_is_returned() -> None:
     async def answer() -> int:
         await asyncio.sleep(0)
@@ -45,11 +54,7 @@ async def test_a_call_that_swallows_its_cancellation_does_not_hold_the_caller() 
     await asyncio.wait_for(cancelled.wait(), 5)
     assert unwinding() == 1  # still unwinding in the background, and kept referenced
     released.set()
-    for _ in range(100):
-        if unwinding() == 0:
-            break
-        await asyncio.sleep(0)
-    assert unwinding() == 0
+    assert await _unwound()
 
 
 async def test_a_late_failure_is_retrieved_not_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -65,11 +70,7 @@ async def test_a_late_failure_is_retrieved_not_logged(caplog: pytest.LogCaptureF
     with pytest.raises(TimeoutError):
         await within_deadline(fails_while_unwinding, 0.01)
     released.set()
-    for _ in range(100):
-        if unwinding() == 0:
-            break
-        await asyncio.sleep(0)
-    assert unwinding() == 0
+    assert await _unwound()
     assert "never retrieved" not in caplog.text
 
 
