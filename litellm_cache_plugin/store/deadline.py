@@ -5,6 +5,10 @@ library does on cancellation (close a socket, release a pooled connection, recor
 cancellation it swallows and turns into its own retry is added to the caller's wait. A request must
 never wait past its deadline for a backend, so the call runs as its own task: at the deadline it is
 cancelled and left to unwind in the background while the caller goes on.
+
+Used by the guarded vector search (a semantic lookup costs milliseconds anyway). The cache store's
+guard keeps ``asyncio.timeout``: a task per call on every Redis hit measured too dear
+(``store.guarded``).
 """
 
 from __future__ import annotations
