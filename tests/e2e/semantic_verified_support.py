@@ -199,12 +199,21 @@ def cache_canonical(proxy: ProxyProcess, key: str, prompt: str, headers: dict[st
     return content(first)
 
 
+def upstream_miss(
+    proxy: ProxyProcess, sim: SimulatorThread, key: str, prompt: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """Ask a prompt that must not be served from the cache: a MISS, answered by one upstream call."""
+    calls = upstream(sim)
+    response = ask(proxy, key, prompt, headers)
+    assert response.headers["x-cache"] == "MISS"
+    assert upstream(sim) == calls + 1
+    return response
+
+
 def verify_paraphrase(proxy: ProxyProcess, sim: SimulatorThread, key: str, prompt: str) -> httpx.Response:
     """Ask a paraphrase of a cached prompt: answered upstream (MISS), then verified in the background."""
-    verified, calls = stats(proxy, "semantic", "verified"), upstream(sim)
-    first = ask(proxy, key, prompt)
-    assert first.headers["x-cache"] == "MISS"
-    assert upstream(sim) == calls + 1
+    verified = stats(proxy, "semantic", "verified")
+    first = upstream_miss(proxy, sim, key, prompt)
     wait_until(lambda: stats(proxy, "semantic", "verified") > verified, "the paraphrase verified")
     return first
 

@@ -32,6 +32,7 @@ from tests.e2e.semantic_verified_support import (
     start_verified_proxy,
     stats,
     upstream,
+    upstream_miss,
     verify_paraphrase,
     wait_until,
 )
@@ -92,10 +93,7 @@ def test_agreeing_answers_make_an_alias_for_its_tenant_only(
     alias_hit(proxy, sim, TEAM_A, paraphrase(*pair), answer)
 
     # Another tenant never uses the alias (nor the canonical entry): its own upstream call.
-    calls = upstream(sim)
-    other = ask(proxy, TEAM_B, paraphrase(*pair))
-    assert other.headers["x-cache"] == "MISS"
-    assert upstream(sim) == calls + 1
+    upstream_miss(proxy, sim, TEAM_B, paraphrase(*pair))
     assert judge_calls(sim) == 0
 
 
@@ -126,11 +124,8 @@ def test_a_trap_answered_otherwise_is_never_served_nor_aliased(
 
     # Its own entry dropped: found near again, answered upstream again, compared again, never served.
     admin_delete(proxy, "/v1/cache/tags/trap-own")
-    calls = upstream(sim)
-    third = ask(proxy, TEAM_A, paraphrase(*TRAP))
-    assert third.headers["x-cache"] == "MISS"
+    third = upstream_miss(proxy, sim, TEAM_A, paraphrase(*TRAP))
     assert content(third) != answer
-    assert upstream(sim) == calls + 1
     wait_until(lambda: stats(proxy, "semantic", "disagreed") > disagreed + 1, "the answers compared again")
     assert stats(proxy, "semantic", "verified") == verified
     assert judge_calls(sim) == 0
@@ -169,10 +164,7 @@ def test_tag_invalidation_of_the_canonical_entry_kills_the_agreed_alias(
     alias_hit(proxy, sim, TEAM_A, paraphrase(*pair), answer)
 
     admin_delete(proxy, "/v1/cache/tags/docs-agree")
-    calls = upstream(sim)
-    after = ask(proxy, TEAM_A, paraphrase(*pair))
-    assert after.headers["x-cache"] == "MISS"
-    assert upstream(sim) == calls + 1
+    upstream_miss(proxy, sim, TEAM_A, paraphrase(*pair))
     assert judge_calls(sim) == 0
 
 
@@ -200,10 +192,8 @@ def test_both_differing_answers_reach_the_judge(both_proxy: tuple[ProxyProcess, 
     answer = cache_canonical(proxy, TEAM_A, canonical(*TRAP))
     judged, disagreed = judge_calls(sim), stats(proxy, "semantic", "disagreed")
     rejected, verified = stats(proxy, "semantic", "rejected"), stats(proxy, "semantic", "verified")
-    calls = upstream(sim)
-    trap = ask(proxy, TEAM_A, paraphrase(*TRAP))
-    assert trap.headers["x-cache"] == "MISS" and content(trap) != answer
-    assert upstream(sim) == calls + 1
+    trap = upstream_miss(proxy, sim, TEAM_A, paraphrase(*TRAP))
+    assert content(trap) != answer
     wait_until(lambda: stats(proxy, "semantic", "rejected") > rejected, "the judge's rejection")
     assert judge_calls(sim) == judged + 1
     assert stats(proxy, "semantic", "disagreed") == disagreed + 1
