@@ -44,8 +44,9 @@ class CarrierCache(Cache):
     ) -> None:
         super().__init__(type="local", supported_call_types=list(CACHED_CALL_TYPES), max_messages=None)  # type: ignore[arg-type]
         # Work LiteLLM does on every call because a litellm.cache is set, for nothing (see overheads).
-        drop_inert_cache_markers(compat.litellm_version())
-        memoize_argument_names(compat.litellm_version())
+        release = compat.litellm_version()
+        drop_inert_cache_markers(release)
+        memoize_argument_names(release)
         self.region = region
         self.context = context
         self._settings = settings
