@@ -10,6 +10,7 @@ from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
 from litellm_cache_plugin.store.guarded import CircuitBreaker, CircuitOpenError, GuardedStore
 from litellm_cache_plugin.store.memory import MemoryStore
 from litellm_cache_plugin.testing import AdvanceTime, StoreConformance
+from tests.loop_stalls import LoopStalls
 
 
 class FakeClock:
@@ -213,14 +214,19 @@ async def test_breaker_opens_short_circuits_and_recovers() -> None:
 
 
 async def test_timeouts_open_the_breaker() -> None:
-    guarded = GuardedStore(ScriptedStore(delay=10), timeout=0.02, breaker=CircuitBreaker(failure_threshold=2))
+    inner = ScriptedStore(delay=10)
+    guarded = GuardedStore(inner, timeout=0.02, breaker=CircuitBreaker(failure_threshold=2))
     for _ in range(2):
         with pytest.raises(StoreError, match="timed out"):
             await guarded.ping()
+    stalls = LoopStalls()
+    await asyncio.sleep(0)
     started = time.monotonic()
     with pytest.raises(CircuitOpenError):
         await guarded.ping()
-    assert time.monotonic() - started < 0.01
+    assert stalls.excused(time.monotonic() - started) < 0.01
+    assert inner.calls == 2  # the open circuit did not reach the store at all
+    stalls.stop()
 
 
 async def test_half_open_lets_exactly_one_probe_through() -> None:
