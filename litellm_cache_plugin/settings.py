@@ -208,6 +208,13 @@ class FastPath(_Strict):
     # a team or key setting changed, within the window may still be served cached answers as before
     # until the window ends (see README, "Reusing the auth verdict").
     auth_reuse_seconds: float = Field(default=0, ge=0, le=60)
+    # With LiteLLM's auth run on the hit (the default), an identical request (every header, client
+    # address, body) whose auth verdict is equal to the one a remembered setup was done with reuses
+    # that setup (``add_litellm_data_to_request``) for this many seconds after it ran (0: never). Only
+    # verdicts without a budget reservation or a trace span qualify. The price: a change to the proxy's
+    # general settings made at run time reaches identical repeat hits up to this late (a change to the
+    # key, team or user changes the verdict, and is seen at once). See README, "Reusing the setup".
+    setup_reuse_seconds: float = Field(default=5, ge=0, le=60)
 
 
 class SingleFlight(_Strict):

@@ -14,6 +14,7 @@ from litellm_cache_plugin.integrations.fast_path.verdicts import (
     headers_digest,
     refresh_setup,
     setup_key,
+    setup_reusable_with,
     verdict_reusable,
 )
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
@@ -222,3 +223,149 @@ def test_a_remembered_setup_is_a_fresh_copy_tied_to_its_verdict() -> None:
 
     owner.remember_setup(newer[0], newer[1], "k", {"lock": threading.Lock()}, auth)
     assert owner.remembered_setup(newer[0], newer[1], "k") is None
+
+
+# --------------------------------------------------------------------------- setup_reuse_seconds
+
+
+def test_setup_reuse_is_on_by_default_and_bounded() -> None:
+    assert settings_from_mapping({}, environ={}).fast_path.setup_reuse_seconds == 5
+    assert (
+        settings_from_mapping(
+            {"fast_path": {"setup_reuse_seconds": 0}}, environ={}
+        ).fast_path.setup_reuse_seconds
+        == 0
+    )
+    for bad in (-1, 61, "soon"):
+        with pytest.raises(SettingsError, match="setup_reuse_seconds"):
+            settings_from_mapping({"fast_path": {"setup_reuse_seconds": bad}}, environ={})
+
+
+def test_a_setup_is_kept_only_under_a_verdict_of_this_request_alone() -> None:
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    assert setup_reusable_with(UserAPIKeyAuth(api_key="h"))
+    # Auth reserved budget for this request, or opened its trace span: setup copies both into it.
+    assert not setup_reusable_with(UserAPIKeyAuth(api_key="h", budget_reservation={"reserved": 1.0}))
+    assert not setup_reusable_with(UserAPIKeyAuth(api_key="h", parent_otel_span=object()))
+    assert not setup_reusable_with(Auth())  # not LiteLLM's auth object
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fresh_memory(seconds: float = 5) -> tuple[Any, FakeClock]:
+    from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory
+
+    clock = FakeClock()
+    settings = settings_from_mapping({"fast_path": {"setup_reuse_seconds": seconds}}, environ={})
+    return ReuseMemory(settings.fast_path, clock=clock), clock
+
+
+def _setup_done(auth: Any) -> dict[str, Any]:
+    """What setup leaves: request data holding the auth object, which setup also edits."""
+    auth.end_user_id = "end-user"
+    return {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"user_api_key_auth": auth},
+    }
+
+
+def test_a_setup_stands_in_for_an_identical_request_under_an_equal_verdict() -> None:
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    memory, clock = _fresh_memory()
+    key = ("fp", "/v1/chat/completions", "setup-key")
+    auth = UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)
+    verdict = auth.model_copy(deep=True)
+    assert memory.setup_for_verdict(key, auth) is None
+    data = _setup_done(auth)
+    memory.remember_setup_for_verdict(key, verdict, data, auth, at=clock.now)
+    data["messages"][0]["content"] = "edited by a hook"  # after setup: never reaches the memo
+
+    # The next request's auth returns an equal verdict (a new object): setup as it was, a fresh copy.
+    clock.now += 4.9
+    found = memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
+    assert found is not None
+    again, again_auth = found
+    assert again["messages"][0]["content"] == "hi"
+    assert again["metadata"]["user_api_key_auth"] is again_auth and again_auth.end_user_id == "end-user"
+    again["metadata"]["x"] = 1
+    third = memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
+    assert third is not None and "x" not in third[0]["metadata"]
+
+    # Another request, or another credential or route: nothing.
+    assert memory.setup_for_verdict(("fp", "/v1/chat/completions", "other"), auth) is None
+    assert memory.setup_for_verdict(("fp2", "/v1/chat/completions", "setup-key"), verdict) is None
+    assert memory.setup_for_verdict(("fp", "/chat/completions", "setup-key"), verdict) is None
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"spend": 2.0},  # the key spent since
+        {"team_id": "other"},
+        {"metadata": {"logging": [{"callback_name": "langfuse"}]}},  # key-level callbacks
+        {"team_metadata": {"guardrails": ["g"]}},
+        {"blocked": True},
+        {"user_id": "u"},
+        {"budget_reservation": {"reserved": 1.0}},  # this request reserved budget: never from the memo
+    ],
+)
+def test_a_changed_verdict_runs_setup_again(changed: dict[str, Any]) -> None:
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    memory, clock = _fresh_memory()
+    key = ("fp", "/v1/chat/completions", "setup-key")
+    auth = UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)
+    memory.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=clock.now)
+    fields = {"api_key": "h", "team_id": "t", "spend": 1.0, **changed}
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(**fields)) is None
+    # ...while the unchanged verdict still finds it.
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)) is not None
+
+
+def test_a_setup_is_forgotten_when_its_window_ends_and_never_kept_when_off() -> None:
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    memory, clock = _fresh_memory(seconds=2)
+    key = ("fp", "/v1/chat/completions", "setup-key")
+    auth = UserAPIKeyAuth(api_key="h")
+    began = clock.now
+    clock.now += 0.5  # setup took half a second: its age counts from when it began
+    memory.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=began)
+    clock.now = began + 1.99
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is not None
+    clock.now = began + 2.0
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+    clock.now = began - 1  # a clock that went back: not trusted
+    memory.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=began)
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+
+    off, clock = _fresh_memory(seconds=0)
+    off.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=clock.now)
+    assert off.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+
+
+def test_what_cannot_be_pickled_or_belongs_to_one_request_is_not_kept() -> None:
+    import threading
+
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    memory, clock = _fresh_memory()
+    key = ("fp", "/v1/chat/completions", "setup-key")
+    auth = UserAPIKeyAuth(api_key="h")
+    memory.remember_setup_for_verdict(
+        key, auth.model_copy(deep=True), {"lock": threading.Lock()}, auth, at=clock.now
+    )
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+    reserved = UserAPIKeyAuth(api_key="h", budget_reservation={"reserved": 1.0})
+    memory.remember_setup_for_verdict(key, reserved, _setup_done(reserved), reserved, at=clock.now)
+    assert memory.setup_for_verdict(key, reserved) is None
+    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None

@@ -36,7 +36,9 @@ The decision, cheapest first
        neither blocked nor expired, stands in for it (``verdicts``). Then LiteLLM's key model-access check
        (``can_key_call_model``): a key that may not use the model is never served here (the normal
        pipeline decides what it gets), and team model lists likewise.
-    4. The route's own request setup (``add_litellm_data_to_request``) and LiteLLM's built-in pre-call
+    4. The route's own request setup (``add_litellm_data_to_request``; an identical request whose fresh
+       verdict equals the one a setup was done under within ``fast_path.setup_reuse_seconds`` gets a
+       copy of that setup instead, see ``verdicts``) and LiteLLM's built-in pre-call
        hooks plus the plugin's (identity stamping, ``Cache-Control``, ``force_zero``), then the SDK-level
        kwargs the carrier would see (deployment provider, model, ``api_base`` and ``model_info`` from the
        router), the plugin's deployment hook (it keeps Ollama digests current), the plugin's context and
@@ -105,8 +107,8 @@ from litellm_cache_plugin.integrations.fast_path.pipeline import (
     _request_shape,
     is_rate_limiter,
 )
-from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory, Verdict, VerdictKey
-from litellm_cache_plugin.integrations.fast_path.verdicts import refresh_setup, setup_key
+from litellm_cache_plugin.integrations.fast_path.reuse import FreshSetupKey, ReuseMemory, Verdict, VerdictKey
+from litellm_cache_plugin.integrations.fast_path.verdicts import refresh_setup, setup_key, setup_reusable_with
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
     chat_stream_events,
@@ -371,13 +373,7 @@ class _Attempt:
         remembered: tuple[dict[str, Any], Any] | None = None
         if reusable is not None:
             verdict_key, verdict = reusable
-            client = self.scope.get("client")
-            key = setup_key(
-                raw_headers,
-                str(client[0]) if client else None,
-                self.scope.get("query_string", b""),
-                self.body,
-            )
+            key = self._setup_key()
             memo = (verdict_key, verdict, key)
             remembered = self.owner.reuse.remembered_setup(verdict_key, verdict, key)
         # The probe only spares a miss LiteLLM's auth and setup; a request whose setup is remembered
@@ -386,6 +382,7 @@ class _Attempt:
             raise _Skip("probe_miss")  # decided without running auth
 
         request_data: dict[str, Any] | None = None
+        fresh_memo: tuple[FreshSetupKey, Any] | None = None  # setup_reuse_seconds: key, verdict copy
         if reusable is None:
             self.authenticating = True
             auth = await self._authenticate()
@@ -401,10 +398,21 @@ class _Attempt:
             self.plugin.engine.stats.bump("fast_path", model_group, "auth_reused")
         if not await self._may_use(auth, model_group, router, proxy_server):
             raise _Skip("model_access")
+        if reusable is None and fingerprint is not None and self.owner.settings.setup_reuse_seconds > 0:
+            # LiteLLM's auth ran: an identical request's setup done under an equal verdict stands in.
+            fresh_key = (fingerprint, path, self._setup_key())
+            found = self.owner.reuse.setup_for_verdict(fresh_key, auth)
+            if found is not None:
+                request_data, auth = found
+            elif setup_reusable_with(auth):
+                fresh_memo = (fresh_key, auth.model_copy(deep=True))  # before setup edits it
         if request_data is None:
+            setup_began = self.owner.reuse.clock()
             request_data = await self._setup(auth, proxy_server)
             if memo is not None and request_data is not None:
                 self.owner.reuse.remember_setup(*memo, request_data, auth)
+            if fresh_memo is not None and request_data is not None:
+                self.owner.reuse.remember_setup_for_verdict(*fresh_memo, request_data, auth, at=setup_began)
         else:
             refresh_setup(
                 request_data,
@@ -480,6 +488,16 @@ class _Attempt:
             plugin.region.remember_miss(self.prefetched)  # the hook path's lookup then needs no round trip
             return False
         return True
+
+    def _setup_key(self) -> str:
+        """What identifies this request to a remembered setup (``verdicts.setup_key``)."""
+        client = self.scope.get("client")
+        return setup_key(
+            self.scope.get("headers") or (),
+            str(client[0]) if client else None,
+            self.scope.get("query_string", b""),
+            self.body,
+        )
 
     def _request(self) -> Any:
         """A Request over this scope with the body replayed to it."""

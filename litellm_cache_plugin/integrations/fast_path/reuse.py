@@ -1,19 +1,25 @@
-"""What ``fast_path.auth_reuse_seconds`` remembers in a worker: LiteLLM's accepted auth verdicts, per
-credential, route and header set, and the request setups done with them, per identical request. The
-decisions (whether a verdict may stand in, what identifies a request) are ``verdicts``' pure code;
-this is their memory."""
+"""What the fast path remembers in a worker to spare a hit LiteLLM's per-request work:
+``fast_path.auth_reuse_seconds`` (opt-in) keeps LiteLLM's accepted auth verdicts, per credential,
+route and header set, and the request setups done with them, per identical request;
+``fast_path.setup_reuse_seconds`` keeps the setups done after LiteLLM's own auth ran, each with the
+verdict it was done under. The decisions (whether a verdict may stand in, which verdicts a setup may
+be kept under, what identifies a request) are ``verdicts``' pure code; this is their memory."""
 
 from __future__ import annotations
 
 import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from litellm_cache_plugin.integrations.fast_path.verdicts import headers_digest, verdict_reusable
+from litellm_cache_plugin.integrations.fast_path.verdicts import (
+    headers_digest,
+    setup_reusable_with,
+    verdict_reusable,
+)
 from litellm_cache_plugin.settings import FastPath
 
 # Remembered verdicts (credential fingerprint, route, header digest), for the whole process.
@@ -22,6 +28,18 @@ VERDICT_CAPACITY: Final = 10_000
 SETUP_CAPACITY: Final = 1_000
 
 VerdictKey = tuple[str, str, str]
+# (credential fingerprint, route, setup key) of a setup done after LiteLLM's own auth
+FreshSetupKey = tuple[str, str, str]
+
+
+@dataclass
+class _FreshSetup:
+    """A setup done after LiteLLM's own auth ran: when (monotonic), the verdict it was done under (as
+    auth returned it, before setup edited it), and (request data, auth) after setup, pickled."""
+
+    at: float
+    verdict: Any
+    blob: bytes
 
 
 @dataclass
@@ -40,11 +58,13 @@ class Verdict:
 class ReuseMemory:
     """The remembered verdicts and setups of one worker's fast path."""
 
-    def __init__(self, settings: FastPath) -> None:
+    def __init__(self, settings: FastPath, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock  # monotonic seconds
         self._verdicts: OrderedDict[VerdictKey, Verdict] = OrderedDict()
         # (verdict key, setup key) -> (the verdict's time, pickled (request data, auth) after setup)
         self._setups: OrderedDict[tuple[VerdictKey, str], tuple[float, bytes]] = OrderedDict()
+        self._fresh_setups: OrderedDict[FreshSetupKey, _FreshSetup] = OrderedDict()
 
     def reusable_verdict(
         self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]
@@ -59,7 +79,7 @@ class ReuseMemory:
         if verdict is None:
             return None
         now = datetime.now(timezone.utc)
-        if not verdict_reusable(verdict.auth, age=time.monotonic() - verdict.at, window=window, now=now):
+        if not verdict_reusable(verdict.auth, age=self.clock() - verdict.at, window=window, now=now):
             del self._verdicts[key]
             return None
         return key, verdict
@@ -76,7 +96,7 @@ class ReuseMemory:
         # release again what the first request reserved) and its trace span (a reused hit has none).
         update = {name: None for name in ("budget_reservation", "parent_otel_span") if hasattr(auth, name)}
         key = (fingerprint, path, headers_digest(headers))
-        self._verdicts[key] = Verdict(copy(update=update).model_copy(deep=True), time.monotonic())
+        self._verdicts[key] = Verdict(copy(update=update).model_copy(deep=True), self.clock())
         self._verdicts.move_to_end(key)
         while len(self._verdicts) > VERDICT_CAPACITY:
             self._verdicts.popitem(last=False)
@@ -113,3 +133,44 @@ class ReuseMemory:
         self._setups.move_to_end((verdict_key, key))
         while len(self._setups) > SETUP_CAPACITY:
             self._setups.popitem(last=False)
+
+    def setup_for_verdict(self, key: FreshSetupKey, auth: Any) -> tuple[dict[str, Any], Any] | None:
+        """A fresh copy of the request data and auth object setup produced for an identical request
+        (``key``) under a verdict equal to ``auth`` (the one LiteLLM's auth just returned), at most
+        ``fast_path.setup_reuse_seconds`` ago; else None."""
+        window = self.settings.setup_reuse_seconds
+        if window <= 0 or not setup_reusable_with(auth):
+            return None
+        found = self._fresh_setups.get(key)
+        if found is None:
+            return None
+        if not 0 <= self.clock() - found.at < window:
+            del self._fresh_setups[key]
+            return None
+        if found.verdict != auth:
+            return None  # the key, its team or user changed since: setup runs again (and is kept)
+        try:
+            # Bytes this process pickled itself (remember_setup_for_verdict), never anything a client sent.
+            data, copied = pickle.loads(found.blob)
+        except Exception:
+            del self._fresh_setups[key]
+            return None
+        self._fresh_setups.move_to_end(key)
+        return data, copied
+
+    def remember_setup_for_verdict(
+        self, key: FreshSetupKey, verdict: Any, data: Any, auth: Any, *, at: float
+    ) -> None:
+        """Keep what setup produced (``data``, and ``auth`` as setup left it) under ``verdict``, a copy
+        of the auth object taken before setup ran, for identical requests (``setup_for_verdict``).
+        ``at``: when the setup began (monotonic), so its age is never understated."""
+        if self.settings.setup_reuse_seconds <= 0 or not setup_reusable_with(verdict):
+            return
+        try:
+            blob = pickle.dumps((data, auth), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return  # what cannot be pickled is not kept: that request's setup runs every time
+        self._fresh_setups[key] = _FreshSetup(at, verdict, blob)
+        self._fresh_setups.move_to_end(key)
+        while len(self._fresh_setups) > SETUP_CAPACITY:
+            self._fresh_setups.popitem(last=False)

@@ -1,6 +1,7 @@
-"""Reuse of LiteLLM's auth verdict on fast-path hits (``fast_path.auth_reuse_seconds``): the decision
-whether a remembered verdict may stand in for a new auth run, and what identifies a request whose
-route setup may be reused with it, are made here, in pure code."""
+"""Reuse on fast-path hits of LiteLLM's auth verdict (``fast_path.auth_reuse_seconds``) and of the
+route's request setup (``fast_path.setup_reuse_seconds``): whether a remembered verdict may stand in
+for a new auth run, which fresh verdicts a setup may be remembered under, and what identifies a
+request whose setup may be reused, are decided here, in pure code."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ __all__ = [
     "headers_digest",
     "refresh_setup",
     "setup_key",
+    "setup_reusable_with",
     "verdict_reusable",
 ]
 
@@ -76,6 +78,15 @@ def verdict_reusable(auth: Any, *, age: float, window: float, now: datetime) -> 
     if expiry is False:
         return False
     return expiry is None or (isinstance(expiry, datetime) and expiry > now)
+
+
+def setup_reusable_with(auth: Any) -> bool:
+    """May a setup done under this fresh verdict of LiteLLM's auth be remembered for identical requests
+    (``fast_path.setup_reuse_seconds``)? Not when auth reserved budget for this request or opened a
+    trace span for it: setup copies both into the request, and they belong to this request alone."""
+    if not callable(getattr(auth, "model_copy", None)):
+        return False  # not LiteLLM's auth object
+    return all(getattr(auth, name, None) is None for name in ("budget_reservation", "parent_otel_span"))
 
 
 def setup_key(
