@@ -40,7 +40,13 @@ class SharedIndexHarness(adversarial.Harness):
             settings_from_mapping(
                 {
                     "backend": "memory://",
-                    "backend_timeout_ms": 1000,  # a loaded test machine: no fail-open misses here
+                    # Each index call's deadline. This test checks tenant isolation, not the deadline
+                    # (tests/test_semantic_shared_index.py does): a lookup that fails open would go
+                    # unexamined, so none may. 1 s was not enough on a loaded 2-core machine (the suite
+                    # with two CPU burners: "knn timed out after 1s"): a full garbage collection stalls
+                    # the loop, answer or not (0.45 s measured with this test alone, 370 k objects).
+                    # A refused, failing or hung index is still an error with 10 s.
+                    "backend_timeout_ms": 10_000,
                     "layers": {"semantic": {"enabled": True, "index": index_url}},
                 },
                 environ={},
