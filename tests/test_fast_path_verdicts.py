@@ -277,33 +277,65 @@ def _setup_done(auth: Any) -> dict[str, Any]:
     }
 
 
+KEY = ("fp", "/v1/chat/completions", "setup-key")
+
+
+def _kept(memory: Any, auth: Any, key: tuple[str, str, str] = KEY) -> bytes:
+    """Run one request's setup through the memory as the fast path does: seen once, then kept."""
+    assert memory.verdict_to_keep(key, auth) is None  # the first sighting is only noted
+    verdict = memory.verdict_to_keep(key, auth)
+    assert verdict is not None
+    memory.remember_setup_for_verdict(key, verdict, _setup_done(auth), auth, at=memory.clock())
+    return verdict  # type: ignore[no-any-return]
+
+
+def test_only_a_request_seen_again_within_the_window_has_its_setup_kept() -> None:
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    memory, clock = _fresh_memory(seconds=2)
+    auth = UserAPIKeyAuth(api_key="h")
+    assert memory.verdict_to_keep(KEY, auth) is None
+    clock.now += 2.0  # seen again only after the window: still only noted
+    assert memory.verdict_to_keep(KEY, auth) is None
+    clock.now += 1.0
+    assert memory.verdict_to_keep(KEY, auth) is not None
+    other = ("fp", "/v1/chat/completions", "other")
+    assert memory.verdict_to_keep(other, auth) is None
+    reserved = UserAPIKeyAuth(api_key="h", budget_reservation={"reserved": 1.0})
+    assert memory.verdict_to_keep(other, reserved) is None  # never kept, however often seen
+    assert memory.verdict_to_keep(other, reserved) is None
+
+
 def test_a_setup_stands_in_for_an_identical_request_under_an_equal_verdict() -> None:
     from litellm.proxy._types import UserAPIKeyAuth
 
     memory, clock = _fresh_memory()
-    key = ("fp", "/v1/chat/completions", "setup-key")
     auth = UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)
-    verdict = auth.model_copy(deep=True)
-    assert memory.setup_for_verdict(key, auth) is None
+    assert memory.setup_for_verdict(KEY, auth) is None
+    verdict = memory.verdict_to_keep(KEY, auth)
+    assert verdict is None
+    verdict = memory.verdict_to_keep(KEY, auth)
+    assert verdict is not None
     data = _setup_done(auth)
-    memory.remember_setup_for_verdict(key, verdict, data, auth, at=clock.now)
+    memory.remember_setup_for_verdict(KEY, verdict, data, auth, at=clock.now)
     data["messages"][0]["content"] = "edited by a hook"  # after setup: never reaches the memo
 
     # The next request's auth returns an equal verdict (a new object): setup as it was, a fresh copy.
     clock.now += 4.9
-    found = memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
+    found = memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
     assert found is not None
     again, again_auth = found
     assert again["messages"][0]["content"] == "hi"
     assert again["metadata"]["user_api_key_auth"] is again_auth and again_auth.end_user_id == "end-user"
     again["metadata"]["x"] = 1
-    third = memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
+    third = memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
     assert third is not None and "x" not in third[0]["metadata"]
 
     # Another request, or another credential or route: nothing.
-    assert memory.setup_for_verdict(("fp", "/v1/chat/completions", "other"), auth) is None
-    assert memory.setup_for_verdict(("fp2", "/v1/chat/completions", "setup-key"), verdict) is None
-    assert memory.setup_for_verdict(("fp", "/chat/completions", "setup-key"), verdict) is None
+    fresh = UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)
+    assert memory.setup_for_verdict(("fp", "/v1/chat/completions", "other"), fresh) is None
+    assert memory.setup_for_verdict(("fp2", "/v1/chat/completions", "setup-key"), fresh) is None
+    assert memory.setup_for_verdict(("fp", "/chat/completions", "setup-key"), fresh) is None
 
 
 @pytest.mark.parametrize(
@@ -321,51 +353,48 @@ def test_a_setup_stands_in_for_an_identical_request_under_an_equal_verdict() -> 
 def test_a_changed_verdict_runs_setup_again(changed: dict[str, Any]) -> None:
     from litellm.proxy._types import UserAPIKeyAuth
 
-    memory, clock = _fresh_memory()
-    key = ("fp", "/v1/chat/completions", "setup-key")
-    auth = UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)
-    memory.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=clock.now)
+    memory, _ = _fresh_memory()
+    _kept(memory, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0))
     fields = {"api_key": "h", "team_id": "t", "spend": 1.0, **changed}
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(**fields)) is None
+    assert memory.setup_for_verdict(KEY, UserAPIKeyAuth(**fields)) is None
     # ...while the unchanged verdict still finds it.
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)) is not None
+    assert memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h", team_id="t", spend=1.0)) is not None
 
 
 def test_a_setup_is_forgotten_when_its_window_ends_and_never_kept_when_off() -> None:
     from litellm.proxy._types import UserAPIKeyAuth
 
     memory, clock = _fresh_memory(seconds=2)
-    key = ("fp", "/v1/chat/completions", "setup-key")
     auth = UserAPIKeyAuth(api_key="h")
+    memory.verdict_to_keep(KEY, auth)
+    verdict = memory.verdict_to_keep(KEY, auth)
+    assert verdict is not None
     began = clock.now
     clock.now += 0.5  # setup took half a second: its age counts from when it began
-    memory.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=began)
+    memory.remember_setup_for_verdict(KEY, verdict, _setup_done(auth), auth, at=began)
     clock.now = began + 1.99
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is not None
+    assert memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h")) is not None
     clock.now = began + 2.0
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+    assert memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h")) is None
     clock.now = began - 1  # a clock that went back: not trusted
-    memory.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=began)
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+    memory.remember_setup_for_verdict(KEY, verdict, _setup_done(auth), auth, at=began)
+    assert memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h")) is None
 
-    off, clock = _fresh_memory(seconds=0)
-    off.remember_setup_for_verdict(key, auth.model_copy(deep=True), _setup_done(auth), auth, at=clock.now)
-    assert off.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+    off, _ = _fresh_memory(seconds=0)
+    for _ in range(3):
+        assert off.verdict_to_keep(KEY, auth) is None
+    assert off.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h")) is None
 
 
-def test_what_cannot_be_pickled_or_belongs_to_one_request_is_not_kept() -> None:
+def test_what_cannot_be_pickled_is_not_kept() -> None:
     import threading
 
     from litellm.proxy._types import UserAPIKeyAuth
 
     memory, clock = _fresh_memory()
-    key = ("fp", "/v1/chat/completions", "setup-key")
     auth = UserAPIKeyAuth(api_key="h")
-    memory.remember_setup_for_verdict(
-        key, auth.model_copy(deep=True), {"lock": threading.Lock()}, auth, at=clock.now
-    )
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
-    reserved = UserAPIKeyAuth(api_key="h", budget_reservation={"reserved": 1.0})
-    memory.remember_setup_for_verdict(key, reserved, _setup_done(reserved), reserved, at=clock.now)
-    assert memory.setup_for_verdict(key, reserved) is None
-    assert memory.setup_for_verdict(key, UserAPIKeyAuth(api_key="h")) is None
+    memory.verdict_to_keep(KEY, auth)
+    verdict = memory.verdict_to_keep(KEY, auth)
+    assert verdict is not None
+    memory.remember_setup_for_verdict(KEY, verdict, {"lock": threading.Lock()}, auth, at=clock.now)
+    assert memory.setup_for_verdict(KEY, UserAPIKeyAuth(api_key="h")) is None

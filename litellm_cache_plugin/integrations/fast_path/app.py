@@ -108,7 +108,7 @@ from litellm_cache_plugin.integrations.fast_path.pipeline import (
     is_rate_limiter,
 )
 from litellm_cache_plugin.integrations.fast_path.reuse import FreshSetupKey, ReuseMemory, Verdict, VerdictKey
-from litellm_cache_plugin.integrations.fast_path.verdicts import refresh_setup, setup_key, setup_reusable_with
+from litellm_cache_plugin.integrations.fast_path.verdicts import refresh_setup, setup_key
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
     chat_stream_events,
@@ -382,7 +382,7 @@ class _Attempt:
             raise _Skip("probe_miss")  # decided without running auth
 
         request_data: dict[str, Any] | None = None
-        fresh_memo: tuple[FreshSetupKey, Any] | None = None  # setup_reuse_seconds: key, verdict copy
+        fresh_memo: tuple[FreshSetupKey, bytes] | None = None  # setup_reuse_seconds: key, verdict
         if reusable is None:
             self.authenticating = True
             auth = await self._authenticate()
@@ -404,8 +404,10 @@ class _Attempt:
             found = self.owner.reuse.setup_for_verdict(fresh_key, auth)
             if found is not None:
                 request_data, auth = found
-            elif setup_reusable_with(auth):
-                fresh_memo = (fresh_key, auth.model_copy(deep=True))  # before setup edits it
+            else:
+                verdict_kept = self.owner.reuse.verdict_to_keep(fresh_key, auth)  # before setup edits it
+                if verdict_kept is not None:
+                    fresh_memo = (fresh_key, verdict_kept)
         if request_data is None:
             setup_began = self.owner.reuse.clock()
             request_data = await self._setup(auth, proxy_server)

@@ -32,14 +32,26 @@ VerdictKey = tuple[str, str, str]
 FreshSetupKey = tuple[str, str, str]
 
 
+# Setup keys seen once after LiteLLM's own auth (only a key seen again within the window is kept).
+SEEN_CAPACITY: Final = 10_000
+
+
 @dataclass
 class _FreshSetup:
-    """A setup done after LiteLLM's own auth ran: when (monotonic), the verdict it was done under (as
-    auth returned it, before setup edited it), and (request data, auth) after setup, pickled."""
+    """A setup done after LiteLLM's own auth ran: when (monotonic), the verdict it was done under
+    (pickled as auth returned it, before setup edited it), and (request data, auth) after setup,
+    pickled."""
 
     at: float
-    verdict: Any
+    verdict: bytes
     blob: bytes
+
+
+def _pickled(value: Any) -> bytes | None:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None
 
 
 @dataclass
@@ -65,6 +77,7 @@ class ReuseMemory:
         # (verdict key, setup key) -> (the verdict's time, pickled (request data, auth) after setup)
         self._setups: OrderedDict[tuple[VerdictKey, str], tuple[float, bytes]] = OrderedDict()
         self._fresh_setups: OrderedDict[FreshSetupKey, _FreshSetup] = OrderedDict()
+        self._seen: OrderedDict[FreshSetupKey, float] = OrderedDict()
 
     def reusable_verdict(
         self, fingerprint: str | None, path: str, headers: Iterable[tuple[bytes, bytes]]
@@ -136,8 +149,8 @@ class ReuseMemory:
 
     def setup_for_verdict(self, key: FreshSetupKey, auth: Any) -> tuple[dict[str, Any], Any] | None:
         """A fresh copy of the request data and auth object setup produced for an identical request
-        (``key``) under a verdict equal to ``auth`` (the one LiteLLM's auth just returned), at most
-        ``fast_path.setup_reuse_seconds`` ago; else None."""
+        (``key``) under the same verdict as ``auth`` (the one LiteLLM's auth just returned: equal
+        pickles), at most ``fast_path.setup_reuse_seconds`` ago; else None."""
         window = self.settings.setup_reuse_seconds
         if window <= 0 or not setup_reusable_with(auth):
             return None
@@ -147,7 +160,7 @@ class ReuseMemory:
         if not 0 <= self.clock() - found.at < window:
             del self._fresh_setups[key]
             return None
-        if found.verdict != auth:
+        if _pickled(auth) != found.verdict:
             return None  # the key, its team or user changed since: setup runs again (and is kept)
         try:
             # Bytes this process pickled itself (remember_setup_for_verdict), never anything a client sent.
@@ -158,17 +171,31 @@ class ReuseMemory:
         self._fresh_setups.move_to_end(key)
         return data, copied
 
+    def verdict_to_keep(self, key: FreshSetupKey, auth: Any) -> bytes | None:
+        """The verdict to keep a setup under (``auth`` pickled, before setup edits it), when this
+        request's setup is worth keeping: its verdict may be kept and an identical request was seen
+        within the window before (a request seen once, as most are, costs no copy). Else None."""
+        window = self.settings.setup_reuse_seconds
+        if window <= 0 or not setup_reusable_with(auth):
+            return None
+        now = self.clock()
+        seen = self._seen.get(key)
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        while len(self._seen) > SEEN_CAPACITY:
+            self._seen.popitem(last=False)
+        if seen is None or not 0 <= now - seen < window:
+            return None
+        return _pickled(auth)
+
     def remember_setup_for_verdict(
-        self, key: FreshSetupKey, verdict: Any, data: Any, auth: Any, *, at: float
+        self, key: FreshSetupKey, verdict: bytes, data: Any, auth: Any, *, at: float
     ) -> None:
-        """Keep what setup produced (``data``, and ``auth`` as setup left it) under ``verdict``, a copy
-        of the auth object taken before setup ran, for identical requests (``setup_for_verdict``).
-        ``at``: when the setup began (monotonic), so its age is never understated."""
-        if self.settings.setup_reuse_seconds <= 0 or not setup_reusable_with(verdict):
-            return
-        try:
-            blob = pickle.dumps((data, auth), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
+        """Keep what setup produced (``data``, and ``auth`` as setup left it) under ``verdict``
+        (``verdict_to_keep``) for identical requests (``setup_for_verdict``). ``at``: when the setup
+        began (monotonic), so its age is never understated."""
+        blob = _pickled((data, auth))
+        if blob is None:
             return  # what cannot be pickled is not kept: that request's setup runs every time
         self._fresh_setups[key] = _FreshSetup(at, verdict, blob)
         self._fresh_setups.move_to_end(key)
