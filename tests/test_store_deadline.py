@@ -1,12 +1,20 @@
-"""``within_deadline``: the caller is back at its deadline whatever the call does when cancelled."""
+"""``within_deadline``: the caller is back at its deadline whatever the call does when cancelled.
+``stall_tolerant_timeout``: ``asyncio.timeout`` that does not count time the loop could not run.
+
+The stalls here are real: a callback that blocks the loop with ``time.sleep`` (what a full garbage
+collection of a LiteLLM proxy does for 0.3-0.7 s). Only lower bounds on time are asserted."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from litellm_cache_plugin.store.deadline import unwinding, within_deadline
+from litellm_cache_plugin.store.base import StoreError
+from litellm_cache_plugin.store.deadline import stall_tolerant_timeout, unwinding, within_deadline
+from litellm_cache_plugin.store.guarded import CircuitBreaker, GuardedStore
+from litellm_cache_plugin.store.memory import MemoryStore
 
 
 async def _unwound() -> bool:
@@ -92,3 +100,86 @@ async def test_cancelling_the_caller_cancels_the_call_and_passes_through() -> No
     with pytest.raises(asyncio.CancelledError):
         await caller
     await asyncio.wait_for(call_cancelled.wait(), 5)
+
+
+# ------------------------------------------------------------------------------ stall_tolerant_timeout
+
+
+def _stall_loop(at: float, seconds: float) -> None:
+    """Block the running loop for ``seconds``, ``at`` seconds from now."""
+    asyncio.get_running_loop().call_later(at, time.sleep, seconds)
+
+
+class AnswersIn(MemoryStore):
+    """A real store whose reads are answered ``after`` seconds (a network round trip), or never."""
+
+    def __init__(self, after: float | None) -> None:
+        super().__init__()
+        self.after = after
+
+    async def get(self, key: str) -> bytes | None:
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if self.after is not None:
+            asyncio.get_running_loop().call_later(self.after, answer.set_result, b"answer")
+        return await answer
+
+
+async def test_an_answer_received_while_the_loop_was_stalled_is_taken() -> None:
+    # The answer arrives 10 ms in; the loop is blocked from 5 ms to 305 ms, past the 100 ms deadline.
+    # asyncio.timeout's timer would run before the woken task and turn the answer into a timeout.
+    breaker = CircuitBreaker(failure_threshold=1)
+    guarded = GuardedStore(AnswersIn(after=0.01), timeout=0.1, breaker=breaker)
+    _stall_loop(0.005, 0.3)
+    assert await guarded.get("k") == b"answer"
+    assert guarded.counters() == {"failures": 0, "timeouts": 0, "short_circuits": 0}
+    assert breaker.state == "closed"
+
+
+async def test_a_stalled_call_gets_its_deadline_once_more_then_times_out() -> None:
+    guarded = GuardedStore(AnswersIn(after=None), timeout=0.1, breaker=CircuitBreaker(failure_threshold=5))
+    started = time.monotonic()
+    _stall_loop(0.005, 0.3)  # the deadline passes while the loop cannot run
+    _stall_loop(0.35, 0.3)  # ...and the second deadline too: no third
+    with pytest.raises(StoreError, match=r"timed out after 0\.1s"):
+        await asyncio.wait_for(guarded.get("k"), 10)
+    # 0.3 s stalled, then a fresh 0.1 s (in which the second stall began), nothing after it.
+    assert time.monotonic() - started >= 0.6
+    assert guarded.timeouts == 1
+
+
+async def test_without_a_stall_the_deadline_is_the_deadline() -> None:
+    cancelled = asyncio.Event()
+
+    async def hung() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        async with stall_tolerant_timeout(0.05):
+            await hung()
+    assert loop.time() - started >= 0.05
+    assert cancelled.is_set()  # the block was cancelled, as with asyncio.timeout
+
+
+async def test_errors_and_the_caller_s_cancellation_pass_through() -> None:
+    with pytest.raises(ValueError, match="bad"):
+        async with stall_tolerant_timeout(5):
+            raise ValueError("bad")
+
+    async def waits() -> None:
+        async with stall_tolerant_timeout(60):
+            await asyncio.Event().wait()
+
+    caller = asyncio.ensure_future(waits())
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    # An answer in time: the value, and no timer left behind.
+    async with stall_tolerant_timeout(5):
+        await asyncio.sleep(0)

@@ -1,4 +1,15 @@
-"""A hard deadline for one backend call.
+"""Deadlines for one backend call.
+
+``stall_tolerant_timeout`` (the cache store's guard): ``asyncio.timeout`` that does not count time
+the event loop could not run. When the loop stalls (a full garbage collection of a LiteLLM proxy
+takes 0.3-0.7 s on a 2-core machine; a busy host), the backend's answer arrives meanwhile, but
+``asyncio.timeout``'s timer, due during the stall, runs before the waiting task does and turns the
+answer into a timeout: every lookup in flight fails open at once, and enough of them open the
+circuit breaker. Here the expiry waits one turn of the loop, so an answer already received is taken,
+and a timer that fires far later than due (the loop was stalled for over half the deadline) grants the
+call the deadline once more, from then on.
+
+``within_deadline`` (the shared vector index's guard):
 
 ``asyncio.timeout``/``wait_for`` cancel the call and then wait for it to unwind: whatever the client
 library does on cancellation (close a socket, release a pooled connection, record metrics) or a
@@ -14,10 +25,79 @@ guard keeps ``asyncio.timeout``: a task per call on every Redis hit measured too
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# A deadline timer firing more than this share of the deadline late found the loop stalled.
+STALL_SHARE = 0.5
+
+
+class stall_tolerant_timeout:  # named like asyncio.timeout, used like it
+    """``async with stall_tolerant_timeout(timeout):`` is ``async with asyncio.timeout(timeout):``
+    (:class:`TimeoutError` at the deadline, the block cancelled), except that time the loop could not
+    run does not use up the deadline (module docstring): the block gets ``timeout`` seconds, plus at
+    most one more ``timeout`` after a stall."""
+
+    __slots__ = ("_block", "_due", "_graced", "_handle", "_loop", "_timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        if sys.version_info >= (3, 11):
+            self._block: Any = asyncio.timeout(None)
+        else:  # pragma: no cover - Python 3.10: no reschedulable timeout
+            self._block = _Expiry()
+        await self._block.__aenter__()
+        self._graced = False
+        self._due = loop.time() + self._timeout
+        self._handle = loop.call_at(self._due, self._on_due)
+
+    def _on_due(self) -> None:
+        now = self._loop.time()
+        if not self._graced and now - self._due > self._timeout * STALL_SHARE:
+            self._graced = True  # the loop was stalled: the call did not have its time
+            self._due = now + self._timeout
+            self._handle = self._loop.call_at(self._due, self._on_due)
+            return
+        # Expire one turn later: a task woken by an answer received in this same turn runs first.
+        self._block.reschedule(now)
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        self._handle.cancel()
+        suppress: bool | None = await self._block.__aexit__(exc_type, exc, tb)
+        return suppress
+
+
+class _Expiry:  # pragma: no cover - Python 3.10 only
+    """What ``stall_tolerant_timeout`` needs of ``asyncio.timeout(None)`` on Python 3.10."""
+
+    def __init__(self) -> None:
+        self._expired = False
+        self._handle: asyncio.Handle | None = None
+
+    async def __aenter__(self) -> None:
+        self._task = asyncio.current_task()
+
+    def reschedule(self, when: float) -> None:
+        self._handle = asyncio.get_running_loop().call_soon(self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+        return None
+
 
 # Calls cancelled at their deadline and still unwinding: the loop keeps only weak references to tasks.
 _unwinding: set[asyncio.Future[Any]] = set()
