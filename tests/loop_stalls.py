@@ -6,6 +6,8 @@ import asyncio
 import gc
 import time
 
+from litellm_cache_plugin.store.deadline import STALL_SHARE
+
 # A stall longer than this is not forgiven: the code under test may well have caused it.
 MAX_EXCUSED_STALL = 0.25
 
@@ -32,9 +34,14 @@ class LoopStalls:
     def reset(self) -> None:
         self.worst = 0.0
 
-    def excused(self, took: float) -> float:
-        """``took`` less the worst stall since ``reset`` (at most ``MAX_EXCUSED_STALL``)."""
-        return took - min(self.worst, MAX_EXCUSED_STALL)
+    def excused(self, took: float, *, deadline: float | None = None) -> float:
+        """``took`` less the worst stall since ``reset`` (at most ``MAX_EXCUSED_STALL``), and, for a
+        call under ``deadline``, less the one more deadline the code grants a call whose deadline
+        passed in a stall of over ``STALL_SHARE`` of it (``store.deadline``)."""
+        excused = took - min(self.worst, MAX_EXCUSED_STALL)
+        if deadline is not None and self.worst > deadline * STALL_SHARE:
+            excused -= deadline
+        return excused
 
     def stop(self) -> None:
         self._task.cancel()

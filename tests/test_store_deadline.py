@@ -183,3 +183,26 @@ async def test_errors_and_the_caller_s_cancellation_pass_through() -> None:
     # An answer in time: the value, and no timer left behind.
     async with stall_tolerant_timeout(5):
         await asyncio.sleep(0)
+
+
+async def test_within_deadline_takes_an_answer_from_a_stall_and_grants_a_stalled_deadline_once() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def answers_at_10_ms() -> str:
+        answer: asyncio.Future[str] = loop.create_future()
+        loop.call_later(0.01, answer.set_result, "answer")
+        return await answer
+
+    _stall_loop(0.005, 0.3)
+    assert await within_deadline(answers_at_10_ms, 0.1) == "answer"
+
+    async def hung() -> None:
+        await asyncio.Event().wait()
+
+    started = time.monotonic()
+    _stall_loop(0.005, 0.3)
+    _stall_loop(0.35, 0.3)  # the granted deadline passes in a stall too: no third
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(within_deadline(hung, 0.1), 10)
+    assert time.monotonic() - started >= 0.6
+    assert await _unwound()

@@ -116,7 +116,9 @@ def unwinding() -> int:
 
 async def within_deadline(start: Callable[[], Awaitable[T]], timeout: float) -> T:
     """``await start()``, or :class:`TimeoutError` once ``timeout`` seconds have passed, whatever
-    the call does when cancelled. Cancelling the caller cancels the call and passes through."""
+    the call does when cancelled. Cancelling the caller cancels the call and passes through. A
+    deadline that passed while the loop was stalled for over half of it is granted once more, as in
+    ``stall_tolerant_timeout``."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(start())
     woken: asyncio.Future[None] = loop.create_future()
@@ -125,7 +127,21 @@ async def within_deadline(start: Callable[[], Awaitable[T]], timeout: float) -> 
         if not woken.done():
             woken.set_result(None)
 
-    timer = loop.call_later(timeout, wake)
+    due = loop.time() + timeout
+    graced = False
+    timer: asyncio.TimerHandle
+
+    def on_due() -> None:
+        nonlocal due, graced, timer
+        now = loop.time()
+        if not graced and now - due > timeout * STALL_SHARE:
+            graced = True  # the loop was stalled: the call did not have its time
+            due = now + timeout
+            timer = loop.call_at(due, on_due)
+            return
+        wake()
+
+    timer = loop.call_at(due, on_due)
     task.add_done_callback(wake)
     try:
         await woken
