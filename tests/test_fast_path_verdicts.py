@@ -68,17 +68,15 @@ def test_expiry_of() -> None:
     )
 
 
-def test_setting_bounds() -> None:
-    assert settings_from_mapping({}, environ={}).fast_path.auth_reuse_seconds == 0
-    assert (
-        settings_from_mapping(
-            {"fast_path": {"auth_reuse_seconds": 1.5}}, environ={}
-        ).fast_path.auth_reuse_seconds
-        == 1.5
-    )
+@pytest.mark.parametrize(
+    ("name", "default", "valid"), [("auth_reuse_seconds", 0, 1.5), ("setup_reuse_seconds", 5, 0)]
+)
+def test_setting_bounds(name: str, default: float, valid: float) -> None:
+    assert getattr(settings_from_mapping({}, environ={}).fast_path, name) == default
+    assert getattr(settings_from_mapping({"fast_path": {name: valid}}, environ={}).fast_path, name) == valid
     for bad in (-1, 61, "soon"):
-        with pytest.raises(SettingsError, match="auth_reuse_seconds"):
-            settings_from_mapping({"fast_path": {"auth_reuse_seconds": bad}}, environ={})
+        with pytest.raises(SettingsError, match=name):
+            settings_from_mapping({"fast_path": {name: bad}}, environ={})
 
 
 def test_the_header_digest_ignores_only_per_request_headers() -> None:
@@ -226,19 +224,6 @@ def test_a_remembered_setup_is_a_fresh_copy_tied_to_its_verdict() -> None:
 
 
 # --------------------------------------------------------------------------- setup_reuse_seconds
-
-
-def test_setup_reuse_is_on_by_default_and_bounded() -> None:
-    assert settings_from_mapping({}, environ={}).fast_path.setup_reuse_seconds == 5
-    assert (
-        settings_from_mapping(
-            {"fast_path": {"setup_reuse_seconds": 0}}, environ={}
-        ).fast_path.setup_reuse_seconds
-        == 0
-    )
-    for bad in (-1, 61, "soon"):
-        with pytest.raises(SettingsError, match="setup_reuse_seconds"):
-            settings_from_mapping({"fast_path": {"setup_reuse_seconds": bad}}, environ={})
 
 
 def test_a_setup_is_kept_only_under_a_verdict_of_this_request_alone() -> None:

@@ -310,6 +310,19 @@ def fast_client(
     client.close()
 
 
+def identical_hits(
+    client: FastClient, key: str, body: dict[str, Any], first: httpx.Response, n: int
+) -> set[str]:
+    """Send ``body`` ``n`` more times; each must be a hit with ``first``'s answer. Their call ids."""
+    call_ids = set()
+    for _ in range(n):
+        hit = client.chat(key, body)
+        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
+        assert hit.json()["id"] == first.json()["id"]
+        call_ids.add(hit.headers["x-litellm-call-id"])
+    return call_ids
+
+
 def unique(text: str) -> str:
     return f"{text} [{uuid.uuid4().hex[:10]}]"
 

@@ -23,6 +23,7 @@ from tests.e2e.fast_path_support import (
     FastClient,
     chat_body,
     fast_client,
+    identical_hits,
     unique,
 )
 from tools.runner import ProxyProcess
@@ -113,12 +114,7 @@ def test_identical_hits_reuse_the_request_setup_too(reuse: FastClient) -> None:
     time.sleep(REUSE_WINDOW_S)  # a verdict of its own for this test
     first = reuse.chat(REUSE, body)  # LiteLLM's auth runs; its verdict is remembered
     setups, reused = _setups_reused(reuse), reuse.counter("fast_path", "llama3.2", "auth_reused")
-    call_ids = set()
-    for _ in range(5):
-        hit = reuse.chat(REUSE, body)
-        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
-        assert hit.json()["id"] == first.json()["id"]
-        call_ids.add(hit.headers["x-litellm-call-id"])
+    call_ids = identical_hits(reuse, REUSE, body, first, 5)
     # The first reused hit runs the route's setup with the remembered verdict; the next four reuse it,
     # each with a call id of its own.
     assert reuse.counter("fast_path", "llama3.2", "auth_reused") == reused + 5

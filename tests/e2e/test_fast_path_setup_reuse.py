@@ -12,7 +12,17 @@ from collections.abc import Iterator
 import pytest
 
 from litellm_cache_plugin.simulator import SimulatorThread
-from tests.e2e.fast_path_support import OK, OK_2, REUSE, REUSE_2, FastClient, chat_body, fast_client, unique
+from tests.e2e.fast_path_support import (
+    OK,
+    OK_2,
+    REUSE,
+    REUSE_2,
+    FastClient,
+    chat_body,
+    fast_client,
+    identical_hits,
+    unique,
+)
 from tools.runner import ProxyProcess
 
 pytestmark = pytest.mark.e2e
@@ -33,12 +43,7 @@ def test_identical_hits_run_auth_every_time_and_reuse_the_setup(defaults: FastCl
     first = defaults.chat(REUSE, body)  # its setup is remembered now (if the warm-up's was not)
     assert first.status_code == 200 and first.headers["x-cache"] == "HIT"
     calls, served, setups = defaults.auth_calls(REUSE), defaults.fast_hits(), _setups_reused(defaults)
-    call_ids = set()
-    for _ in range(5):
-        hit = defaults.chat(REUSE, body)
-        assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
-        assert hit.json()["id"] == first.json()["id"]
-        call_ids.add(hit.headers["x-litellm-call-id"])
+    call_ids = identical_hits(defaults, REUSE, body, first, 5)
     assert defaults.fast_hits() == served + 5
     assert defaults.auth_calls(REUSE) == calls + 5  # LiteLLM's auth (and custom_auth) ran for each
     assert _setups_reused(defaults) == setups + 5
