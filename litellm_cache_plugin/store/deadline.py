@@ -35,40 +35,59 @@ T = TypeVar("T")
 STALL_SHARE = 0.5
 
 
+class _Deadline:
+    """A timer that calls ``expire(now)`` once ``timeout`` seconds have passed, and grants them once
+    more when it fires over ``STALL_SHARE`` of them late: the loop was stalled, so the call did not
+    have its time."""
+
+    __slots__ = ("_due", "_expire", "_graced", "_handle", "_loop", "_timeout")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, expire: Callable[[float], object]
+    ) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._expire = expire
+        self._graced = False
+        self._due = loop.time() + timeout
+        self._handle = loop.call_at(self._due, self._on_due)
+
+    def _on_due(self) -> None:
+        now = self._loop.time()
+        if not self._graced and now - self._due > self._timeout * STALL_SHARE:
+            self._graced = True
+            self._due = now + self._timeout
+            self._handle = self._loop.call_at(self._due, self._on_due)
+            return
+        self._expire(now)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class stall_tolerant_timeout:  # named like asyncio.timeout, used like it
     """``async with stall_tolerant_timeout(timeout):`` is ``async with asyncio.timeout(timeout):``
     (:class:`TimeoutError` at the deadline, the block cancelled), except that time the loop could not
     run does not use up the deadline (module docstring): the block gets ``timeout`` seconds, plus at
     most one more ``timeout`` after a stall."""
 
-    __slots__ = ("_block", "_due", "_graced", "_handle", "_loop", "_timeout")
+    __slots__ = ("_block", "_deadline", "_timeout")
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
 
     async def __aenter__(self) -> None:
-        self._loop = loop = asyncio.get_running_loop()
         if sys.version_info >= (3, 11):
             self._block: Any = asyncio.timeout(None)
         else:  # pragma: no cover - Python 3.10: no reschedulable timeout
             self._block = _Expiry()
         await self._block.__aenter__()
-        self._graced = False
-        self._due = loop.time() + self._timeout
-        self._handle = loop.call_at(self._due, self._on_due)
-
-    def _on_due(self) -> None:
-        now = self._loop.time()
-        if not self._graced and now - self._due > self._timeout * STALL_SHARE:
-            self._graced = True  # the loop was stalled: the call did not have its time
-            self._due = now + self._timeout
-            self._handle = self._loop.call_at(self._due, self._on_due)
-            return
-        # Expire one turn later: a task woken by an answer received in this same turn runs first.
-        self._block.reschedule(now)
+        # Expiry is rescheduled to "now", i.e. one turn later: a task woken by an answer received in
+        # the same turn as the timer runs first.
+        self._deadline = _Deadline(asyncio.get_running_loop(), self._timeout, self._block.reschedule)
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-        self._handle.cancel()
+        self._deadline.cancel()
         suppress: bool | None = await self._block.__aexit__(exc_type, exc, tb)
         return suppress
 
@@ -127,21 +146,7 @@ async def within_deadline(start: Callable[[], Awaitable[T]], timeout: float) -> 
         if not woken.done():
             woken.set_result(None)
 
-    due = loop.time() + timeout
-    graced = False
-    timer: asyncio.TimerHandle
-
-    def on_due() -> None:
-        nonlocal due, graced, timer
-        now = loop.time()
-        if not graced and now - due > timeout * STALL_SHARE:
-            graced = True  # the loop was stalled: the call did not have its time
-            due = now + timeout
-            timer = loop.call_at(due, on_due)
-            return
-        wake()
-
-    timer = loop.call_at(due, on_due)
+    timer = _Deadline(loop, timeout, wake)
     task.add_done_callback(wake)
     try:
         await woken
