@@ -264,6 +264,10 @@ class FastClient:
     def fast_hits(self, model: str = "llama3.2") -> int:
         return self.counter("fast_path", model, "hit")
 
+    def setups_reused(self, model: str = "llama3.2") -> int:
+        """Fast-path hits that reused a remembered request setup."""
+        return self.counter("fast_path", model, "setup_reused")
+
     def upstream_calls(self, endpoint: str = "chat") -> int:
         stats = httpx.get(f"{self.simulator.url}/_sim/stats", timeout=10).json()
         return int(stats["requests"][endpoint])

@@ -104,21 +104,17 @@ def test_model_access_is_checked_on_every_reused_hit(reuse: FastClient) -> None:
     assert reuse.fast_hits() == served
 
 
-def _setups_reused(client: FastClient) -> int:
-    return client.counter("fast_path", "llama3.2", "setup_reused")
-
-
 def test_identical_hits_reuse_the_request_setup_too(reuse: FastClient) -> None:
     body = chat_body(unique("What is a cache tag?"), temperature=0)
     reuse.warm(REUSE, body)
     time.sleep(REUSE_WINDOW_S)  # a verdict of its own for this test
     first = reuse.chat(REUSE, body)  # LiteLLM's auth runs; its verdict is remembered
-    setups, reused = _setups_reused(reuse), reuse.counter("fast_path", "llama3.2", "auth_reused")
+    setups, reused = reuse.setups_reused(), reuse.counter("fast_path", "llama3.2", "auth_reused")
     call_ids = identical_hits(reuse, REUSE, body, first, 5)
     # The first reused hit runs the route's setup with the remembered verdict; the next four reuse it,
     # each with a call id of its own.
     assert reuse.counter("fast_path", "llama3.2", "auth_reused") == reused + 5
-    assert _setups_reused(reuse) == setups + 4
+    assert reuse.setups_reused() == setups + 4
     assert len(call_ids) == 5
 
 
@@ -131,7 +127,7 @@ def test_a_request_that_differs_runs_its_own_setup(reuse: FastClient) -> None:
     reuse.chat(REUSE, body)  # auth
     reuse.chat(REUSE, body)  # setup with the reused verdict, remembered
     assert reuse.chat(REUSE, body).headers["x-cache"] == "HIT"
-    setups = _setups_reused(reuse)
+    setups = reuse.setups_reused()
     # Same verdict (trace headers are not part of its key), but another body, another trace header or
     # another client address: setup runs for each (then is remembered for it).
     assert reuse.chat(REUSE, other).headers["x-cache"] == "HIT"
@@ -147,6 +143,6 @@ def test_a_request_that_differs_runs_its_own_setup(reuse: FastClient) -> None:
         assert response.status_code == 200 and response.headers["x-cache"] == "HIT"
     finally:
         elsewhere.close()
-    assert _setups_reused(reuse) == setups
+    assert reuse.setups_reused() == setups
     assert reuse.chat(REUSE, body).headers["x-cache"] == "HIT"  # the original again: reused
-    assert _setups_reused(reuse) == setups + 1
+    assert reuse.setups_reused() == setups + 1

@@ -33,20 +33,16 @@ def defaults(fp_proxies: dict[str, ProxyProcess], simulator: SimulatorThread) ->
     yield from fast_client(fp_proxies, simulator, "memory")
 
 
-def _setups_reused(client: FastClient) -> int:
-    return client.counter("fast_path", "llama3.2", "setup_reused")
-
-
 def test_identical_hits_run_auth_every_time_and_reuse_the_setup(defaults: FastClient) -> None:
     body = chat_body(unique("What is a victim cache?"), temperature=0)
     defaults.warm(REUSE, body)
     first = defaults.chat(REUSE, body)  # its setup is remembered now (if the warm-up's was not)
     assert first.status_code == 200 and first.headers["x-cache"] == "HIT"
-    calls, served, setups = defaults.auth_calls(REUSE), defaults.fast_hits(), _setups_reused(defaults)
+    calls, served, setups = defaults.auth_calls(REUSE), defaults.fast_hits(), defaults.setups_reused()
     call_ids = identical_hits(defaults, REUSE, body, first, 5)
     assert defaults.fast_hits() == served + 5
     assert defaults.auth_calls(REUSE) == calls + 5  # LiteLLM's auth (and custom_auth) ran for each
-    assert _setups_reused(defaults) == setups + 5
+    assert defaults.setups_reused() == setups + 5
     assert len(call_ids) == 5 and first.headers["x-litellm-call-id"] not in call_ids
 
 
@@ -54,13 +50,13 @@ def test_a_revoked_key_is_refused_at_once_despite_a_remembered_setup(defaults: F
     body = chat_body(unique("What is a write-allocate cache?"), temperature=0)
     defaults.warm(REUSE_2, body)
     defaults.chat(REUSE_2, body)
-    setups = _setups_reused(defaults)
+    setups = defaults.setups_reused()
     assert defaults.chat(REUSE_2, body).headers["x-cache"] == "HIT"
-    assert _setups_reused(defaults) == setups + 1
+    assert defaults.setups_reused() == setups + 1
     defaults.revoke(REUSE_2)
     refused = defaults.chat(REUSE_2, body)
     assert refused.status_code == 401 and "revoked key" in refused.text
-    assert _setups_reused(defaults) == setups + 1
+    assert defaults.setups_reused() == setups + 1
 
 
 def test_a_request_that_differs_runs_its_own_setup(defaults: FastClient) -> None:
@@ -73,7 +69,7 @@ def test_a_request_that_differs_runs_its_own_setup(defaults: FastClient) -> None
     assert defaults.wait_for(lambda: defaults.chat(REUSE, other, headers=noted).headers["x-cache"] == "HIT")
     defaults.chat(REUSE, body)
     assert defaults.chat(REUSE, body).headers["x-cache"] == "HIT"
-    setups = _setups_reused(defaults)
+    setups = defaults.setups_reused()
     traced = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
     served = defaults.fast_hits()
     for response in (
@@ -83,19 +79,19 @@ def test_a_request_that_differs_runs_its_own_setup(defaults: FastClient) -> None
     ):
         assert response.status_code == 200 and response.headers["x-cache"] == "HIT"
     assert defaults.fast_hits() == served + 3  # all three on the fast path...
-    assert _setups_reused(defaults) == setups  # ...each with its own setup (then remembered)
+    assert defaults.setups_reused() == setups  # ...each with its own setup (then remembered)
     assert defaults.chat(REUSE, body).headers["x-cache"] == "HIT"
-    assert _setups_reused(defaults) == setups + 1
+    assert defaults.setups_reused() == setups + 1
 
 
 def test_another_credential_runs_its_own_setup(defaults: FastClient) -> None:
     body = chat_body(unique("What is a cache bank conflict?"), temperature=0)
     defaults.warm(OK, body)
     defaults.chat(OK, body)
-    setups = _setups_reused(defaults)
+    setups = defaults.setups_reused()
     # Same body, same team: the other key's hits run their own setup (the first is noted, the second
     # kept), the third reuses the second's.
     for expected in (setups, setups, setups + 1):
         hit = defaults.chat(OK_2, body)
         assert hit.status_code == 200 and hit.headers["x-cache"] == "HIT"
-        assert _setups_reused(defaults) == expected
+        assert defaults.setups_reused() == expected
