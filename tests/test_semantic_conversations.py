@@ -80,6 +80,13 @@ def test_classify_the_last_message() -> None:
         ("What's the sales tax rate?", "refers"),  # names no subject of its own
         ("What's the sales tax rate in Ontario?", "standalone"),
         ("Does Flixora offer a free trial?", "standalone"),
+        # "I" asking a how-to question states nothing about the user; idioms point at nothing.
+        ("How do I report a scam call claiming to be from Harbour Bank?", "standalone"),
+        ("Can I use Tunely on an Apple Watch?", "standalone"),
+        ("How many screens can stream at the same time on the Family plan?", "standalone"),
+        ("Can I pay Nimbus by card instead of direct debit?", "standalone"),
+        ("Can I add my partner to Flixora?", "refers"),  # "my partner": the user's own state
+        ("Can I upgrade it to Premium?", "refers"),
     ]:
         assert classify(text, features)[0] == need, text
 
@@ -112,6 +119,106 @@ def test_a_fact_stated_earlier_binds_a_standalone_question() -> None:
 
     assert texts_to_embed(towel, pool, features) == []
     assert decide(towel, pool, never, threshold=0.85, features=features) is None
+
+
+def test_only_statements_a_standalone_question_may_depend_on_bind_it() -> None:
+    question = "Is PulseFit open on Christmas Day?"
+    # A question asked and answered earlier does not carry its subject (Leeds) into one that names
+    # its own; neither does a statement that shares no word with it and says nothing of the user.
+    leeds = conv(
+        user("is there a lost property at the Leeds club?"), bot("Yes, for 30 days."), user(question)
+    )
+    towel = conv(user("can I hire a towel?"), bot("Yes, for £3."), user(question))
+    film = conv(
+        user("The Lighthouse Keeper's Daughter vanished from my list."), bot("Sorry."), user(question)
+    )
+    for cached, asked in [(leeds, towel), (towel, leeds), (film, towel)]:
+        assert decide(cached, asked, sims(), threshold=0.85, features=features) is None, (cached, asked)
+    # A statement about the user binds (where they live, what they are on, what they have) ...
+    for profile in ("I live in Manchester.", "I'm on the Off-Peak plan.", "We have 2 kids."):
+        bound = conv(user(profile), bot("Thanks."), user(question))
+        refusal = decide(bound, towel, sims(), threshold=0.85, features=features)
+        assert refusal is not None and refusal.rule == "conversation_facts", profile
+    # ... and so does a statement sharing a word with the question.
+    dyson = "Is there a warranty on Dyson products?"
+    v11 = conv(user("I bought a Dyson V11 last month."), bot("Nice."), user(dyson))
+    v8 = conv(user("I bought a Dyson V8 in 2015."), bot("Nice."), user(dyson))
+    assert decide(v11, v8, sims(), threshold=0.85, features=features).rule == "conversation_facts"  # type: ignore[union-attr]
+
+
+def test_a_question_announced_as_unrelated_stands_alone() -> None:
+    last = "How do I get a PAC code if I want to switch to another network?"
+    history = [user("Why is my Orbit bill £47 this month?"), bot("You went over your 10GB allowance.")]
+    other = [user("I lost my phone on the train, it's an iPhone 8"), bot("I've barred the SIM.")]
+    cached = conv(*history, user("Thanks. Unrelated question."), bot("Go ahead."), user(last))
+    asked = conv(*other, user("actually random q"), bot("Sure."), user(last))
+    assert decide(cached, asked, sims(default=0.0), threshold=0.85, features=features) is None
+    # Announced in the last message itself.
+    opened = conv(*other, user("Unrelated, but " + last))
+    assert classify(opened.last, features)[0] == "refers"
+    # Without the announcement the facts of either history bind the question.
+    plain = conv(*other, user("thanks"), bot("Anything else?"), user(last))
+    refusal = decide(cached, plain, sims(default=0.0), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
+    # A turn that says more than "new topic" is not an announcement; a reply stays a reply.
+    long_turn = conv(
+        *other, user("unrelated to the phone, my iPhone 8 contract ends in May"), bot("Ok."), user(last)
+    )
+    assert decide(cached, long_turn, sims(default=0.0), threshold=0.85, features=features) is not None
+    reply = conv(
+        *history, user("Unrelated question."), bot("Shall I cancel your bolt-on?"), user("yes please")
+    )
+    other_reply = conv(*other, user("random q"), bot("Shall I order a new SIM?"), user("yes please"))
+    refusal = decide(reply, other_reply, sims(), threshold=0.85, features=features)
+    assert refusal is not None
+
+
+def test_marked_asides_are_not_compared() -> None:
+    base = [user("I want to cancel my PulseFit membership"), bot("It needs one month's notice.")]
+    last = user("ok how do I actually cancel?")
+    cached = conv(*base, user("my next payment is on the 1st"), bot("Then one more payment."), last)
+    # An aside the user marks and asks is dropped with the rest of its turn, facts and all.
+    aside = conv(
+        *base,
+        user("fair. random q, is the Leeds club getting a new sauna? saw some builders"),
+        bot("Yes, next month."),
+        user("my next payment is on the 1st"),
+        bot("Then one more payment."),
+        last,
+    )
+    assert decide(cached, aside, sims(default=0.0), threshold=0.85, features=features) is None
+    # A marked statement stays: it may say what the conversation is about.
+    stated = conv(
+        *base,
+        user("my next payment is on the 1st"),
+        user("the Leeds club is fine btw, it's the Manchester one I'm leaving"),
+        bot("Then one more payment."),
+        last,
+    )
+    refusal = decide(cached, stated, sims(default=0.0), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
+    # A run of turns opened by a marked aside and followed by the shared conversation is dropped.
+    run = conv(
+        *base,
+        user("Sorry, side question. Do you sell padlocks?"),
+        bot("Yes, £6."),
+        user("And do you have lockers in Leeds?"),
+        bot("Yes."),
+        user("my next payment is on the 1st"),
+        bot("Then one more payment."),
+        last,
+    )
+    assert decide(cached, run, sims(default=0.0), threshold=0.85, features=features) is None
+    # Not followed by the shared conversation: the run is compared (Leeds is a fact of its own).
+    unresumed = conv(
+        *base,
+        user("Sorry, side question. Do you sell padlocks?"),
+        bot("Yes, £6."),
+        user("And do you have lockers in Leeds?"),
+        bot("Yes."),
+        last,
+    )
+    assert decide(cached, unresumed, sims(default=0.0), threshold=0.85, features=features) is not None
 
 
 def test_a_reply_needs_the_same_offer() -> None:

@@ -123,3 +123,11 @@ def test_features_are_per_prompt_and_compared_per_pair() -> None:
     verdicts = [near_miss(features(a), asked) for a, _, _ in TRAPS[:5]]
     assert verdicts == [near_miss(features(a), features(TRAPS[0][1])) for a, _, _ in TRAPS[:5]]
     assert features(TRAPS[0][1]) == asked  # a pure function of the prompt
+
+
+def test_an_ordinal_is_not_a_weight() -> None:
+    # "the 1st" / "the 21st" are days; "11st" and "3 st" are stones.
+    assert features("rent goes out on the 1st").units == frozenset()
+    assert features("the 21st of May").units == frozenset()
+    assert features("I weigh 11st").units == {"stone"}
+    assert features("I lost 3 st").units == {"stone"}

@@ -351,7 +351,13 @@ async def latency(pairs: Sequence[ConversationPair], threads: int, repeat: int =
                 ms = (time.perf_counter() - start) * 1000
                 samples[mode].append((len(pair.a) - 1, index.stats["turns_compared"] - compared, ms))
             await index.close()
-    out: dict[str, Any] = {"threads": threads, "repeat": repeat, "pairs": len(aligned), "modes": {}}
+    out: dict[str, Any] = {
+        "threads": threads,
+        "repeat": repeat,
+        "pairs": len(aligned),
+        "load_average_1min": os.getloadavg()[0],
+        "modes": {},
+    }
     for mode, rows in samples.items():
         buckets: dict[str, list[tuple[int, float]]] = {}
         for turns, texts, ms in rows:
@@ -459,7 +465,8 @@ def markdown(report: Mapping[str, Any]) -> str:
             "",
             f"{lat['pairs']} test pairs whose roles align, {lat['repeat']} lookups each per mode; the asked "
             "conversation is b's user turns with a's assistant turns, so that every differing user turn "
-            "is compared (timing only). The machine was shared (load about 3 on 2 cores).",
+            f"is compared (timing only). Load average when the timing ended: "
+            f"{lat.get('load_average_1min', float('nan')):.1f} on {os.cpu_count()} cores.",
             "",
             "| mode | earlier turns | lookups | lookups that compared turns | turn texts embedded (mean) "
             "| p50 ms | p99 ms |",

@@ -14,22 +14,33 @@ by :func:`decide`:
    opens with an answer word (yes/no/yeah/sure...), or a choice by position ("the second one",
    "option 2"): it answers the assistant's last turn. ``refers``: a follow-up that opens with a
    continuation ("and", "so", "ok", "what about"...), uses an anaphor (it, that, they, one, there,
-   same, other, instead, then...), speaks of the user's own state (I, me, my, we...), or names no
-   subject of its own (no entity, number, unit, time, quote or code). Otherwise ``standalone``. Both
-   last messages are classified; the more dependent class wins. A ``refers`` message after an
-   assistant turn that asked a closed question or made an offer (:func:`binds_answer`: "Would you
-   like me to cancel it?", "Shall I switch you to annual billing?") answers that offer: a ``reply``.
-2. **Facts stated earlier** (every class): a fact the user stated in an earlier turn of one
-   conversation (a number, an entity, a time, a unit, a quoted string or code: the guard's slots)
-   must be known to the other conversation's earlier turns (said there by the user or the
-   assistant) — else ``conversation_facts``. "I live in Canada" ... "what's the sales tax rate?" is
-   never served from "I live in France" ... the same question, nor from the question asked without
-   a place. A ``standalone`` last message needs nothing else: the history is not compared.
+   same, other, instead, then...; not in idioms such as "at the same time", "instead of"), speaks
+   of the user's own state (I, me, my, we...; not "I" asking a how-to question: "how do I", "can
+   I", "if I"), or names no subject of its own (no entity, number, unit, time, quote or code).
+   Otherwise ``standalone``. A ``refers`` message the user announced as unrelated
+   (:func:`topic_break`: "Unrelated question." as the user turn right before it, or "unrelated,
+   but ..." opening it) is ``standalone``. Both last messages are classified; the more dependent
+   class wins. A ``refers`` message after an assistant turn that asked a closed question or made an
+   offer (:func:`binds_answer`: "Would you like me to cancel it?", "Shall I switch you to annual
+   billing?") answers that offer: a ``reply``.
+2. **Facts stated earlier**: a fact the user stated in an earlier turn of one conversation (a
+   number, an entity, a time, a unit, a quoted string or code: the guard's slots) must be known to
+   the other conversation's earlier turns (said there by the user or the assistant) — else
+   ``conversation_facts``. "I live in Canada" ... "what's the sales tax rate?" is never served from
+   "I live in France" ... the same question, nor from the question asked without a place. Before a
+   ``standalone`` last message only the statements it may depend on bind
+   (:func:`binding_statements`: a statement, not a question, that describes the user — where they
+   live, who they are, what they have or are on: ``guard/dialogue.PROFILE`` — or shares a content
+   word with the last message), and nothing of a conversation whose user announced the last
+   message as unrelated; the rest of the history is not compared.
 3. ``refers`` and ``reply`` compare the earlier context as a whole:
 
-   - the earlier user turns, small talk dropped (:func:`user_context`: a sentence with no fact and no
-     question that has a chat marker — "lol", "hope you're well", a greeting — or a turn that only
-     acknowledges), joined into one text on each side: cosine >= the threshold
+   - the earlier user turns, small talk and marked asides dropped (:func:`user_turns`: a sentence
+     with no fact and no question that has a chat marker — "lol", "hope you're well", a greeting —
+     or a turn that only acknowledges; a question the user marks as an aside — "random q, ...",
+     "side note, ...", "... btw?" — with the rest of its turn; a run of turns only one side has,
+     opened by such an aside and followed by the turns both have, :func:`aside_runs`), joined into
+     one text on each side: cosine >= the threshold
      (:data:`USER_CONTEXT_THRESHOLD`, else ``conversation_similarity``). Turn counts may differ;
    - a user turn of one side that is a near copy of a turn of the other (content words shared >=
      :data:`NEAR_COPY`) and differs from it in a slot the guard sees (the credit card / the debit
@@ -61,17 +72,24 @@ from litellm_cache_plugin.semantic.guard import PromptFeatures, check
 from litellm_cache_plugin.semantic.guard.dialogue import (
     ACKNOWLEDGEMENTS,
     ANAPHORA,
+    ASIDE_MARKERS,
     CHATTER_PHRASES,
     CHATTER_WORDS,
     CLOSED_QUESTION_OPENERS,
     CONTINUATIONS,
     FIRST_PERSON,
+    GENERIC_ASKER,
+    NOT_ANAPHORIC,
     OFFER_PHRASES,
     ORDINAL_REFERENCE,
+    PROFILE,
+    QUESTION_OPENERS,
     REPLY_OPENERS,
     REPLY_WORDS,
     SENTENCE_SPLIT,
     SHORT_MESSAGE_WORDS,
+    TOPIC_BREAK_WORDS,
+    TOPIC_BREAKS,
     WORDS,
 )
 from litellm_cache_plugin.semantic.guard.lexicon import IMPLICIT_TIMES
@@ -182,9 +200,9 @@ def classify(text: str, features: Callable[[str], PromptFeatures]) -> tuple[Need
     opening = " ".join(words[:3])
     if any(opening == c or opening.startswith(c + " ") for c in CONTINUATIONS):
         return "refers", "continuation"
-    if any(w in ANAPHORA for w in words):
+    if any(w in ANAPHORA for w in WORDS.findall(NOT_ANAPHORIC.sub(" ", plain))):
         return "refers", "anaphora"
-    if any(w in FIRST_PERSON for w in words):
+    if any(w in FIRST_PERSON for w in WORDS.findall(GENERIC_ASKER.sub(" ", plain))):
         return "refers", "user_state"
     f = features(text)
     if not (f.entities or f.numbers or f.units or f.times or f.quoted or f.code):
@@ -207,13 +225,40 @@ def binds_answer(assistant_turn: str | None) -> bool:
     return bool(words) and words[0] in CLOSED_QUESTION_OPENERS
 
 
+def _has_marker(text: str, markers: Sequence[str]) -> bool:
+    joined = " ".join(WORDS.findall(normalize(text).lower()))
+    return any(f" {m} " in f" {joined} " for m in markers)
+
+
+def topic_break(conversation: Conversation) -> bool:
+    """Does the user say the last message has nothing to do with what came before? ("Unrelated
+    question." as the user turn right before it, or "unrelated, but ..." opening it:
+    ``guard/dialogue.TOPIC_BREAKS``)."""
+    opening = " ".join(WORDS.findall(normalize(conversation.last).lower())[:TOPIC_BREAK_WORDS])
+    if _has_marker(opening, TOPIC_BREAKS):
+        return True
+    previous = next((text for role, text in reversed(conversation.context) if role == "user"), None)
+    if previous is None:
+        return False
+    words = WORDS.findall(normalize(previous).lower())
+    return len(words) <= TOPIC_BREAK_WORDS and _has_marker(previous, TOPIC_BREAKS)
+
+
+def _classify_in(conversation: Conversation, features: Callable[[str], PromptFeatures]) -> tuple[Need, str]:
+    """:func:`classify`, except that a follow-up the user announced as unrelated stands alone."""
+    need, why = classify(conversation.last, features)
+    if need == "refers" and topic_break(conversation):
+        return "standalone", "topic_break"
+    return need, why
+
+
 def _need(
     cached: Conversation, asked: Conversation, features: Callable[[str], PromptFeatures]
 ) -> tuple[Need, bool]:
     """The more dependent class of the two last messages, and whether either chooses by position. A
     message that leans on its history after an assistant turn that asked a closed question or made an
     offer answers that turn: a reply."""
-    (a, why_a), (b, why_b) = classify(cached.last, features), classify(asked.last, features)
+    (a, why_a), (b, why_b) = _classify_in(cached, features), _classify_in(asked, features)
     need = a if _NEEDS[a] >= _NEEDS[b] else b
     if need == "refers" and (
         binds_answer(_last_assistant(cached.context)) or binds_answer(_last_assistant(asked.context))
@@ -241,21 +286,79 @@ def _small_talk(sentence: str, features: Callable[[str], PromptFeatures]) -> boo
     return any(w in CHATTER_WORDS for w in words) or any(p in low for p in CHATTER_PHRASES)
 
 
-def user_turns(context: Sequence[Turn], features: Callable[[str], PromptFeatures]) -> list[str]:
+def _without_asides(text: str) -> str:
+    """A user turn up to its first question marked as an aside (``ASIDE_MARKERS``: "random q, is the
+    Leeds club getting a sauna?"). A marked statement stays ("the debit card's fine btw"): it may
+    state what the conversation is about."""
+    kept: list[str] = []
+    for sentence in SENTENCE_SPLIT.split(text):
+        if sentence and _has_marker(sentence, ASIDE_MARKERS) and _is_question(sentence):
+            break
+        kept.append(sentence)
+    return " ".join(s for s in kept if s)
+
+
+def _opens_aside(turn: str) -> bool:
+    """A user turn with an aside marker that asks something ("Sorry, side question. Do I still need
+    a GHIC card?")."""
+    sentences = [s for s in SENTENCE_SPLIT.split(turn) if s and s.strip()]
+    return _has_marker(turn, ASIDE_MARKERS) and any(_is_question(s) for s in sentences)
+
+
+def aside_runs(mine: Sequence[str], theirs: Sequence[str]) -> frozenset[int]:
+    """Positions of ``mine``'s user turns that form a marked aside: a run of turns the other
+    conversation does not have word for word, opened by a turn that asks a marked aside
+    (:func:`_opens_aside`) and followed by a turn both have (the conversation resumes where it was)."""
+    shared = set(theirs)
+    out: set[int] = set()
+    i = 0
+    while i < len(mine):
+        if mine[i] in shared or not _opens_aside(mine[i]):
+            i += 1
+            continue
+        end = i
+        while end < len(mine) and mine[end] not in shared:
+            end += 1
+        if end < len(mine):
+            out.update(range(i, end))
+        i = end
+    return frozenset(out)
+
+
+def user_turns(
+    context: Sequence[Turn], features: Callable[[str], PromptFeatures], skip: frozenset[int] = frozenset()
+) -> list[str]:
     """The earlier user turns with their small talk dropped (sentences with a chat marker and no
-    fact or question; turns that only acknowledge); turns left empty are dropped."""
+    fact or question; turns that only acknowledge; a marked aside and the rest of its turn); turns
+    left empty are dropped, and so are the user turns at the positions in ``skip`` (:func:`aside_runs`)."""
     out: list[str] = []
+    position = -1
     for role, text in context:
         if role != "user":
             continue
+        position += 1
+        if position in skip:
+            continue
         kept = [
             s.strip(" ,")
-            for s in SENTENCE_SPLIT.split(text)
+            for s in SENTENCE_SPLIT.split(_without_asides(text))
             if s and s.strip(" ,") and not _small_talk(s.strip(" ,"), features)
         ]
         if kept:
             out.append(" ".join(kept))
     return out
+
+
+def compared_user_turns(
+    cached: Conversation, asked: Conversation, features: Callable[[str], PromptFeatures]
+) -> tuple[list[str], list[str]]:
+    """Both conversations' :func:`user_turns`, marked asides of either dropped."""
+    raw_cached = [text for role, text in cached.context if role == "user"]
+    raw_asked = [text for role, text in asked.context if role == "user"]
+    return (
+        user_turns(cached.context, features, aside_runs(raw_cached, raw_asked)),
+        user_turns(asked.context, features, aside_runs(raw_asked, raw_cached)),
+    )
 
 
 def differing_user_context(cached: Sequence[str], asked: Sequence[str]) -> tuple[str, str]:
@@ -306,6 +409,30 @@ def _facts(texts: Iterable[str], features: Callable[[str], PromptFeatures]) -> _
         frozenset(q.lower() for f in fs for q in f.quoted),
         frozenset(c.lower() for f in fs for c in f.code),
     )
+
+
+def _is_question(sentence: str) -> bool:
+    words = WORDS.findall(sentence.lower())
+    return sentence.rstrip().endswith("?") or (bool(words) and words[0] in QUESTION_OPENERS)
+
+
+def binding_statements(
+    turns: Iterable[str], last: str, features: Callable[[str], PromptFeatures]
+) -> list[str]:
+    """The sentences of ``turns`` whose facts a standalone last message ``last`` depends on: those
+    that state something (not questions) and either describe the user (``guard/dialogue.PROFILE``:
+    "I live in Canada", "we have 2 kids", "I'm on the Premium plan") or share a content word with
+    ``last`` ("I bought a Dyson V11" ... "Is there a warranty on Dyson products?")."""
+    asked = set(features(last).content)
+    return [
+        sentence
+        for turn in turns
+        for sentence in SENTENCE_SPLIT.split(turn)
+        if sentence
+        and sentence.strip()
+        and not _is_question(sentence)
+        and (PROFILE.search(normalize(sentence).lower()) or asked & set(features(sentence).content))
+    ]
 
 
 @dataclass(frozen=True)
@@ -396,9 +523,7 @@ def texts_to_embed(
     need, ordinal = _need(cached, asked, features)
     if need == "standalone":
         return []
-    texts = list(
-        differing_user_context(user_turns(cached.context, features), user_turns(asked.context, features))
-    )
+    texts = list(differing_user_context(*compared_user_turns(cached, asked, features)))
     if need == "reply" and not ordinal and not math.isinf(reply_threshold):
         texts += [t for t in (_last_assistant(cached.context), _last_assistant(asked.context)) if t]
     return [t for t in dict.fromkeys(texts) if t]
@@ -427,9 +552,19 @@ def decide(
         return TurnRefusal(SHAPE, 0, f"{len(cached.context)} / {len(asked.context)} earlier turns")
     need, ordinal = _need(cached, asked, features)
     known_cached, known_asked = _known(cached.context, features), _known(asked.context, features)
-    turns_cached, turns_asked = user_turns(cached.context, features), user_turns(asked.context, features)
-    # Facts the user stated, in either conversation, must be known to the other.
-    for side, turns, other in (("cached", turns_cached, known_asked), ("asked", turns_asked, known_cached)):
+    turns_cached, turns_asked = compared_user_turns(cached, asked, features)
+    # Facts the user stated, in either conversation, must be known to the other. Before a standalone
+    # last message only the statements it may depend on bind (binding_statements: a question asked
+    # and answered earlier, or an unrelated statement, does not carry its subject into a question that
+    # names its own), and none of a conversation whose user announced the last message as unrelated.
+    for side, conversation, turns, other in (
+        ("cached", cached, turns_cached, known_asked),
+        ("asked", asked, turns_asked, known_cached),
+    ):
+        if need == "standalone":
+            turns = (
+                [] if topic_break(conversation) else binding_statements(turns, conversation.last, features)
+            )
         missing = _unknown(_facts(turns, features), other)
         if missing:
             kind, value = missing[0]

@@ -11,17 +11,24 @@ from litellm_cache_plugin.semantic.guard.lexicon import wordset
 __all__ = [
     "ACKNOWLEDGEMENTS",
     "ANAPHORA",
+    "ASIDE_MARKERS",
     "CHATTER_PHRASES",
     "CHATTER_WORDS",
     "CLOSED_QUESTION_OPENERS",
     "CONTINUATIONS",
     "FIRST_PERSON",
+    "GENERIC_ASKER",
+    "NOT_ANAPHORIC",
     "OFFER_PHRASES",
     "ORDINAL_REFERENCE",
+    "PROFILE",
+    "QUESTION_OPENERS",
     "REPLY_OPENERS",
     "REPLY_WORDS",
     "SENTENCE_SPLIT",
     "SHORT_MESSAGE_WORDS",
+    "TOPIC_BREAKS",
+    "TOPIC_BREAK_WORDS",
     "WORDS",
 ]
 
@@ -68,9 +75,59 @@ CONTINUATIONS = (
     "if not",
 )
 
+# Idioms made of anaphora words that point at nothing said before ("at the same time", "instead of
+# paying", "one at a time").
+NOT_ANAPHORIC = re.compile(r"\b(?:(?:the\s+)?same\s+time|instead\s+of|one\s+at\s+a\s+time|each\s+other)\b")
+
 # The user's own state ("my plan", "I pay", "send me"): the answer depends on what they said before.
 FIRST_PERSON = wordset(
     "i i'm i've i'd i'll me my mine myself we we're we've we'd we'll us our ours ourselves"
+)
+# "I"/"we" as the asker of a how-to question ("how do I report a scam call", "can I use Tunely on a
+# watch", "if I pay by card"): anyone asking gets the same answer, so it states no user state.
+GENERIC_ASKER = re.compile(
+    r"\b(?:can|could|do|does|did|should|would|will|may|might|must|shall|if|when)\s+(?:i|we)\b(?!')"
+)
+
+# The user says the next question has nothing to do with what came before: "Unrelated question.",
+# "Quick general question though.", "actually random q", "one more, a friend asked me". In the user
+# turn right before the last message (a short turn of its own) or opening the last message.
+TOPIC_BREAKS = (
+    "unrelated",
+    "general question",
+    "general thing",
+    "random q",
+    "random question",
+    "different question",
+    "separate question",
+    "another question",
+    "new question",
+    "side question",
+    "change of subject",
+    "changing the subject",
+    "off topic",
+    "a friend asked",
+    "thing for the future",
+)
+# The most words such a turn may have: a longer turn says more than "new topic".
+TOPIC_BREAK_WORDS = 10
+
+# An aside the user marks as one ("random q, is the Leeds club getting a sauna?", "side note, does
+# Harbour still have a branch in Cheltenham?", "do removal vans need parking permits btw?"): the
+# sentence holding the marker and the rest of its turn are dropped before the user turns are compared;
+# when it opens a run of turns only one conversation has, and the other conversation's turns resume
+# after it, the whole run is dropped. An unmarked added sentence is still compared.
+ASIDE_MARKERS = (
+    "random q",
+    "random question",
+    "random but",
+    "sort of unrelated",
+    "unrelated",
+    "side note",
+    "side question",
+    "btw",
+    "by the way",
+    "off topic",
 )
 
 # "the first one", "the second option", "option 2", "the last slot": a choice among what the
@@ -125,3 +182,24 @@ CLOSED_QUESTION_OPENERS = wordset(
     fancy"""
 )
 OFFER_PHRASES = ("if you like", "if you want", "if you'd like", "if you wish", "if you prefer")
+
+# A sentence that opens with one of these asks (users often leave out the question mark: "how do I
+# set up a kids profile on Flixora").
+QUESTION_OPENERS = wordset(
+    """what what's whats how how's why when where where's who who's whom whose which is are am was were
+    can could do does did will would should shall may might has have isn't aren't can't doesn't don't"""
+)
+
+# A statement that describes the user (where they live, who they are, what they have or are on): it
+# may change the answer to any later question, however unrelated its words ("I live in Canada" ...
+# "What is the sales tax on a Tesla?").
+PROFILE = re.compile(
+    r"\b(?:i|we)\s+(?:(?:currently|still|now|also|just)\s+)?(?:live|lived|work|study|moved|own)\b"
+    r"|\b(?:i|we)(?:'m|'re|\s+am|\s+are)\s+(?:(?:currently|still|now|also|just)\s+)?"
+    r"(?:living|based|from|moving|relocating|studying|student|working|retired|aged|pregnant|disabled|"
+    r"self-employed|a|an|on|in|with|over|under)\b"
+    r"|\b(?:i|we)(?:\s+have\s+(?:got\s+)?|'ve\s+(?:got\s+)?|\s+got\s+)"
+    r"(?:a|an|\d+|two|three|four|five|six)\b"
+    r"|\bmy\s+(?:age|address|postcode|zip|country|home|household|family|partner|wife|husband|kids|children)\b"
+    r"|\byears?\s+old\b|\bi'm\s+\d"
+)

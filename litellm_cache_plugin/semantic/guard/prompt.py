@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,6 +105,14 @@ class PromptFeatures:
     question: str = ""
 
 
+def _ordinal(match: re.Match[str]) -> bool:
+    """Is a number followed by "st" an ordinal ("the 1st", "21st") rather than stones ("11st")?"""
+    suffix, digits = match.group(1).lower(), match.group(0)[: match.start(1) - match.start(0)]
+    if suffix != "st" or not digits.isdigit():
+        return False
+    return digits.endswith("1") and not digits.endswith("11")
+
+
 def features(text: str) -> PromptFeatures:
     """Extract the slots of one prompt (see the module docstring). Linear in the prompt's length."""
     text = normalize(text)
@@ -127,7 +136,7 @@ def features(text: str) -> PromptFeatures:
             numbers.append(value)
     for match in NUMBER_UNIT.finditer(text):
         unit = UNITS.get(match.group(1).lower())
-        if unit is not None and match.start() not in thousands:
+        if unit is not None and match.start() not in thousands and not _ordinal(match):
             units.add(unit)
     for symbol in CURRENCY.findall(text):
         units.add(UNITS[symbol])
