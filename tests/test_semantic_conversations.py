@@ -675,6 +675,27 @@ def test_an_offer_or_closed_question_binds_the_answer() -> None:
     assert not binds_answer("Got it, how can I help?")
     assert not binds_answer("Would you like me to cancel it? Here is how refunds work.")
     assert not binds_answer(None)
+    # An offer or a recommendation made as a statement, as the last sentence.
+    assert binds_answer("Sorry to hear that. I can pause it for you instead.")
+    assert binds_answer("I'd suggest a one-off payment of £180.")
+    assert binds_answer("We could move you to the 30GB plan.")
+    assert binds_answer("My recommendation is the annual plan.")
+    # What the assistant can see or confirm, or what the user can do, offers nothing.
+    assert not binds_answer("I can see a £12 late fee from the 9th.")
+    assert not binds_answer("I can help with that.")
+    assert not binds_answer("Yes, you can switch in the app.")
+    pause = conv(
+        user("I'm away for 2 months"),
+        bot("I can pause your membership instead."),
+        user("ok go ahead with that"),
+    )
+    cancel = conv(
+        user("I'm away for 2 months"),
+        bot("I can cancel your membership today."),
+        user("ok go ahead with that"),
+    )
+    refusal = decide(pause, cancel, sims(), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_reply"
 
 
 def test_a_follow_up_to_an_offer_needs_the_same_offer() -> None:

@@ -81,6 +81,7 @@ from litellm_cache_plugin.semantic.guard.dialogue import (
     GENERIC_ASKER,
     NOT_ANAPHORIC,
     OFFER_PHRASES,
+    OFFER_STATEMENT,
     ORDINAL_REFERENCE,
     PROFILE,
     QUESTION_OPENERS,
@@ -212,14 +213,19 @@ def classify(text: str, features: Callable[[str], PromptFeatures]) -> tuple[Need
 
 def binds_answer(assistant_turn: str | None) -> bool:
     """Does an assistant turn end by asking a closed question or making an offer (see
-    ``guard/dialogue.CLOSED_QUESTION_OPENERS``)? The user's next message then answers it."""
+    ``guard/dialogue.CLOSED_QUESTION_OPENERS``, ``OFFER_PHRASES`` and ``OFFER_STATEMENT``: "I can
+    pause it for you.", "I'd suggest the annual plan.")? The user's next message then answers it."""
     if not assistant_turn:
         return False
     plain = normalize(assistant_turn).lower()
     if any(phrase in plain for phrase in OFFER_PHRASES):
         return True
     sentences = [s for s in SENTENCE_SPLIT.split(plain) if s.strip()]
-    if not sentences or not sentences[-1].rstrip().endswith("?"):
+    if not sentences:
+        return False
+    if OFFER_STATEMENT.match(sentences[-1].strip()):
+        return True
+    if not sentences[-1].rstrip().endswith("?"):
         return False
     words = WORDS.findall(sentences[-1])
     return bool(words) and words[0] in CLOSED_QUESTION_OPENERS

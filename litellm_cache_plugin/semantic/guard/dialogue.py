@@ -20,6 +20,7 @@ __all__ = [
     "GENERIC_ASKER",
     "NOT_ANAPHORIC",
     "OFFER_PHRASES",
+    "OFFER_STATEMENT",
     "ORDINAL_REFERENCE",
     "PROFILE",
     "QUESTION_OPENERS",
@@ -182,6 +183,16 @@ CLOSED_QUESTION_OPENERS = wordset(
     fancy"""
 )
 OFFER_PHRASES = ("if you like", "if you want", "if you'd like", "if you wish", "if you prefer")
+# An offer or a recommendation made as a statement, as the assistant turn's last sentence ("I can
+# pause it for you instead.", "I'd suggest a one-off payment of £180.", "We could move you to the
+# 30GB plan."): "ok, do that" accepts this offer and no other, as "yes please" does a question's.
+OFFER_STATEMENT = re.compile(
+    r"(?:i|we)(?:'d|\s+would)?\s+(?:(?:also|just|instead)\s+)?"
+    r"(?:(?:can|could)(?!\s+(?:see|confirm|tell|check|help|understand|imagine|hear|assure|only|not|n't)\b)"
+    r"|suggest|recommend|propose|advise|offer)\b"
+    r"|my\s+(?:suggestion|recommendation|advice)\b"
+    r"|(?:the\s+)?best\s+(?:option|choice|bet)\s+(?:is|would\s+be)\b"
+)
 
 # A sentence that opens with one of these asks (users often leave out the question mark: "how do I
 # set up a kids profile on Flixora").
