@@ -666,6 +666,32 @@ async def test_region_conversation_dies_with_its_entry(_semantic_extra: None) ->
     assert (await h.ask(REWORDED))[0] == "MISS"
 
 
+def test_a_reply_needs_the_offer_set_up_earlier_to_agree() -> None:
+    def chat_with(offer: str) -> Conversation:
+        return conv(
+            user("I'm off work for a while, I can't use the gym"),
+            bot(offer),
+            user("how long can it be for?"),
+            bot("Up to three months. Shall I go ahead?"),
+            user("yes please"),
+        )
+
+    freeze, cancel = chat_with("I can freeze your membership."), chat_with("I can cancel your membership.")
+    freeze_reworded = chat_with("I'm able to freeze your membership.")
+    pair = frozenset({"I can freeze your membership.", "I'm able to freeze your membership."})
+    # The last assistant turns are equal; the offer made before them differs: refused.
+    refusal = decide(freeze, cancel, sims({pair: 0.95}, default=0.6), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule.startswith("conversation_")
+    # The same offer reworded passes; the texts compared are listed for embedding.
+    assert set(texts_to_embed(freeze, freeze_reworded, features)) == set(pair)
+    assert (
+        decide(freeze, freeze_reworded, sims({pair: 0.95}, default=0.6), threshold=0.85, features=features)
+        is None
+    )
+    low = decide(freeze, freeze_reworded, sims({pair: 0.7}), threshold=0.85, features=features)
+    assert low is not None and low.rule == "conversation_reply"
+
+
 def test_an_offer_or_closed_question_binds_the_answer() -> None:
     assert binds_answer("Your plan renews on the 14th. Would you like me to cancel it?")
     assert binds_answer("Shall I switch you to annual billing?")

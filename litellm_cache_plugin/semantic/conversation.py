@@ -51,7 +51,10 @@ by :func:`decide`:
    - ``reply`` only: the last assistant turns, which the reply answers, must be equal after folding
      (:data:`REPLY_THRESHOLD` is infinite; with a finite one, cosine >= it and the guard:
      ``conversation_reply``, ``conversation_<rule>``); a choice by position always needs them equal
-     (``conversation_ordinal``: the options listed in another order).
+     (``conversation_ordinal``: the options listed in another order). The assistant turns before
+     them that differ, joined, must reach the threshold too, and none may nearly copy one of the
+     other side with a slot changed: an offer may be set up over several turns ("I can freeze it"
+     ... "Shall I go ahead?").
 
 Every refusal is a :class:`TurnRefusal` whose ``rule`` is one of :data:`CONVERSATION_RULES` (bounded
 metric labels). Nothing here embeds or reads a store: similarities come in through a callable (only
@@ -530,9 +533,22 @@ def texts_to_embed(
     if need == "standalone":
         return []
     texts = list(differing_user_context(*compared_user_turns(cached, asked, features)))
-    if need == "reply" and not ordinal and not math.isinf(reply_threshold):
-        texts += [t for t in (_last_assistant(cached.context), _last_assistant(asked.context)) if t]
+    if need == "reply" and not ordinal:
+        last = (_last_assistant(cached.context), _last_assistant(asked.context))
+        if not math.isinf(reply_threshold):
+            texts += [t for t in last if t]
+        if last[0] == last[1] or not math.isinf(reply_threshold):
+            texts += list(_differing_assistant_turns(cached, asked))
     return [t for t in dict.fromkeys(texts) if t]
+
+
+def _differing_assistant_turns(cached: Conversation, asked: Conversation) -> tuple[str, str]:
+    """The assistant turns either conversation has and the other does not have word for word, joined
+    (as :func:`differing_user_context` does for user turns)."""
+    return differing_user_context(
+        [text for role, text in cached.context if role == "assistant"],
+        [text for role, text in asked.context if role == "assistant"],
+    )
 
 
 def decide(
@@ -605,6 +621,21 @@ def decide(
                     return TurnRefusal(
                         conversation_rule(slot.rule), -1, f"last assistant turn: {slot.detail}"
                     )
+        # What the reply accepts may have been set up over several assistant turns ("I can freeze
+        # it or cancel it" ... "Shall I go ahead?"): the earlier ones must agree by meaning too.
+        offered_cached, offered_asked = _differing_assistant_turns(cached, asked)
+        if offered_cached != offered_asked:
+            if guard:
+                assistant_cached = [t for r, t in cached.context if r == "assistant"]
+                assistant_asked = [t for r, t in asked.context if r == "assistant"]
+                refusal = _near_copy_refusal(assistant_asked, assistant_cached, features, cached_first=True)
+                if refusal is not None:
+                    return TurnRefusal(
+                        refusal.rule, -1, refusal.detail.replace("user turn", "assistant turn")
+                    )
+            score = similarity(offered_cached, offered_asked) if offered_cached and offered_asked else 0.0
+            if not score >= threshold:
+                return TurnRefusal(REPLY, -1, f"earlier assistant turns {score:.3f} < {threshold:.2f}")
     context_cached, context_asked = differing_user_context(turns_cached, turns_asked)
     if context_cached != context_asked:
         score = similarity(context_cached, context_asked) if context_cached and context_asked else 0.0
