@@ -128,3 +128,70 @@ def test_reworded_conversation_hits_and_swapped_context_goes_upstream(
     other_tenant = ask(proxy, TEAM_B, REWORDED)
     assert other_tenant.headers["x-cache"] == "MISS"
     assert calls() == before + 2
+
+
+# A question the user announced as unrelated, after two different histories; and the same question
+# after a statement about the user, which binds it.
+UNRELATED_A = [
+    SYSTEM,
+    user("My Flixora download stopped working on the train."),
+    bot("Downloads expire after 30 days offline; open the app online to renew them."),
+    user("ok thanks. unrelated question"),
+    bot("Sure, go ahead."),
+    user("Does Flixora offer a student discount?"),
+]
+UNRELATED_B = [
+    SYSTEM,
+    user("How do I set up a kids profile on Flixora?"),
+    bot("Go to Manage Profiles and switch on Kids."),
+    user("actually random q"),
+    bot("Of course."),
+    user("Does Flixora offer a student discount?"),
+]
+IN_CANADA = [
+    SYSTEM,
+    user("I live in Canada."),
+    bot("Thanks for letting me know."),
+    user("Does Flixora offer a student discount?"),
+]
+
+
+def test_an_unrelated_question_is_served_across_histories_to_the_openai_sdk(
+    conversation_proxy: tuple[ProxyProcess, SimulatorThread],
+) -> None:
+    openai = pytest.importorskip("openai")
+    proxy, sim = conversation_proxy
+
+    def calls() -> int:
+        return int(httpx.get(f"{sim.url}/_sim/stats").json()["requests"]["chat"])
+
+    def refused() -> int:
+        return int(stats(proxy).get("semantic", {}).get("llama3.2", {}).get("refused", 0))
+
+    def stored() -> int:
+        return int(stats(proxy).get("exact", {}).get("llama3.2", {}).get("store", 0))
+
+    stored_before = stored()
+    first = ask(proxy, TEAM_A, UNRELATED_A)
+    assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
+    answer = first.json()["choices"][0]["message"]["content"]
+    for _ in range(100):  # the entry is written after the answer is sent
+        if stored() > stored_before:
+            break
+        time.sleep(0.05)
+    before = calls()
+    client = openai.OpenAI(api_key=TEAM_A, base_url=f"{proxy.url}/v1", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="llama3.2", messages=UNRELATED_B, temperature=0
+    )
+    assert raw.headers["x-cache"] == "HIT" and raw.headers["x-cache-layer"] == "semantic"
+    assert raw.parse().choices[0].message.content == answer
+    assert calls() == before
+
+    refused_before, upstream_before = refused(), calls()
+    bound = client.chat.completions.with_raw_response.create(
+        model="llama3.2", messages=IN_CANADA, temperature=0
+    )
+    assert bound.headers["x-cache"] == "MISS"
+    assert calls() == upstream_before + 1
+    assert refused() == refused_before + 1  # conversation_facts: "Canada" is known to one side only
