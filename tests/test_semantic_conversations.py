@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -326,18 +326,34 @@ messages = st.lists(
                 "hello lol",
                 "what about it?",
                 "Is Flixora open?",
+                "Option 1 is Fibre 500, option 2 is the TV add-on.",
+                "I can freeze it for you.",
+                "random q, is Leeds open?",
+                "Unrelated question.",
             ]
         ),
     ),
-    max_size=4,
+    max_size=5,
 )
 
 
 @given(
     cached=messages,
     asked=messages,
-    last=st.sampled_from(["yes", "how much is it?", "Is Flixora open on Sunday?"]),
+    last=st.sampled_from(["yes", "how much is it?", "Is Flixora open on Sunday?", "the second one"]),
     score=st.floats(-1, 1),
+)
+@example(  # a choice by position after the same options, set up by different offers
+    cached=[
+        ("assistant", "I can freeze it for you."),
+        ("assistant", "Option 1 is Fibre 500, option 2 is the TV add-on."),
+    ],
+    asked=[
+        ("assistant", "Is Flixora open?"),
+        ("assistant", "Option 1 is Fibre 500, option 2 is the TV add-on."),
+    ],
+    last="the second one",
+    score=0.5,
 )
 def test_decide_is_consistent(
     cached: list[tuple[str, str]], asked: list[tuple[str, str]], last: str, score: float
@@ -352,6 +368,14 @@ def test_decide_is_consistent(
         pass
     if decide(a, b, sims(default=min(score, 0.0)), threshold=0.85, features=features) is None:
         assert decide(a, b, sims(default=1.0), threshold=0.85, features=features) is None
+    # decide asks only for the similarities of texts texts_to_embed listed (the index embeds those).
+    listed = set(texts_to_embed(a, b, features))
+
+    def only_listed(x: str, y: str) -> float:
+        assert x in listed and y in listed, (x, y, listed)
+        return score
+
+    decide(a, b, only_listed, threshold=0.85, features=features)
 
 
 # --- the scope ----------------------------------------------------------------------------------------

@@ -533,11 +533,12 @@ def texts_to_embed(
     if need == "standalone":
         return []
     texts = list(differing_user_context(*compared_user_turns(cached, asked, features)))
-    if need == "reply" and not ordinal:
+    if need == "reply":
         last = (_last_assistant(cached.context), _last_assistant(asked.context))
-        if not math.isinf(reply_threshold):
+        finite = not ordinal and not math.isinf(reply_threshold)
+        if finite:
             texts += [t for t in last if t]
-        if last[0] == last[1] or not math.isinf(reply_threshold):
+        if last[0] == last[1] or finite:
             texts += list(_differing_assistant_turns(cached, asked))
     return [t for t in dict.fromkeys(texts) if t]
 
