@@ -381,7 +381,10 @@ class SemanticIndex:
         threshold = self.settings.threshold if self.context_threshold is None else self.context_threshold
 
         def similarity(a: str, b: str) -> float:
-            return float(vectors[a] @ vectors[b])
+            # decide() asks only for texts texts_to_embed listed (a tested property); a text it did
+            # not list is a refusal here, never an error on the request path.
+            va, vb = vectors.get(a), vectors.get(b)
+            return -1.0 if va is None or vb is None else float(va @ vb)
 
         def turn_check(candidate: Candidate) -> TurnRefusal | None:
             return decide(
