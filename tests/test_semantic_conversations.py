@@ -198,26 +198,16 @@ def test_marked_asides_are_not_compared() -> None:
     refusal = decide(cached, stated, sims(default=0.0), threshold=0.85, features=features)
     assert refusal is not None and refusal.rule == "conversation_facts"
     # A run of turns opened by a marked aside and followed by the shared conversation is dropped.
-    run = conv(
-        *base,
+    side_run = [
         user("Sorry, side question. Do you sell padlocks?"),
         bot("Yes, £6."),
         user("And do you have lockers in Leeds?"),
         bot("Yes."),
-        user("my next payment is on the 1st"),
-        bot("Then one more payment."),
-        last,
-    )
+    ]
+    run = conv(*base, *side_run, user("my next payment is on the 1st"), bot("Then one more payment."), last)
     assert decide(cached, run, sims(default=0.0), threshold=0.85, features=features) is None
     # Not followed by the shared conversation: the run is compared (Leeds is a fact of its own).
-    unresumed = conv(
-        *base,
-        user("Sorry, side question. Do you sell padlocks?"),
-        bot("Yes, £6."),
-        user("And do you have lockers in Leeds?"),
-        bot("Yes."),
-        last,
-    )
+    unresumed = conv(*base, *side_run, last)
     assert decide(cached, unresumed, sims(default=0.0), threshold=0.85, features=features) is not None
 
 
