@@ -25,6 +25,7 @@ from litellm_cache_plugin.semantic.conversation import (
     classify,
     decide,
     texts_to_embed,
+    topic_break,
 )
 from litellm_cache_plugin.semantic.guard import features
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
@@ -160,6 +161,12 @@ def test_a_question_announced_as_unrelated_stands_alone() -> None:
     plain = conv(*other, user("thanks"), bot("Anything else?"), user(last))
     refusal = decide(cached, plain, sims(default=0.0), threshold=0.85, features=features)
     assert refusal is not None and refusal.rule == "conversation_facts"
+    # "unrelated" inside a question is no announcement, in the last message or the turn before it.
+    inside = conv(*other, user("Is this charge unrelated to my Orbit plan?"), bot("It is."), user(last))
+    assert decide(cached, inside, sims(default=0.0), threshold=0.85, features=features) is not None
+    assert topic_break(conv(*other, user("Unrelated, but " + last)))
+    assert not topic_break(conv(*other, user("Is this fee unrelated to the roaming charge I had?")))
+    assert not topic_break(inside)
     # A turn that says more than "new topic" is not an announcement; a reply stays a reply.
     long_turn = conv(
         *other, user("unrelated to the phone, my iPhone 8 contract ends in May"), bot("Ok."), user(last)

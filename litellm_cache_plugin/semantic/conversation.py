@@ -243,14 +243,20 @@ def topic_break(conversation: Conversation) -> bool:
     """Does the user say the last message has nothing to do with what came before? ("Unrelated
     question." as the user turn right before it, or "unrelated, but ..." opening it:
     ``guard/dialogue.TOPIC_BREAKS``)."""
-    opening = " ".join(WORDS.findall(normalize(conversation.last).lower())[:TOPIC_BREAK_WORDS])
+    # Only as the message's opening words: "Is this charge unrelated to my order?" refers.
+    opening = " ".join(WORDS.findall(normalize(conversation.last).lower())[:3])
     if _has_marker(opening, TOPIC_BREAKS):
         return True
     previous = next((text for role, text in reversed(conversation.context) if role == "user"), None)
     if previous is None:
         return False
     words = WORDS.findall(normalize(previous).lower())
-    return len(words) <= TOPIC_BREAK_WORDS and _has_marker(previous, TOPIC_BREAKS)
+    # A short turn that announces and does not ask ("is that unrelated to my bill?" asks).
+    return (
+        len(words) <= TOPIC_BREAK_WORDS
+        and _has_marker(previous, TOPIC_BREAKS)
+        and not any(_is_question(s) for s in SENTENCE_SPLIT.split(previous) if s and s.strip())
+    )
 
 
 def _classify_in(conversation: Conversation, features: Callable[[str], PromptFeatures]) -> tuple[Need, str]:
