@@ -165,6 +165,12 @@ def test_a_question_announced_as_unrelated_stands_alone() -> None:
     inside = conv(*other, user("Is this charge unrelated to my Orbit plan?"), bot("It is."), user(last))
     assert decide(cached, inside, sims(default=0.0), threshold=0.85, features=features) is not None
     assert topic_break(conv(*other, user("Unrelated, but " + last)))
+    # A pronoun still points back after an announcement: the history is compared.
+    pointing = conv(*other, user("actually random q"), bot("Sure."), user("can I pause it for a month?"))
+    pointing_cached = conv(
+        *history, user("Unrelated question."), bot("Go ahead."), user("can I pause it for a month?")
+    )
+    assert decide(pointing_cached, pointing, sims(default=0.0), threshold=0.85, features=features) is not None
     assert not topic_break(conv(*other, user("Is this fee unrelated to the roaming charge I had?")))
     assert not topic_break(inside)
     # A turn that says more than "new topic" is not an announcement; a reply stays a reply.

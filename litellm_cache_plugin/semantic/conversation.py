@@ -86,6 +86,7 @@ from litellm_cache_plugin.semantic.guard.dialogue import (
     OFFER_PHRASES,
     OFFER_STATEMENT,
     ORDINAL_REFERENCE,
+    POINTERS,
     PROFILE,
     QUESTION_OPENERS,
     REPLY_OPENERS,
@@ -260,11 +261,13 @@ def topic_break(conversation: Conversation) -> bool:
 
 
 def _classify_in(conversation: Conversation, features: Callable[[str], PromptFeatures]) -> tuple[Need, str]:
-    """:func:`classify`, except that a follow-up the user announced as unrelated stands alone."""
+    """:func:`classify`, except that a follow-up the user announced as unrelated stands alone, unless
+    a pronoun in it still points back ("Unrelated question." ... "can I pause it?": ``POINTERS``)."""
     need, why = classify(conversation.last, features)
-    if need == "refers" and topic_break(conversation):
-        return "standalone", "topic_break"
-    return need, why
+    if need != "refers" or not topic_break(conversation):
+        return need, why
+    words = set(WORDS.findall(NOT_ANAPHORIC.sub(" ", normalize(conversation.last).lower())))
+    return (need, why) if POINTERS & words else ("standalone", "topic_break")
 
 
 def _need(

@@ -22,6 +22,7 @@ __all__ = [
     "OFFER_PHRASES",
     "OFFER_STATEMENT",
     "ORDINAL_REFERENCE",
+    "POINTERS",
     "PROFILE",
     "QUESTION_OPENERS",
     "REPLY_OPENERS",
@@ -101,7 +102,6 @@ TOPIC_BREAKS = (
     "random question",
     "different question",
     "separate question",
-    "another question",
     "new question",
     "side question",
     "change of subject",
@@ -112,6 +112,12 @@ TOPIC_BREAKS = (
 )
 # The most words such a turn may have: a longer turn says more than "new topic".
 TOPIC_BREAK_WORDS = 10
+# Pronouns that point back at something said even after a topic break ("Unrelated question." ...
+# "can I pause it?"); weaker anaphora ("another network", "the same time", "too") do not.
+POINTERS = wordset(
+    """it its it's itself that that's this these those they them their theirs they're they've he him
+    his she her hers there"""
+)
 
 # An aside the user marks as one ("random q, is the Leeds club getting a sauna?", "side note, does
 # Harbour still have a branch in Cheltenham?", "do removal vans need parking permits btw?"): the
