@@ -200,6 +200,15 @@ def test_marked_asides_are_not_compared() -> None:
         last,
     )
     assert decide(cached, aside, sims(default=0.0), threshold=0.85, features=features) is None
+    # The marker must open or end the sentence: inside it, it means something else.
+    inside = conv(
+        *base,
+        user("my next payment is on the 1st. is the Leeds fee unrelated to the one in Manchester?"),
+        bot("Then one more payment."),
+        last,
+    )
+    refusal = decide(cached, inside, sims(default=1.0), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
     # A marked statement stays: it may say what the conversation is about.
     stated = conv(
         *base,

@@ -75,6 +75,7 @@ from litellm_cache_plugin.semantic.guard import PromptFeatures, check
 from litellm_cache_plugin.semantic.guard.dialogue import (
     ACKNOWLEDGEMENTS,
     ANAPHORA,
+    ASIDE_ENDINGS,
     ASIDE_MARKERS,
     CHATTER_PHRASES,
     CHATTER_WORDS,
@@ -310,17 +311,28 @@ def _without_asides(text: str) -> str:
     state what the conversation is about."""
     kept: list[str] = []
     for sentence in SENTENCE_SPLIT.split(text):
-        if sentence and _has_marker(sentence, ASIDE_MARKERS) and _is_question(sentence):
+        if sentence and _marks_aside(sentence) and _is_question(sentence):
             break
         kept.append(sentence)
     return " ".join(s for s in kept if s)
+
+
+def _marks_aside(sentence: str) -> bool:
+    """Does a sentence open with an aside marker ("random q, ...", "sorry, side question"), end with
+    one that may end it ("... btw?": ``ASIDE_ENDINGS``), or is it a short one holding a marker ("sort
+    of unrelated.")? Inside a longer sentence the word means something else ("is this charge
+    unrelated to my order?")."""
+    words = WORDS.findall(normalize(sentence).lower())
+    if len(words) <= 6:  # "Actually yes, sort of unrelated."
+        return _has_marker(" ".join(words), ASIDE_MARKERS)
+    return _has_marker(" ".join(words[:3]), ASIDE_MARKERS) or _has_marker(" ".join(words[-3:]), ASIDE_ENDINGS)
 
 
 def _opens_aside(turn: str) -> bool:
     """A user turn with an aside marker that asks something ("Sorry, side question. Do I still need
     a GHIC card?")."""
     sentences = [s for s in SENTENCE_SPLIT.split(turn) if s and s.strip()]
-    return _has_marker(turn, ASIDE_MARKERS) and any(_is_question(s) for s in sentences)
+    return any(_marks_aside(s) for s in sentences) and any(_is_question(s) for s in sentences)
 
 
 def aside_runs(mine: Sequence[str], theirs: Sequence[str]) -> frozenset[int]:

@@ -11,6 +11,7 @@ from litellm_cache_plugin.semantic.guard.lexicon import wordset
 __all__ = [
     "ACKNOWLEDGEMENTS",
     "ANAPHORA",
+    "ASIDE_ENDINGS",
     "ASIDE_MARKERS",
     "CHATTER_PHRASES",
     "CHATTER_WORDS",
@@ -136,6 +137,8 @@ ASIDE_MARKERS = (
     "by the way",
     "off topic",
 )
+# The markers that may also end the aside ("do removal vans need parking permits btw?").
+ASIDE_ENDINGS = ("btw", "by the way")
 
 # "the first one", "the second option", "option 2", "the last slot": a choice among what the
 # assistant listed, so the list's order matters.
