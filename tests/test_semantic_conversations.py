@@ -125,21 +125,28 @@ def test_a_fact_stated_earlier_binds_a_standalone_question() -> None:
 def test_only_statements_a_standalone_question_may_depend_on_bind_it() -> None:
     question = "Is PulseFit open on Christmas Day?"
     # A question asked and answered earlier does not carry its subject (Leeds) into one that names
-    # its own; neither does a statement that shares no word with it and says nothing of the user.
+    # its own; neither does a number or a time stated about something else.
     leeds = conv(
         user("is there a lost property at the Leeds club?"), bot("Yes, for 30 days."), user(question)
     )
     towel = conv(user("can I hire a towel?"), bot("Yes, for £3."), user(question))
-    film = conv(
-        user("The Lighthouse Keeper's Daughter vanished from my list."), bot("Sorry."), user(question)
-    )
-    for cached, asked in [(leeds, towel), (towel, leeds), (film, towel)]:
+    paid = conv(user("My bill was 47 pounds in August."), bot("Sorry about that."), user(question))
+    for cached, asked in [(leeds, towel), (towel, leeds), (paid, towel), (towel, paid)]:
         assert decide(cached, asked, sims(), threshold=0.85, features=features) is None, (cached, asked)
     # A statement about the user binds (where they live, what they are on, what they have) ...
     for profile in ("I live in Manchester.", "I'm on the Off-Peak plan.", "We have 2 kids."):
         bound = conv(user(profile), bot("Thanks."), user(question))
         refusal = decide(bound, towel, sims(), threshold=0.85, features=features)
         assert refusal is not None and refusal.rule == "conversation_facts", profile
+    # ... and so does a statement that names something (a place, a title, a product) ...
+    roaming = "Does Kestrel charge for roaming?"
+    spain = conv(user("I'm flying to Spain tomorrow."), bot("Have a good trip."), user(roaming))
+    turkey = conv(user("I'm flying to Turkey tomorrow."), bot("Have a good trip."), user(roaming))
+    assert decide(spain, turkey, sims(), threshold=0.85, features=features).rule == "conversation_facts"  # type: ignore[union-attr]
+    film = conv(
+        user("The Lighthouse Keeper's Daughter vanished from my list."), bot("Sorry."), user(question)
+    )
+    assert decide(film, towel, sims(), threshold=0.85, features=features).rule == "conversation_facts"  # type: ignore[union-attr]
     # ... and so does a statement sharing a word with the question.
     dyson = "Is there a warranty on Dyson products?"
     v11 = conv(user("I bought a Dyson V11 last month."), bot("Nice."), user(dyson))

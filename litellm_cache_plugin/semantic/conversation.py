@@ -451,8 +451,10 @@ def binding_statements(
 ) -> list[str]:
     """The sentences of ``turns`` whose facts a standalone last message ``last`` depends on: those
     that state something (not questions) and either describe the user (``guard/dialogue.PROFILE``:
-    "I live in Canada", "we have 2 kids", "I'm on the Premium plan") or share a content word with
-    ``last`` ("I bought a Dyson V11" ... "Is there a warranty on Dyson products?")."""
+    "I live in Canada", "we have 2 kids", "I'm on the Premium plan"), name something (an entity: "I'm
+    flying to Spain tomorrow" ... "does Kestrel charge for roaming?") or share a content word with
+    ``last`` ("I bought it 3 weeks ago" ... "how long is the warranty on things bought 3 weeks
+    ago?"). Numbers and times stated about something else do not bind it."""
     asked = set(features(last).content)
     return [
         sentence
@@ -461,7 +463,11 @@ def binding_statements(
         if sentence
         and sentence.strip()
         and not _is_question(sentence)
-        and (PROFILE.search(normalize(sentence).lower()) or asked & set(features(sentence).content))
+        and (
+            PROFILE.search(normalize(sentence).lower())
+            or bool(features(sentence).entities)
+            or asked & set(features(sentence).content)
+        )
     ]
 
 
