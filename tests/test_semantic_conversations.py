@@ -207,6 +207,17 @@ def test_marked_asides_are_not_compared() -> None:
         last,
     )
     assert decide(cached, aside, sims(default=0.0), threshold=0.85, features=features) is None
+    # A fact stated after the aside in the same turn is still compared.
+    after = conv(
+        *base,
+        user("random q, is the Leeds club getting a new sauna? I'm on the Off-Peak plan btw."),
+        bot("Yes, next month."),
+        user("my next payment is on the 1st"),
+        bot("Then one more payment."),
+        last,
+    )
+    refusal = decide(cached, after, sims(default=1.0), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
     # The marker must open or end the sentence: inside it, it means something else.
     inside = conv(
         *base,
@@ -235,6 +246,13 @@ def test_marked_asides_are_not_compared() -> None:
     ]
     run = conv(*base, *side_run, user("my next payment is on the 1st"), bot("Then one more payment."), last)
     assert decide(cached, run, sims(default=0.0), threshold=0.85, features=features) is None
+    # A statement about the user inside the run is still compared.
+    profile_run = [*side_run[:2], user("Do you have lockers? I'm on the Off-Peak plan now."), bot("Yes.")]
+    stated_in_run = conv(
+        *base, *profile_run, user("my next payment is on the 1st"), bot("Then one more payment."), last
+    )
+    refusal = decide(cached, stated_in_run, sims(default=1.0), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
     # Not followed by the shared conversation: the run is compared (Leeds is a fact of its own).
     unresumed = conv(*base, *side_run, last)
     assert decide(cached, unresumed, sims(default=0.0), threshold=0.85, features=features) is not None

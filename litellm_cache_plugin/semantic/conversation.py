@@ -305,16 +305,29 @@ def _small_talk(sentence: str, features: Callable[[str], PromptFeatures]) -> boo
     return any(w in CHATTER_WORDS for w in words) or any(p in low for p in CHATTER_PHRASES)
 
 
-def _without_asides(text: str) -> str:
-    """A user turn up to its first question marked as an aside (``ASIDE_MARKERS``: "random q, is the
-    Leeds club getting a sauna?"). A marked statement stays ("the debit card's fine btw"): it may
+def _about_the_user(sentence: str) -> bool:
+    """A statement describing the user (``PROFILE``): kept even inside an aside."""
+    return not _is_question(sentence) and bool(PROFILE.search(normalize(sentence).lower()))
+
+
+def _without_asides(text: str, whole: bool = False) -> str:
+    """A user turn without its questions marked as asides (``ASIDE_MARKERS``: "random q, is the
+    Leeds club getting a sauna?") and what follows one in the turn (``whole``: the turn is inside an
+    aside run, all of it), except statements about the user ("saw some builders" goes; "I'm on the
+    Off-Peak plan btw" stays). A marked statement stays too ("the debit card's fine btw"): it may
     state what the conversation is about."""
     kept: list[str] = []
+    in_aside = whole
     for sentence in SENTENCE_SPLIT.split(text):
-        if sentence and _marks_aside(sentence) and _is_question(sentence):
-            break
+        if not sentence:
+            continue
+        if _marks_aside(sentence) and _is_question(sentence):
+            in_aside = True
+            continue
+        if in_aside and not _about_the_user(sentence):
+            continue
         kept.append(sentence)
-    return " ".join(s for s in kept if s)
+    return " ".join(kept)
 
 
 def _marks_aside(sentence: str) -> bool:
@@ -359,19 +372,18 @@ def user_turns(
     context: Sequence[Turn], features: Callable[[str], PromptFeatures], skip: frozenset[int] = frozenset()
 ) -> list[str]:
     """The earlier user turns with their small talk dropped (sentences with a chat marker and no
-    fact or question; turns that only acknowledge; a marked aside and the rest of its turn); turns
-    left empty are dropped, and so are the user turns at the positions in ``skip`` (:func:`aside_runs`)."""
+    fact or question; turns that only acknowledge), and their marked asides (:func:`_without_asides`:
+    the aside and the rest of its turn; the whole turn at the positions in ``skip``,
+    :func:`aside_runs`), statements about the user kept; turns left empty are dropped."""
     out: list[str] = []
     position = -1
     for role, text in context:
         if role != "user":
             continue
         position += 1
-        if position in skip:
-            continue
         kept = [
             s.strip(" ,")
-            for s in SENTENCE_SPLIT.split(_without_asides(text))
+            for s in SENTENCE_SPLIT.split(_without_asides(text, whole=position in skip))
             if s and s.strip(" ,") and not _small_talk(s.strip(" ,"), features)
         ]
         if kept:
