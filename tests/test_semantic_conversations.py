@@ -594,6 +594,35 @@ async def test_index_checks_turns_on_both_kinds(_semantic_extra: None, kind: str
         await index.close()
 
 
+async def test_turns_longer_than_the_model_reads_are_not_compared(_semantic_extra: None) -> None:
+    """The embedder reads the first ``max_tokens`` tokens only: earlier turns longer than that would
+    be compared by a vector of their start, so the conversation is refused instead."""
+    from tests.test_semantic_index import TableEmbedder
+    from tests.test_semantic_shared_index import make
+
+    class Reading(TableEmbedder):
+        def __init__(self, max_tokens: int) -> None:
+            super().__init__(conversation_table())
+            self.max_tokens = max_tokens
+
+        def token_count(self, text: str) -> int:
+            return len(text.split())
+
+    cached = prompt_of(chat(*CACHED))
+    reworded = prompt_of(chat(*REWORDED)).context  # "My Flixora subscription hardly gets used these days."
+    for max_tokens, outcome in ((50, "hit"), (6, "refused")):
+        index = make("local", None, Reading(max_tokens))
+        try:
+            assert await index.add(cached.scope, cached.text, "t:x:1", ttl=60, context=cached.context)
+            found = await index.resolve(cached.scope, "cancel it", context=reworded)
+            assert found.outcome == outcome, max_tokens
+            if outcome == "refused":
+                assert found.reason == "conversation_similarity"
+                assert index.index_stats()["turns_too_long"] >= 1
+        finally:
+            await index.close()
+
+
 @pytest.fixture(params=["local", "shared"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -129,6 +129,24 @@ def texts_of(pairs: Sequence[ConversationPair]) -> list[str]:
     return sorted(texts - {""})
 
 
+_READER: list[Any] = []
+
+
+def _reader() -> Any:
+    """The built-in embedder, for its tokenizer: how many tokens the model reads of a text."""
+    if not _READER:
+        from litellm_cache_plugin.semantic.embedder import OnnxMiniLMEmbedder
+
+        _READER.append(OnnxMiniLMEmbedder())
+    return _READER[0]
+
+
+def _readable(text: str) -> bool:
+    """Does the model read all of ``text``? (The layer does not compare longer earlier turns.)"""
+    reader = _reader()
+    return bool(reader.token_count(text) <= reader.max_tokens)
+
+
 def _index(vectors: Mapping[str, Any], threshold: float, guard: bool) -> Any:
     from litellm_cache_plugin.semantic.embedder import CallableEmbedder
     from litellm_cache_plugin.semantic.layer import SemanticIndex
@@ -138,10 +156,10 @@ def _index(vectors: Mapping[str, Any], threshold: float, guard: bool) -> Any:
     async def embed(texts: Sequence[str]) -> list[Any]:
         return [vectors[t] for t in texts]
 
+    reader = _reader()
+    embedder = CallableEmbedder("bench", embed, token_count=reader.token_count, max_tokens=reader.max_tokens)
     settings = SemanticLayer(enabled=True, threshold=threshold, guard=guard)
-    return SemanticIndex(
-        MemoryStore(), namespace="conv", embedder=CallableEmbedder("bench", embed), settings=settings
-    )
+    return SemanticIndex(MemoryStore(), namespace="conv", embedder=embedder, settings=settings)
 
 
 async def through_layer(
@@ -184,7 +202,7 @@ def pairwise_by_meaning(
     refusal = decide(
         cached,
         asked,
-        lambda a, b: float(vectors[a] @ vectors[b]),
+        lambda a, b: float(vectors[a] @ vectors[b]) if _readable(a) and _readable(b) else -1.0,
         threshold=context,
         features=features,
     )

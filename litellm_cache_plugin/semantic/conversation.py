@@ -56,6 +56,9 @@ by :func:`decide`:
      other side with a slot changed: an offer may be set up over several turns ("I can freeze it"
      ... "Shall I go ahead?").
 
+A text the caller cannot compare (the layer does not embed one longer than the model reads) gets a
+similarity below any threshold: refused.
+
 Every refusal is a :class:`TurnRefusal` whose ``rule`` is one of :data:`CONVERSATION_RULES` (bounded
 metric labels). Nothing here embeds or reads a store: similarities come in through a callable (only
 for the texts :func:`texts_to_embed` lists), prompt features through another.

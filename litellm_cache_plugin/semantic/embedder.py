@@ -81,10 +81,19 @@ class CallableEmbedder:
     """
 
     def __init__(
-        self, model_id: str, fn: Callable[[Sequence[str]], Awaitable[Sequence[Sequence[float]]]]
+        self,
+        model_id: str,
+        fn: Callable[[Sequence[str]], Awaitable[Sequence[Sequence[float]]]],
+        *,
+        token_count: Callable[[str], int] | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         self._model_id = model_id
         self._fn = fn
+        # Optional: how many tokens the model would see of a text, and how many it reads (the layer
+        # then never compares a conversation's earlier turns by a vector of their truncated start).
+        self.token_count = token_count
+        self.max_tokens = max_tokens
 
     @property
     def model_id(self) -> str:
@@ -126,6 +135,9 @@ class OnnxMiniLMEmbedder:
     ``threads`` is onnxruntime's intra-op thread count: 1 keeps one request from taking every core of
     a busy proxy; 2 halves single-prompt latency on an idle machine.
     """
+
+    # The most tokens the model reads: longer text is truncated (see :meth:`token_count`).
+    max_tokens = MAX_TOKENS
 
     def __init__(self, *, threads: int = 1, verify: bool = True) -> None:
         self._threads = threads

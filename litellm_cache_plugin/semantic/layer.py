@@ -376,13 +376,16 @@ class SemanticIndex:
                 reply_threshold=self.reply_threshold,
             )
         }
-        vectors = await self._vectors_of(sorted(texts))
-        self.stats["turns_compared"] += len(texts)
+        readable = sorted(t for t in texts if self._model_reads_all_of(t))
+        self.stats["turns_too_long"] += len(texts) - len(readable)
+        vectors = await self._vectors_of(readable)
+        self.stats["turns_compared"] += len(readable)
         threshold = self.settings.threshold if self.context_threshold is None else self.context_threshold
 
         def similarity(a: str, b: str) -> float:
             # decide() asks only for texts texts_to_embed listed (a tested property); a text it did
-            # not list is a refusal here, never an error on the request path.
+            # not list, or one longer than the model reads (its vector would be of its start only),
+            # is a refusal here, never an error on the request path.
             va, vb = vectors.get(a), vectors.get(b)
             return -1.0 if va is None or vb is None else float(va @ vb)
 
@@ -581,6 +584,12 @@ class SemanticIndex:
         if len(self._vectors) > _QUERY_CACHE:
             self._vectors.popitem(last=False)
         return vector
+
+    def _model_reads_all_of(self, text: str) -> bool:
+        """Does the embedder read all of ``text`` (when it says how many tokens it reads)?"""
+        count = getattr(self.embedder, "token_count", None)
+        limit = getattr(self.embedder, "max_tokens", None)
+        return count is None or limit is None or count(text) <= limit
 
     async def _vectors_of(self, texts: Sequence[str]) -> dict[str, Vector]:
         """Unit vectors of ``texts``, the ones not among the last few embedded in one batch."""
