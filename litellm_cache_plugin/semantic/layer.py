@@ -586,7 +586,8 @@ class SemanticIndex:
         return vector
 
     def _model_reads_all_of(self, text: str) -> bool:
-        """Does the embedder read all of ``text`` (when it says how many tokens it reads)?"""
+        """Does the embedder read all of ``text`` (when it says how many tokens it reads)? Called
+        after the last turn was embedded, so the built-in embedder's tokenizer is already loaded."""
         count = getattr(self.embedder, "token_count", None)
         limit = getattr(self.embedder, "max_tokens", None)
         return count is None or limit is None or count(text) <= limit
