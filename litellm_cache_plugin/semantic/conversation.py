@@ -471,19 +471,14 @@ def binding_statements(
     ``last`` ("I bought it 3 weeks ago" ... "how long is the warranty on things bought 3 weeks
     ago?"). Numbers and times stated about something else do not bind it."""
     asked = set(features(last).content)
-    return [
-        sentence
-        for turn in turns
-        for sentence in SENTENCE_SPLIT.split(turn)
-        if sentence
-        and sentence.strip()
-        and not _is_question(sentence)
-        and (
-            PROFILE.search(normalize(sentence).lower())
-            or bool(features(sentence).entities)
-            or asked & set(features(sentence).content)
-        )
-    ]
+    out: list[str] = []
+    for turn in turns:
+        for sentence in SENTENCE_SPLIT.split(turn):
+            if not sentence or not sentence.strip() or _is_question(sentence):
+                continue
+            if _about_the_user(sentence) or (f := features(sentence)).entities or asked & set(f.content):
+                out.append(sentence)
+    return out
 
 
 @dataclass(frozen=True)
@@ -521,9 +516,14 @@ def _unknown(facts: _Facts, other: _Known) -> list[tuple[str, str]]:
 
 
 def _near_copy_refusal(
-    mine: Sequence[str], theirs: Sequence[str], features: Callable[[str], PromptFeatures], cached_first: bool
+    mine: Sequence[str],
+    theirs: Sequence[str],
+    features: Callable[[str], PromptFeatures],
+    cached_first: bool,
+    role: str = "user",
 ) -> TurnRefusal | None:
-    """A turn of ``mine`` that nearly copies one of ``theirs`` and differs in a guarded slot."""
+    """A turn of ``mine`` that nearly copies one of ``theirs`` and differs in a guarded slot
+    (``role``: whose turns they are, for the detail)."""
     present = set(theirs)
     for i, text in enumerate(mine):
         if text in present:
@@ -544,13 +544,13 @@ def _near_copy_refusal(
         a, b = (best, text) if cached_first else (text, best)
         refusal = check(features(a), features(b))
         if refusal is not None:
-            return TurnRefusal(conversation_rule(refusal.rule), i, f"user turn: {refusal.detail}")
+            return TurnRefusal(conversation_rule(refusal.rule), i, f"{role} turn: {refusal.detail}")
         # A near copy with a content word replaced (in any number of places): another detail.
         fa, fb = features(a), features(b)
         only_a, only_b = set(fa.content) - set(fb.content), set(fb.content) - set(fa.content)
         if only_a and only_b:
             return TurnRefusal(
-                conversation_rule("swap"), i, f"user turn: cached {sorted(only_a)} / asked {sorted(only_b)}"
+                conversation_rule("swap"), i, f"{role} turn: cached {sorted(only_a)} / asked {sorted(only_b)}"
             )
     return None
 
@@ -585,13 +585,14 @@ def texts_to_embed(
     return [t for t in dict.fromkeys(texts) if t]
 
 
+def _assistant_turns(conversation: Conversation) -> list[str]:
+    return [text for role, text in conversation.context if role == "assistant"]
+
+
 def _differing_assistant_turns(cached: Conversation, asked: Conversation) -> tuple[str, str]:
     """The assistant turns either conversation has and the other does not have word for word, joined
     (as :func:`differing_user_context` does for user turns)."""
-    return differing_user_context(
-        [text for role, text in cached.context if role == "assistant"],
-        [text for role, text in asked.context if role == "assistant"],
-    )
+    return differing_user_context(_assistant_turns(cached), _assistant_turns(asked))
 
 
 def decide(
@@ -643,8 +644,8 @@ def decide(
         if refusal is not None:
             return refusal
     # Facts the assistant stated: a conflict (each side has a value of a kind the other lacks).
-    said_cached = _facts((t for r, t in cached.context if r == "assistant"), features)
-    said_asked = _facts((t for r, t in asked.context if r == "assistant"), features)
+    said_cached = _facts(_assistant_turns(cached), features)
+    said_asked = _facts(_assistant_turns(asked), features)
     only_cached = {kind for kind, _ in _unknown(said_cached, known_asked)}
     only_asked = {kind for kind, _ in _unknown(said_asked, known_cached)}
     conflict = [kind for kind in _KINDS if kind in only_cached and kind in only_asked]
@@ -669,13 +670,11 @@ def decide(
         offered_cached, offered_asked = _differing_assistant_turns(cached, asked)
         if offered_cached != offered_asked:
             if guard:
-                assistant_cached = [t for r, t in cached.context if r == "assistant"]
-                assistant_asked = [t for r, t in asked.context if r == "assistant"]
-                refusal = _near_copy_refusal(assistant_asked, assistant_cached, features, cached_first=True)
+                refusal = _near_copy_refusal(
+                    _assistant_turns(asked), _assistant_turns(cached), features, True, role="assistant"
+                )
                 if refusal is not None:
-                    return TurnRefusal(
-                        refusal.rule, -1, refusal.detail.replace("user turn", "assistant turn")
-                    )
+                    return TurnRefusal(refusal.rule, -1, refusal.detail)
             score = similarity(offered_cached, offered_asked) if offered_cached and offered_asked else 0.0
             if not score >= threshold:
                 return TurnRefusal(REPLY, -1, f"earlier assistant turns {score:.3f} < {threshold:.2f}")
