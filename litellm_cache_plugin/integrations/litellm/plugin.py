@@ -20,6 +20,8 @@ How a request flows through the proxy:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -174,6 +176,28 @@ class CachePlugin(CustomLogger):
         # --- prefix layer: canonical system prompts, affinity routing, measured reuse ---
         if self.prefix is not None and self.prefix not in litellm.callbacks:
             litellm.callbacks.append(self.prefix)
+        if self.proxy_mode:
+            # The proxy builds this plugin while importing `callbacks: [litellm_cache_plugin.proxy_plugin]`
+            # and then extends litellm.callbacks with it without checking for it: registered twice,
+            # every hook (pre-call, deployment, headers, stream wrapper) would run twice per request.
+            # The extend follows the import in the same synchronous call, so the next loop turn sees it.
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing will extend the list
+                asyncio.get_running_loop().call_soon(self.registered_once)
+
+    def registered_once(self) -> None:
+        """Keep only the first registration of this plugin (and of its prefix layer) in
+        ``litellm.callbacks``, in place and in order."""
+        mine = [self] if self.prefix is None else [self, self.prefix]
+        seen: set[int] = set()
+        kept: list[Any] = []
+        for callback in litellm.callbacks:
+            if any(callback is own for own in mine):
+                if id(callback) in seen:
+                    continue
+                seen.add(id(callback))
+            kept.append(callback)
+        if len(kept) != len(litellm.callbacks):
+            litellm.callbacks[:] = kept
 
     # -- the region's view of a call -----------------------------------------------------------------
 
