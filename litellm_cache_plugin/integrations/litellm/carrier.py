@@ -16,6 +16,7 @@ import orjson
 
 from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.compat import Cache
+from litellm_cache_plugin.integrations.litellm.context import IDENTITY_FIELD, metadata_of
 from litellm_cache_plugin.integrations.litellm.overheads import (
     drop_inert_cache_markers,
     memoize_argument_names,
@@ -53,6 +54,9 @@ class CarrierCache(Cache):
         self.proxy_mode = proxy_mode
         self.raw_store = raw_store  # LiteLLM's /cache/ping and shutdown reach the backend itself
         self.embedding_items = EmbeddingItems(region)
+        # The context get_cache_key built for a chat/text call, for the async_get_cache LiteLLM makes
+        # right after it with that key (same kwargs): not built, nor its key computed, twice per call.
+        self._keyed: tuple[str, str, RequestContext] | None = None
 
     # Keys -----------------------------------------------------------------------------------------
 
@@ -66,7 +70,28 @@ class CarrierCache(Cache):
         if ctx.request.kind == "embedding":
             key = self.region.key_for(ctx, kwargs.get("input"))
             return self.embedding_items.expect(key, ctx)
-        return self.region.key_for(ctx)
+        key = self.region.key_for(ctx)
+        self._keyed = (ctx.call_id, key, ctx) if ctx.call_id is not None else None
+        return key
+
+    def _keyed_context(self, kwargs: Mapping[str, Any]) -> RequestContext | None:
+        """The context get_cache_key built for this call, taken once: only for the same call id, the
+        key it returned, the same signed identity and the very same messages (or prompt) object
+        (LiteLLM passes one shallow copy of its kwargs to both); anything else builds its own."""
+        keyed, self._keyed = self._keyed, None
+        if keyed is None:
+            return None
+        call_id, key, ctx = keyed
+        source = ctx.source
+        if (
+            kwargs.get("litellm_call_id") != call_id
+            or kwargs.get("cache_key") != key
+            or metadata_of(kwargs).get(IDENTITY_FIELD) != metadata_of(source).get(IDENTITY_FIELD)
+            or kwargs.get("messages") is not source.get("messages")
+            or kwargs.get("prompt") is not source.get("prompt")
+        ):
+            return None
+        return ctx
 
     def should_use_cache(self, **kwargs: Any) -> bool:
         return True
@@ -90,7 +115,7 @@ class CarrierCache(Cache):
             return None
 
     async def _get_response(self, kwargs: dict[str, Any]) -> Any:
-        ctx = self.context(kwargs)
+        ctx = self._keyed_context(kwargs) or self.context(kwargs)
         if ctx is None:
             return None
         lookup = await self.region.lookup_response(ctx)
