@@ -336,6 +336,15 @@ REQUIREMENTS: tuple[Internal, ...] = (
         Call(keywords=("completion_stream", "model", "stream_options")),
         has=("convert_to_text_completion_object",),
     ),
+    # --- hook path: LiteLLM's detached cache-write tasks (a miss is stored after its response) -----
+    Internal(
+        "pending_cache_writes",
+        "hook",
+        ("litellm.caching.caching_handler",),
+        "_PENDING_CACHE_WRITES",
+        has=("add", "discard"),
+        required=False,
+    ),
 )
 
 

@@ -16,6 +16,9 @@ from tools.runner import ProxyProcess
 pytestmark = pytest.mark.e2e
 
 
+PASS_THROUGH_CALLS = ("await self.app(", "await pass_through(self.app,", "await app(scope, receive, marking)")
+
+
 def log_size(client: Client) -> int:
     return client.proxy.log_path.stat().st_size
 
@@ -23,7 +26,9 @@ def log_size(client: Client) -> int:
 def our_frames(client: Client, since: int) -> list[str]:
     """Traceback lines pointing into this package in what the proxy logged from offset ``since`` (this
     test's requests; other tests sharing the proxy fail upstream on purpose). There must be none. The
-    fast path's pass-through frame (it awaits the rest of the app) is on every request's stack: not ours."""
+    fast path's pass-through frames (they await the rest of the app: ``self.app(`` or
+    ``pass_through(self.app, ...)`` in the fast path, ``app(`` in ``after_response.pass_through``) are
+    on every request's stack: not ours."""
     with client.proxy.log_path.open("rb") as log:
         log.seek(since)
         lines = log.read().decode(errors="replace").splitlines()
@@ -32,7 +37,7 @@ def our_frames(client: Client, since: int) -> list[str]:
         for number, line in enumerate(lines)
         if "litellm_cache_plugin/" in line
         and 'File "' in line
-        and not (number + 1 < len(lines) and lines[number + 1].strip().startswith("await self.app("))
+        and not (number + 1 < len(lines) and lines[number + 1].strip().startswith(PASS_THROUGH_CALLS))
     ]
 
 

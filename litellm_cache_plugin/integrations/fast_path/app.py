@@ -82,6 +82,7 @@ import orjson
 from litellm_cache_plugin.engine import Lookup, Prefetched
 from litellm_cache_plugin.envelope import Entry
 from litellm_cache_plugin.integrations import compat
+from litellm_cache_plugin.integrations.after_response import pass_through
 from litellm_cache_plugin.integrations.asgi import (
     ASGIApp,
     Message,
@@ -193,12 +194,12 @@ class FastPathApp:
             or (length is not None and length > self.settings.max_body_bytes)
             or header_bypasses(headers)
         ):
-            await self.app(scope, receive, send)
+            await pass_through(self.app, scope, receive, send)
             return
         body, consumed = await read_body(receive, self.settings.max_body_bytes)
         replay = prefixed_receive(consumed, receive)
         if body is None:
-            await self.app(scope, replay, send)
+            await pass_through(self.app, scope, replay, send)
             return
         state = scope.setdefault("state", {})
         state_before = dict(state) if isinstance(state, dict) else None
@@ -222,7 +223,8 @@ class FastPathApp:
             # The normal pipeline authenticates again: leave it the request state it would have seen.
             state.clear()
             state.update(state_before)
-        await self.app(scope, replay, send)
+        # The pipeline's write of a miss waits until this response is sent (after_response).
+        await pass_through(self.app, scope, replay, send)
 
     # -- caches ----------------------------------------------------------------------------------------
 

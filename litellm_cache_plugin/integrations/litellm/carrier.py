@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from litellm_cache_plugin.integrations import compat
+from litellm_cache_plugin.integrations.after_response import after_response
 from litellm_cache_plugin.integrations.compat import Cache
 from litellm_cache_plugin.integrations.litellm.context import IDENTITY_FIELD, metadata_of
 from litellm_cache_plugin.integrations.litellm.overheads import (
@@ -138,6 +139,7 @@ class CarrierCache(Cache):
 
     async def async_add_cache(self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any) -> None:
         try:
+            await after_response()  # behind the proxy: once the client has this response
             await self._add_response(result, kwargs)
         except Exception:
             log.exception("cache write failed (ignored)")
@@ -169,6 +171,7 @@ class CarrierCache(Cache):
         self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any
     ) -> None:
         try:
+            await after_response()
             await self._store_embeddings(result, kwargs)
         except Exception:
             log.exception("embedding cache write failed (ignored)")
