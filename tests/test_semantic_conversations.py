@@ -122,6 +122,36 @@ def test_a_fact_stated_earlier_binds_a_standalone_question() -> None:
     assert decide(towel, pool, never, threshold=0.85, features=features) is None
 
 
+def test_a_unit_stated_in_one_conversation_need_only_be_mentioned_in_the_other() -> None:
+    # "a stone cracked my windscreen" names the unit word without a measure: mentioned, not stated.
+    cached = conv(
+        user("a stone hit my windscreen on the motorway"),
+        bot("Sorry to hear that. Are you on comprehensive cover?"),
+        user("yes comprehensive"),
+        bot("Good, glass is included."),
+        user("the crack is about 15cm long"),
+        bot("That's too long to repair, so it'll need replacing."),
+        user("so what will I pay?"),
+    )
+    asked = conv(
+        user("I have comprehensive cover and a stone has cracked my windscreen, about 15cm"),
+        bot("A 15cm crack is too long to repair, so it'll need replacing."),
+        user("What will I pay?"),
+    )
+    for a, b in [(cached, asked), (asked, cached)]:
+        refusal = decide(a, b, sims(), threshold=0.85, features=features)
+        assert refusal is None, refusal
+    # A measure in another unit is still a fact the other conversation lacks.
+    stone = conv(user("I weigh 11 stone."), bot("Noted."), user("How many calories should I eat a day?"))
+    kilos = conv(
+        user("I weigh 11 kg more than last year."),
+        bot("Noted."),
+        user("How many calories should I eat a day?"),
+    )
+    refusal = decide(stone, kilos, sims(), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts" and "unit" in refusal.detail
+
+
 def test_only_statements_a_standalone_question_may_depend_on_bind_it() -> None:
     question = "Is PulseFit open on Christmas Day?"
     # A question asked and answered earlier does not carry its subject (Leeds) into one that names

@@ -488,12 +488,17 @@ class _Known:
     facts: _Facts
     words: frozenset[str]
     text: str
+    # Every unit named, with a number in its turn or not: a unit is mentioned ("a stone cracked my
+    # windscreen") even where it is not stated as a measure (only those are facts, ``_facts``).
+    units: frozenset[str] = frozenset()
 
 
 def _known(context: Sequence[Turn], features: Callable[[str], PromptFeatures]) -> _Known:
     texts = [text for _, text in context]
-    words = frozenset(w for t in texts for w in features(t).words)
-    return _Known(_facts(texts, features), words, "\n".join(texts).lower())
+    fs = [features(t) for t in texts]
+    words = frozenset(w for f in fs for w in f.words)
+    units = frozenset(u for f in fs for u in f.units)
+    return _Known(_facts(texts, features), words, "\n".join(texts).lower(), units)
 
 
 def _unknown(facts: _Facts, other: _Known) -> list[tuple[str, str]]:
@@ -506,7 +511,7 @@ def _unknown(facts: _Facts, other: _Known) -> list[tuple[str, str]]:
         if e not in other.words and e.replace("-", "") not in other.words
     ]
     out += [("time", t) for t in sorted(facts.times - other.facts.times)]
-    out += [("unit", u) for u in sorted(facts.units - other.facts.units)]
+    out += [("unit", u) for u in sorted(facts.units - other.units)]
     out += [("quoted", q) for q in sorted(facts.quoted) if q not in other.text]
     out += [("code", c) for c in sorted(facts.code) if c not in other.text]
     return out

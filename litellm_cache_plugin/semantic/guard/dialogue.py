@@ -210,16 +210,18 @@ QUESTION_OPENERS = wordset(
     can could do does did will would should shall may might has have isn't aren't can't doesn't don't"""
 )
 
-# A statement that describes the user (where they live, who they are, what they have or are on): it
-# may change the answer to any later question, however unrelated its words ("I live in Canada" ...
-# "What is the sales tax on a Tesla?").
+# A statement that describes the user (where they live, who they are, what they have or are on, what
+# they weigh or earn): it may change the answer to any later question, however unrelated its words
+# ("I live in Canada" ... "What is the sales tax on a Tesla?"; "I weigh 11 stone" ... "How many
+# calories should I eat a day?").
 PROFILE = re.compile(
-    r"\b(?:i|we)\s+(?:(?:currently|still|now|also|just)\s+)?(?:live|lived|work|study|moved|own)\b"
+    r"\b(?:i|we)\s+(?:(?:currently|still|now|also|just)\s+)?(?:live|lived|work|study|moved|own|weigh|earn|earned)\b"
     r"|\b(?:i|we)(?:'m|'re|\s+am|\s+are)\s+(?:(?:currently|still|now|also|just)\s+)?"
     r"(?:living|based|from|moving|relocating|studying|student|working|retired|aged|pregnant|disabled|"
     r"self-employed|a|an|on|in|with|over|under)\b"
     r"|\b(?:i|we)(?:\s+have\s+(?:got\s+)?|'ve\s+(?:got\s+)?|\s+got\s+)"
     r"(?:a|an|\d+|two|three|four|five|six)\b"
-    r"|\bmy\s+(?:age|address|postcode|zip|country|home|household|family|partner|wife|husband|kids|children)\b"
+    r"|\bmy\s+(?:age|address|postcode|zip|country|home|household|family|partner|wife|husband|kids|children|"
+    r"weight|height|salary|income|budget)\b"
     r"|\byears?\s+old\b|\bi'm\s+\d"
 )
