@@ -16,7 +16,9 @@ What it serves
     decide - no entry, a stale entry, an ineligible request, an unknown or aliased model, deployments of
     one group that disagree on provider, version or output parameters, a guardrail or a third-party
     hook that could change or refuse the request, a malformed body, any exception - goes down the
-    normal pipeline unchanged, with the consumed request body replayed.
+    normal pipeline unchanged, with the consumed request body replayed, inside
+    ``after_response.pass_through`` (it marks when the response was sent: a miss's answer is written
+    after that).
 
 The decision, cheapest first
     1. Route, method and size from the ASGI scope; the body parsed once with orjson and shape-checked:
