@@ -141,3 +141,39 @@ async def test_a_write_waits_at_most_the_limit(plugin: CachePlugin, monkeypatch:
     assert await stored(plugin, kwargs)
     release.set()
     await request
+
+
+async def test_a_leader_with_waiters_writes_at_once(plugin: CachePlugin) -> None:
+    # Requests waiting on the leader's single flight are woken by its write: it is not deferred.
+    leader = await call_kwargs(plugin, "team-a", "call-1")
+    key = plugin.carrier.get_cache_key(**leader)
+    assert await plugin.carrier.async_get_cache(cache_key=key, **leader) is None  # the leader's miss
+    follower = await call_kwargs(plugin, "team-a", "call-2")
+    waiting = asyncio.create_task(
+        plugin.carrier.async_get_cache(cache_key=plugin.carrier.get_cache_key(**follower), **follower)
+    )
+    await asyncio.sleep(0)
+    assert plugin.region.awaited("call-1")
+    events: list[str] = []
+
+    async def send(message: Any) -> None:
+        events.append(message["type"])
+
+    await ar.pass_through(pipeline(plugin, leader, events), {"type": "http"}, receive, send)
+    assert events == ["stored before the response: True", "http.response.start", "http.response.body"]
+    served = await waiting
+    assert served is not None and served["choices"][0]["message"]["content"] == "42"
+
+
+async def test_without_waiters_the_leader_defers(plugin: CachePlugin) -> None:
+    leader = await call_kwargs(plugin, "team-a", "call-1")
+    key = plugin.carrier.get_cache_key(**leader)
+    assert await plugin.carrier.async_get_cache(cache_key=key, **leader) is None
+    assert not plugin.region.awaited("call-1")
+    events: list[str] = []
+
+    async def send(message: Any) -> None:
+        events.append(message["type"])
+
+    await ar.pass_through(pipeline(plugin, leader, events), {"type": "http"}, receive, send)
+    assert events[0] == "stored before the response: False"

@@ -139,6 +139,11 @@ class SingleFlight:
         self.finish(key, entry)
         return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
 
+    def waiting(self, key: str) -> int:
+        """How many requests of this process wait on the flight of ``key`` (0: none, or no flight)."""
+        flight = self._flights.get(key)
+        return flight.waiters if flight is not None else 0
+
     def finish(self, key: str, entry: Entry | None) -> None:
         """The leader's result (or None: failed/not cacheable). Wakes local waiters, frees the lock."""
         flight = self._flights.pop(key, None)

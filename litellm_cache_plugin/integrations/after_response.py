@@ -10,9 +10,9 @@ in one of LiteLLM's detached write tasks of that request waits for the mark firs
 Only such a task waits: a write awaited inline (another LiteLLM release, a stream's end handled in
 the request's own task) never waits for the response it is part of. The mark is also set when the
 request ends in any way, so a write waits at most as long as its request lasts (and at most
-:data:`WAIT_LIMIT_S`). Single-flight waiters are woken by the write, so they get the answer about
-when the leader's client does. Outside the proxy (SDK, Router) nothing is marked and writes happen
-as before.
+:data:`WAIT_LIMIT_S`). The carrier does not wait when requests of its process wait on the call's
+single flight: they are woken by the write. Outside the proxy (SDK, Router) nothing is marked and
+writes happen as before.
 """
 
 from __future__ import annotations

@@ -480,6 +480,13 @@ class CacheRegion:
             await self._semantic_add(ctx, key, backend_ttl(ctx.ttl, ctx.stale_for), entry.payload)
         return entry
 
+    def awaited(self, call_id: object) -> bool:
+        """Do requests of this process wait for the answer of ``call_id`` (it leads their flight)?"""
+        state = self.calls.get(call_id) if isinstance(call_id, str) else None
+        return (
+            state is not None and state.leading is not None and self.engine.flights.waiting(state.leading) > 0
+        )
+
     def release_flight(self, call_id: object) -> None:
         """The call leading a single flight ended without a stored answer (failed, cut off): wake its
         waiters now (they go upstream themselves) instead of letting them wait for the timeout."""

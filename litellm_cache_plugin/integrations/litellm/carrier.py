@@ -139,7 +139,10 @@ class CarrierCache(Cache):
 
     async def async_add_cache(self, result: Any, dynamic_cache_object: Any = None, **kwargs: Any) -> None:
         try:
-            await after_response()  # behind the proxy: once the client has this response
+            # Behind the proxy: once the client has this response, unless requests of this process
+            # wait for this answer (its single flight's waiters): they are woken by this write.
+            if not self.region.awaited(kwargs.get("litellm_call_id")):
+                await after_response()
             await self._add_response(result, kwargs)
         except Exception:
             log.exception("cache write failed (ignored)")
