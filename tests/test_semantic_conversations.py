@@ -152,6 +152,59 @@ def test_a_unit_stated_in_one_conversation_need_only_be_mentioned_in_the_other()
     assert refusal is not None and refusal.rule == "conversation_facts" and "unit" in refusal.detail
 
 
+def test_a_question_about_something_neither_history_mentioned_stands_alone() -> None:
+    # Names no entity, number or time, but no word of it was said before and it has no definite
+    # description: it does not lean on the history, whose questions then bind nothing.
+    leeds = conv(
+        user("is there a lost property at the Leeds club?"),
+        bot("Yes, reception keeps it for 30 days."),
+        user("Do gift cards expire?"),
+    )
+    towel = conv(user("can I hire a towel?"), bot("Yes, for £3 at reception."), user("Do gift cards expire?"))
+    for a, b in [(leeds, towel), (towel, leeds)]:
+        assert decide(a, b, sims(default=0.0), threshold=0.85, features=features) is None
+    # Existential "there" and the "it" of "is it possible to ..." point at nothing said before.
+    for question in ["Is there a student discount on gym membership?", "Is it possible to pay in cash?"]:
+        assert classify(question, features)[1] != "anaphora", question
+        a = conv(user("can I hire a towel?"), bot("Yes, for £3."), user(question))
+        b = conv(user("is the sauna mixed?"), bot("Yes."), user(question))
+        assert decide(a, b, sims(default=0.0), threshold=0.85, features=features) is None, question
+    # Statements that describe the user still bind it.
+    canada = conv(user("I live in Canada."), bot("Noted."), user("Do gift cards expire?"))
+    france = conv(user("I live in France."), bot("Noted."), user("Do gift cards expire?"))
+    refusal = decide(canada, france, sims(), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
+    # A definite description, or a word the history used, still leans on it.
+    fifth = conv(
+        user("I'm upgrading to Premium."),
+        bot("Premium is £18.99 a month."),
+        user("my billing date is the 5th right?"),
+        bot("Yes, the 5th of each month."),
+        user("when will I be charged the difference?"),
+    )
+    twenty_fifth = conv(
+        user("I'm upgrading to Premium."),
+        bot("Premium is £18.99 a month."),
+        user("my billing date is the 25th right?"),
+        bot("Yes, the 25th of each month."),
+        user("when will I be charged the difference?"),
+    )
+    refusal = decide(fifth, twenty_fifth, sims(), threshold=0.85, features=features)
+    assert refusal is not None, "the difference: a definite description leans on the history"
+    renewing = conv(
+        user("my broadband contract renews on 3 May"),
+        bot("I can see that."),
+        user("What's the cooling-off period for broadband?"),
+    )
+    other = conv(
+        user("my broadband contract renews on 9 June"),
+        bot("I can see that."),
+        user("What's the cooling-off period for broadband?"),
+    )
+    refusal = decide(renewing, other, sims(), threshold=0.85, features=features)
+    assert refusal is not None and refusal.rule == "conversation_facts"
+
+
 def test_only_statements_a_standalone_question_may_depend_on_bind_it() -> None:
     question = "Is PulseFit open on Christmas Day?"
     # A question asked and answered earlier does not carry its subject (Leeds) into one that names

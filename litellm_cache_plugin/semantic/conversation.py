@@ -84,6 +84,7 @@ from litellm_cache_plugin.semantic.guard.dialogue import (
     CHATTER_WORDS,
     CLOSED_QUESTION_OPENERS,
     CONTINUATIONS,
+    DEFINITE,
     FIRST_PERSON,
     GENERIC_ASKER,
     NOT_ANAPHORIC,
@@ -274,6 +275,14 @@ def _classify_in(conversation: Conversation, features: Callable[[str], PromptFea
     return (need, why) if POINTERS & words else ("standalone", "topic_break")
 
 
+def _unrelated_subject(last: str, mentioned: set[str], features: Callable[[str], PromptFeatures]) -> bool:
+    """Does a message that names no subject (``classify``: ``no_subject``) leave its history aside: no
+    definite description and no content word any earlier turn used?"""
+    if DEFINITE.search(normalize(last).lower()):
+        return False
+    return not mentioned & set(features(last).content)
+
+
 def _need(
     cached: Conversation, asked: Conversation, features: Callable[[str], PromptFeatures]
 ) -> tuple[Need, bool]:
@@ -281,6 +290,17 @@ def _need(
     message that leans on its history after an assistant turn that asked a closed question or made an
     offer answers that turn: a reply."""
     (a, why_a), (b, why_b) = _classify_in(cached, features), _classify_in(asked, features)
+    # A question that names no subject leans on its history for one if it shares a word with it ("I'm
+    # renewing my broadband" ... "what's the cooling-off period?") or uses a definite description ("when
+    # will I be charged the difference?": which difference was said before). One that does neither asks
+    # about something neither history mentioned ("Do gift cards expire?" after a question about the
+    # Leeds club) and stands alone (statements that describe the user still bind it).
+    if "no_subject" in (why_a, why_b):
+        mentioned = {w for c in (cached, asked) for _, text in c.context for w in features(text).content}
+        if why_a == "no_subject" and _unrelated_subject(cached.last, mentioned, features):
+            a, why_a = "standalone", "unrelated_subject"
+        if why_b == "no_subject" and _unrelated_subject(asked.last, mentioned, features):
+            b, why_b = "standalone", "unrelated_subject"
     need = a if _NEEDS[a] >= _NEEDS[b] else b
     if need == "refers" and (
         binds_answer(_last_assistant(cached.context)) or binds_answer(_last_assistant(asked.context))

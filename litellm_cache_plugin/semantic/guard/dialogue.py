@@ -17,6 +17,7 @@ __all__ = [
     "CHATTER_WORDS",
     "CLOSED_QUESTION_OPENERS",
     "CONTINUATIONS",
+    "DEFINITE",
     "FIRST_PERSON",
     "GENERIC_ASKER",
     "NOT_ANAPHORIC",
@@ -79,8 +80,22 @@ CONTINUATIONS = (
 )
 
 # Idioms made of anaphora words that point at nothing said before ("at the same time", "instead of
-# paying", "one at a time").
-NOT_ANAPHORIC = re.compile(r"\b(?:(?:the\s+)?same\s+time|instead\s+of|one\s+at\s+a\s+time|each\s+other)\b")
+# paying", "one at a time"); the "it" of "is it possible to ...", whose subject is the clause that
+# follows; existential "there" ("is there a student discount?", "there are no fees"); "else" after an
+# indefinite ("can someone else collect it?": "it" still points back); a time counted from now ("this
+# year", "next week").
+NOT_ANAPHORIC = re.compile(
+    r"\b(?:(?:the\s+)?same\s+time|instead\s+of|one\s+at\s+a\s+time|each\s+other"
+    r"|(?:is|was|will\s+be|would\s+be)\s+it\s+[a-z]+\s+to|it(?:'s|\s+is)\s+[a-z]+\s+to"
+    r"|(?:is|are|was|were|will|would)\s+there|there(?:'s|\s+is|\s+are|\s+was|\s+were)"
+    r"|(?:someone|somebody|anyone|anybody|anything|something|everyone|everything|somewhere|anywhere)"
+    r"\s+else"
+    r"|(?:this|next|last)\s+(?:year|month|week|weekend|morning|afternoon|evening|summer|winter|spring|autumn))\b"
+)
+
+# A definite description presupposes its referent is known ("the difference", "the warranty"): in a
+# message that names no subject of its own, from the conversation.
+DEFINITE = re.compile(r"\bthe\b")
 
 # The user's own state ("my plan", "I pay", "send me"): the answer depends on what they said before.
 FIRST_PERSON = wordset(
