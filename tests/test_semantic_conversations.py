@@ -191,6 +191,11 @@ def test_a_question_about_something_neither_history_mentioned_stands_alone() -> 
     )
     refusal = decide(fifth, twenty_fifth, sims(), threshold=0.85, features=features)
     assert refusal is not None, "the difference: a definite description leans on the history"
+    # One content word is elliptical: a fee for what the user said before.
+    cancel = conv(user("I'd like to cancel my contract"), bot("I can help."), user("Is there a fee?"))
+    upgrade = conv(user("I'd like to upgrade my contract"), bot("I can help."), user("Is there a fee?"))
+    refusal = decide(cancel, upgrade, sims(default=0.5), threshold=0.85, features=features)
+    assert refusal is not None, "Is there a fee? leans on what the user wants to do"
     renewing = conv(
         user("my broadband contract renews on 3 May"),
         bot("I can see that."),

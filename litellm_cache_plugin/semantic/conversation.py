@@ -275,12 +275,19 @@ def _classify_in(conversation: Conversation, features: Callable[[str], PromptFea
     return (need, why) if POINTERS & words else ("standalone", "topic_break")
 
 
+# Content words a question needs to say what it asks about on its own ("Do gift cards expire?").
+OWN_SUBJECT_WORDS = 2
+
+
 def _unrelated_subject(last: str, mentioned: set[str], features: Callable[[str], PromptFeatures]) -> bool:
-    """Does a message that names no subject (``classify``: ``no_subject``) leave its history aside: no
-    definite description and no content word any earlier turn used?"""
+    """Does a message that names no subject (``classify``: ``no_subject``) leave its history aside: at
+    least :data:`OWN_SUBJECT_WORDS` content words of its own (one is elliptical: "Is there a fee?" asks
+    a fee for what the user said before, cancelling or upgrading), no definite description, and no
+    content word any earlier turn used?"""
     if DEFINITE.search(normalize(last).lower()):
         return False
-    return not mentioned & set(features(last).content)
+    content = set(features(last).content)
+    return len(content) >= OWN_SUBJECT_WORDS and not mentioned & content
 
 
 def _need(
