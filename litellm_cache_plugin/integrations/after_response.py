@@ -2,8 +2,8 @@
 
 LiteLLM writes a response to ``litellm.cache`` from a task it detaches (``create_cache_write_task``)
 before the response goes back up the proxy's pipeline; the task runs at the pipeline's next wait, so
-the write (the carrier's encoding, the store, the accounting: 0.5-1.5 ms measured per miss) ran
-before the response was sent and added to every miss's latency. The proxy's request handler (the fast
+the write (the carrier's encoding, the store, the accounting; a round trip with a remote backend)
+ran before the response was sent and added to every miss's latency. The proxy's request handler (the fast
 path, which sees every cacheable route) marks when the response body has been sent; a write running
 in one of LiteLLM's detached write tasks of that request waits for the mark first.
 

@@ -187,6 +187,8 @@ class CachePlugin(CustomLogger):
     def registered_once(self) -> None:
         """Keep only the first registration of this plugin (and of its prefix layer) in
         ``litellm.callbacks``, in place and in order."""
+        if not isinstance(litellm.callbacks, list):
+            return
         mine = [self] if self.prefix is None else [self, self.prefix]
         seen: set[int] = set()
         kept: list[Any] = []
