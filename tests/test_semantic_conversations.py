@@ -169,6 +169,9 @@ def test_a_question_about_something_neither_history_mentioned_stands_alone() -> 
         a = conv(user("can I hire a towel?"), bot("Yes, for £3."), user(question))
         b = conv(user("is the sauna mixed?"), bot("Yes."), user(question))
         assert decide(a, b, sims(default=0.0), threshold=0.85, features=features) is None, question
+    # ... but an "it" that is the subject still points back.
+    for question in ["Is it going to arrive on time?", "Is it ready to collect yet?"]:
+        assert classify(question, features) == ("refers", "anaphora"), question
     # Statements that describe the user still bind it.
     canada = conv(user("I live in Canada."), bot("Noted."), user("Do gift cards expire?"))
     france = conv(user("I live in France."), bot("Noted."), user("Do gift cards expire?"))

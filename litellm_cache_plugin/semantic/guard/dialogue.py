@@ -81,12 +81,19 @@ CONTINUATIONS = (
 
 # Idioms made of anaphora words that point at nothing said before ("at the same time", "instead of
 # paying", "one at a time"); the "it" of "is it possible to ...", whose subject is the clause that
-# follows; existential "there" ("is there a student discount?", "there are no fees"); "else" after an
-# indefinite ("can someone else collect it?": "it" still points back); a time counted from now ("this
-# year", "next week").
+# follows (only after an adjective that takes one: "is it going to arrive?" and "is it ready to
+# collect?" speak of something said before); existential "there" ("is there a student discount?",
+# "there are no fees"); "else" after an indefinite ("can someone else collect it?": "it" still points
+# back); a time counted from now ("this year", "next week").
+_CLAUSE_ADJECTIVES = (
+    r"(?:possible|impossible|ok|okay|safe|legal|illegal|necessary|better|best|cheaper|easier|easy|"
+    r"quicker|faster|normal|common|usual|worth|wise|advisable|acceptable|allowed|permitted|free|hard|"
+    r"difficult|expensive)"
+)
 NOT_ANAPHORIC = re.compile(
     r"\b(?:(?:the\s+)?same\s+time|instead\s+of|one\s+at\s+a\s+time|each\s+other"
-    r"|(?:is|was|will\s+be|would\s+be)\s+it\s+[a-z]+\s+to|it(?:'s|\s+is)\s+[a-z]+\s+to"
+    rf"|(?:is|was|will\s+be|would\s+be)\s+it\s+{_CLAUSE_ADJECTIVES}\s+to"
+    rf"|it(?:'s|\s+is)\s+{_CLAUSE_ADJECTIVES}\s+to"
     r"|(?:is|are|was|were|will|would)\s+there|there(?:'s|\s+is|\s+are|\s+was|\s+were)"
     r"|(?:someone|somebody|anyone|anybody|anything|something|everyone|everything|somewhere|anywhere)"
     r"\s+else"
