@@ -194,6 +194,12 @@ def test_a_question_about_something_neither_history_mentioned_stands_alone() -> 
     )
     refusal = decide(fifth, twenty_fifth, sims(), threshold=0.85, features=features)
     assert refusal is not None, "the difference: a definite description leans on the history"
+    # After the user said what they want done, an elliptical question is about that, whatever its words.
+    for question in ["Do you charge an admin fee?", "How much notice do you need in writing?"]:
+        cancelling = conv(user("I'd like to cancel my contract"), bot("I can help."), user(question))
+        upgrading = conv(user("I'd like to upgrade my contract"), bot("I can help."), user(question))
+        refusal = decide(cancelling, upgrading, sims(default=0.5), threshold=0.85, features=features)
+        assert refusal is not None, f"{question}: about what the user wants done"
     # One content word is elliptical: a fee for what the user said before.
     cancel = conv(user("I'd like to cancel my contract"), bot("I can help."), user("Is there a fee?"))
     upgrade = conv(user("I'd like to upgrade my contract"), bot("I can help."), user("Is there a fee?"))

@@ -87,6 +87,7 @@ from litellm_cache_plugin.semantic.guard.dialogue import (
     DEFINITE,
     FIRST_PERSON,
     GENERIC_ASKER,
+    INTENT,
     NOT_ANAPHORIC,
     OFFER_PHRASES,
     OFFER_STATEMENT,
@@ -302,7 +303,14 @@ def _need(
     # will I be charged the difference?": which difference was said before). One that does neither asks
     # about something neither history mentioned ("Do gift cards expire?" after a question about the
     # Leeds club) and stands alone (statements that describe the user still bind it).
-    if "no_subject" in (why_a, why_b):
+    # Nor one asked after the user said what they want done ("I'd like to cancel" ... "How much notice
+    # do you need?"): an elliptical question is about that intent, whatever its words.
+    if "no_subject" in (why_a, why_b) and not any(
+        INTENT.search(normalize(text).lower())
+        for c in (cached, asked)
+        for role, text in c.context
+        if role == "user"
+    ):
         mentioned = {w for c in (cached, asked) for _, text in c.context for w in features(text).content}
         if why_a == "no_subject" and _unrelated_subject(cached.last, mentioned, features):
             a, why_a = "standalone", "unrelated_subject"

@@ -20,6 +20,7 @@ __all__ = [
     "DEFINITE",
     "FIRST_PERSON",
     "GENERIC_ASKER",
+    "INTENT",
     "NOT_ANAPHORIC",
     "OFFER_PHRASES",
     "OFFER_STATEMENT",
@@ -98,6 +99,14 @@ NOT_ANAPHORIC = re.compile(
     r"|(?:someone|somebody|anyone|anybody|anything|something|everyone|everything|somewhere|anywhere)"
     r"\s+else"
     r"|(?:this|next|last)\s+(?:year|month|week|weekend|morning|afternoon|evening|summer|winter|spring|autumn))\b"
+)
+
+# The user says what they want done ("I'd like to cancel my membership", "can you freeze it?"): an
+# elliptical question after it ("How much notice do you need?") is about that, whatever its words.
+INTENT = re.compile(
+    r"\b(?:i|we)(?:\s+(?:really\s+)?(?:want|wanna|need|plan|intend|wish)|'d\s+like|\s+would\s+like|"
+    r"(?:'m|\s+am|'re|\s+are)\s+(?:trying|looking|thinking|planning|hoping|going)\b)"
+    r"|\b(?:can|could|would|will)\s+you\b|\bplease\b|\bhelp\s+me\b"
 )
 
 # A definite description presupposes its referent is known ("the difference", "the warranty"): in a
