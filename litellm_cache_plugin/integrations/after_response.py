@@ -27,44 +27,27 @@ from litellm_cache_plugin.integrations.asgi import ASGIApp, Message, Receive, Sc
 WAIT_LIMIT_S = 30.0
 
 
-class _Response:
-    __slots__ = ("_sent",)
-
-    def __init__(self) -> None:
-        self._sent = asyncio.Event()
-
-    @property
-    def sent(self) -> bool:
-        return self._sent.is_set()
-
-    def mark_sent(self) -> None:
-        self._sent.set()
-
-    async def wait(self, limit: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._sent.wait(), limit)
-
-
-# The response of the request whose context a task runs in (tasks copy their creator's context).
-_CURRENT: ContextVar[_Response | None] = ContextVar("litellm_cache_plugin_response", default=None)
+# Set once the response of the request whose context a task runs in has been sent (tasks copy
+# their creator's context).
+_SENT: ContextVar[asyncio.Event | None] = ContextVar("litellm_cache_plugin_response_sent", default=None)
 
 
 async def pass_through(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """``await app(scope, receive, send)``, marking the response sent after its last body message
     (or when ``app`` returns or raises)."""
-    response = _Response()
-    token = _CURRENT.set(response)
+    sent = asyncio.Event()
+    token = _SENT.set(sent)
 
     async def marking(message: Message) -> None:
         await send(message)
         if message.get("type") == "http.response.body" and not message.get("more_body", False):
-            response.mark_sent()
+            sent.set()
 
     try:
         await app(scope, receive, marking)
     finally:
-        response.mark_sent()
-        _CURRENT.reset(token)
+        sent.set()
+        _SENT.reset(token)
 
 
 def in_detached_write() -> bool:
@@ -82,7 +65,8 @@ def in_detached_write() -> bool:
 async def after_response() -> None:
     """Return once the response of this task's request has been sent, when the task is a detached
     cache write of a proxy request; at once otherwise."""
-    response = _CURRENT.get()
-    if response is None or response.sent or not in_detached_write():
+    sent = _SENT.get()
+    if sent is None or sent.is_set() or not in_detached_write():
         return
-    await response.wait(WAIT_LIMIT_S)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(sent.wait(), WAIT_LIMIT_S)
