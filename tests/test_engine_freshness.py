@@ -4,10 +4,12 @@ request start, stale-while-revalidate states, single-flight within and across en
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 
 import pytest
 
-from litellm_cache_plugin.engine import CacheEngine, SingleFlightSettings
+from litellm_cache_plugin.engine import CacheEngine, SingleFlightSettings, flights
 from litellm_cache_plugin.envelope import Entry
 from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import Tenant
@@ -205,6 +207,90 @@ async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> No
     roles = await asyncio.gather(*followers)
     assert [r.leader for r in roles] == [False] * 20
     assert all(r.entry is not None for r in roles)
+
+
+async def test_a_read_that_finds_nothing_takes_the_fill_lock_its_flight_then_leads_with(clock: Clock) -> None:
+    """``read(lock=True)`` takes the fill lock in the read's round trip; this process's claim of
+    the key then leads with it (no second lock call) and another replica waits on it."""
+    shared = MemoryStore(clock=clock)
+    counted = CountingStore(shared)
+    replica_1 = CacheEngine(counted, namespace="t", clock=clock)  # type: ignore[arg-type]
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+
+    async def poll() -> Entry | None:
+        return (
+            await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        ).entry
+
+    read = await replica_1.read("k", tenant=A, model_group="m", lock=True)
+    assert read.raw is None and read.lock_owner is not None
+    assert counted.calls == ["get_with_counters_or_lock"]
+    assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
+    assert "acquire_lock" not in counted.calls  # led with the lock the read took
+    follower = asyncio.ensure_future(replica_2.claim("k", poll=poll, model_group="m"))
+    await asyncio.sleep(0.05)
+    assert not follower.done()  # the other replica sees the lock: it waits for the entry
+    replica_1.drop_read_lock(read)  # the request is over: its flight holds the lock, nothing to give back
+    assert not await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+    entry = await replica_1.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    replica_1.finish("k", entry)
+    role = await follower
+    assert not role.leader and role.entry is not None
+    await asyncio.sleep(0)  # the flight's release of the lock runs in the background
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+
+
+async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: Clock) -> None:
+    shared = MemoryStore(clock=clock)
+    short = SingleFlightSettings(timeout=0.05)
+    replica_1 = CacheEngine(shared, namespace="t", clock=clock, single_flight=short)
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+
+    async def never() -> Entry | None:
+        return None
+
+    read = await replica_1.read("k", tenant=A, model_group="m", lock=True)
+    assert read.lock_owner is not None
+    other = await replica_2.read("k", tenant=A, model_group="m", lock=True)
+    assert other.raw is None and other.lock_owner is None  # held by replica 1
+    replica_2.drop_read_lock(other)  # took nothing: gives nothing back
+    replica_1.drop_read_lock(read)  # e.g. auth refused the request, or its key differed after auth
+    await asyncio.sleep(0)
+    assert (await replica_2.claim("k", poll=never, model_group="m")).leader
+    assert not await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # replica 2 holds it now
+    # Given back for good: a later flight of replica 1 does not lead with the lock it returned.
+    follower = await replica_1.claim("k", poll=never, model_group="m")
+    assert not follower.leader
+
+
+async def test_a_read_that_finds_an_entry_takes_no_lock(clock: Clock) -> None:
+    shared = MemoryStore(clock=clock)
+    engine = CacheEngine(shared, namespace="t", clock=clock)
+    await put(engine, "k")
+    read = await engine.read("k", tenant=A, model_group="m", lock=True)
+    assert read.raw is not None and read.lock_owner is None
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+
+
+async def test_a_flight_does_not_lead_with_a_fill_lock_read_ahead_that_has_expired(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = MemoryStore(clock=clock)
+    counted = CountingStore(shared)
+    engine = CacheEngine(counted, namespace="t", clock=clock, single_flight=SingleFlightSettings(timeout=5))  # type: ignore[arg-type]
+
+    async def never() -> Entry | None:
+        return None
+
+    read = await engine.read("k", tenant=A, model_group="m", lock=True)
+    assert read.lock_owner is not None
+    later = time.monotonic() + 6  # the single flight's own clock (not the event loop's)
+    monkeypatch.setattr(
+        flights, "time", SimpleNamespace(monotonic=lambda: later, perf_counter=time.perf_counter)
+    )
+    clock.now += 6  # the store dropped the lock too
+    assert (await engine.claim("k", poll=never, model_group="m")).leader
+    assert counted.calls.count("acquire_lock") == 1  # took the lock again
 
 
 async def test_single_flight_counts_its_events_under_the_model_group(clock: Clock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -120,3 +121,127 @@ def test_model_cost_lookup_is_memoized_only_while_a_hit_is_logged(monkeypatch: p
     assert calls == ["m", "m", "m", "other", "m"]
     assert first == second and first is not second  # a copy per payload
     assert first["model_map_value"] is not second["model_map_value"]
+
+
+# --- the fill lock taken by the read ahead of a miss (fast path probe -> hook path's claim) ---------
+
+
+class LockCountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.inside = False
+
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        self.calls.append("read_or_lock")
+        self.inside = True  # the in-process store takes the lock through acquire_lock itself
+        try:
+            return await super().get_with_counters_or_lock(key, counter_keys, lock_key, owner, ttl)
+        finally:
+            self.inside = False
+
+    async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
+        if not self.inside:
+            self.calls.append("acquire_lock")
+        return await super().acquire_lock(key, owner, ttl)
+
+    async def release_lock(self, key: str, owner: str) -> bool:
+        self.calls.append("release_lock")
+        return await super().release_lock(key, owner)
+
+
+class Auth:
+    api_key = token = "sk-a"
+    team_id = "a"
+    user_id = org_id = None
+
+
+async def proxy_context(plugin: CachePlugin, call_id: str, **extra: Any) -> Any:
+    data: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "what is 6*7?"}],
+        "temperature": 0,
+        "metadata": {},
+        "litellm_call_id": call_id,
+        "proxy_server_request": {"headers": {}},
+        **extra,
+    }
+    await plugin.async_pre_call_hook(Auth(), None, data, "completion")
+    kwargs = {**data, "model": "ollama_chat/llama3.2:1b", "custom_llm_provider": "ollama_chat"}
+    kwargs["metadata"] = {**data["metadata"], "model_group": "m"}
+    ctx = plugin.context(kwargs)
+    assert ctx is not None and ctx.cacheable
+    return ctx
+
+
+async def settle() -> None:
+    """Let the engine's background tasks (a lock's release) run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def lock_plugin(**settings: Any) -> tuple[CachePlugin, LockCountingStore]:
+    plugin = CachePlugin(
+        settings_from_mapping({"telemetry": {"enabled": False}, **settings}, environ={}), proxy_mode=True
+    )
+    store = LockCountingStore()
+    plugin.engine.store = store
+    return plugin, store
+
+
+async def test_a_miss_read_ahead_takes_the_fill_lock_and_its_lookup_leads_with_it() -> None:
+    plugin, store = lock_plugin()
+    ahead = await proxy_context(plugin, "call-1")
+    read = await plugin.region.read_ahead(ahead, plugin.region.key_for(ahead))
+    assert read.raw is None and read.lock_owner is not None
+    ctx = await proxy_context(plugin, "call-1")  # the hook path's own context, after auth
+    lookup = await plugin.region.lookup_response(ctx)
+    assert lookup.outcome == "MISS"
+    assert store.calls == ["read_or_lock"]  # one round trip: no second read, no second lock call
+    assert plugin.region.awaited("call-1") is False
+    plugin.region.drop_read_ahead(read)  # the request is over: the flight owns the lock now
+    assert store.calls == ["read_or_lock"]
+    await plugin.region.store_response(ctx, ANSWER, upstream_ms=5.0)
+    await settle()
+    assert store.calls == ["read_or_lock", "release_lock"]  # released once, by the flight
+
+
+async def test_a_lock_read_ahead_that_no_lookup_took_is_given_back_at_the_end() -> None:
+    plugin, store = lock_plugin()
+    ahead = await proxy_context(plugin, "call-1")
+    read = await plugin.region.read_ahead(ahead, plugin.region.key_for(ahead))
+    plugin.region.drop_read_ahead(read)  # e.g. refused by auth: no lookup ever claimed
+    await settle()
+    assert store.calls == ["read_or_lock", "release_lock"]
+    lock_key, _ = plugin.engine.flights.fill_lock(read.key)
+    assert await store.acquire_lock(lock_key, "someone", 30)  # free again
+
+
+@pytest.mark.parametrize(
+    ("settings", "extra"),
+    [
+        ({"single_flight": {"enabled": False}}, {}),  # no flight to lead: no lock
+        ({}, {"cache": {"no-store": True}}),  # never stored, so nobody may wait for it
+    ],
+)
+async def test_a_read_ahead_takes_no_lock_when_its_miss_would_not_lead_a_flight(
+    settings: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    plugin, store = lock_plugin(**settings)
+    ahead = await proxy_context(plugin, "call-1", **extra)
+    read = await plugin.region.read_ahead(ahead, plugin.region.key_for(ahead))
+    assert read.raw is None and read.lock_owner is None
+    assert "acquire_lock" not in store.calls
+    lock_key, _ = plugin.engine.flights.fill_lock(read.key)
+    assert await store.acquire_lock(lock_key, "someone", 30)
+
+
+ANSWER = {
+    "id": "x",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "llama3.2",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "42"}}],
+}

@@ -65,6 +65,8 @@ class Prefetched:
     counter_keys: tuple[str, ...]
     raw: bytes | None
     values: tuple[int, ...]
+    # The owner token of the fill lock this read took for a miss (``read(lock=True)``), else None.
+    lock_owner: str | None = None
 
 
 @dataclass
@@ -150,13 +152,32 @@ class CacheEngine:
         return self._judge(decoded, key, tenant, model_group, model_version, controls, current, layer, record)
 
     async def read(
-        self, key: str, *, tenant: Tenant, model_group: str, tags: Sequence[str] = ()
+        self, key: str, *, tenant: Tenant, model_group: str, tags: Sequence[str] = (), lock: bool = False
     ) -> Prefetched:
         """The raw entry at ``key`` and the counters a lookup for this tenant, model group and tags
-        needs, in one round trip, unjudged. Raises :class:`StoreError`."""
+        needs, in one round trip, unjudged. Raises :class:`StoreError`.
+
+        ``lock``: when there is no entry, also take the key's fill lock in that round trip, for the
+        single flight this miss will lead (:meth:`SingleFlight.hold`); the caller gives it back with
+        :meth:`drop_read_lock` once its request is over."""
         counter_keys = tuple(counters_for(self.namespace, model_group, tenant.fingerprint, tags))
-        raw, values = await self.store.get_with_counters(key, counter_keys)
-        return Prefetched(key, counter_keys, raw, tuple(values))
+        if not lock:
+            raw, values = await self.store.get_with_counters(key, counter_keys)
+            return Prefetched(key, counter_keys, raw, tuple(values))
+        lock_key, owner = self.flights.fill_lock(key)
+        asked_at = time.monotonic()
+        raw, values, locked = await self.store.get_with_counters_or_lock(
+            key, counter_keys, lock_key, owner, self.flights.settings.timeout
+        )
+        if not locked:
+            return Prefetched(key, counter_keys, raw, tuple(values))
+        self.flights.hold(key, lock_key, owner, asked_at)
+        return Prefetched(key, counter_keys, raw, tuple(values), lock_owner=owner)
+
+    def drop_read_lock(self, read: Prefetched) -> None:
+        """Give back the fill lock ``read`` took, unless a single flight took it over."""
+        if read.lock_owner is not None:
+            self.flights.drop_held(read.key, read.lock_owner)
 
     def _judge(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -34,6 +35,15 @@ class _Flight:
     lock_key: str | None = None
     handle: asyncio.TimerHandle | None = None
     waiters: int = 0
+
+
+@dataclass(frozen=True)
+class _HeldLock:
+    """A fill lock taken by a read ahead of its request's claim (:meth:`SingleFlight.hold`)."""
+
+    lock_key: str
+    owner: str
+    expires_at: float  # time.monotonic(): the backend drops the lock then
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,32 @@ class SingleFlight:
         self.settings = settings or SingleFlightSettings()
         self._flights: dict[str, _Flight] = {}
         self._owner = secrets.token_hex(8)
+        # Lock owners are this process's token and a serial (unique here; no syscall per claim).
+        self._serial = itertools.count(1)
+        self._held: dict[str, _HeldLock] = {}
+
+    def fill_lock(self, key: str) -> tuple[str, str]:
+        """The fill lock of ``key`` and a fresh owner token for it."""
+        return f"{self._engine.namespace}:lock:fill:{key.rsplit(':', 1)[-1]}", self._new_owner()
+
+    def _new_owner(self) -> str:
+        return f"{self._owner}:{next(self._serial)}"
+
+    def hold(self, key: str, lock_key: str, owner: str, asked_at: float) -> None:
+        """A read took the fill lock of ``key`` ahead of its request's claim (one round trip for
+        both; asked for at ``asked_at``, ``time.monotonic()``, for the single-flight timeout): the
+        next flight of ``key`` in this process leads with it, without taking it again. Whoever took
+        it calls :meth:`drop_held` once its request is over (nothing left to do if a flight took it)."""
+        self._held[key] = _HeldLock(lock_key, owner, asked_at + self.settings.timeout)
+
+    def drop_held(self, key: str, owner: str) -> None:
+        """Release the fill lock ``owner`` took ahead for ``key`` unless a flight took it over."""
+        held = self._held.get(key)
+        if held is None or held.owner != owner:
+            return
+        del self._held[key]
+        if held.expires_at > time.monotonic():
+            self._engine.spawn(self._release_quietly(held.lock_key, owner))
 
     async def claim(
         self,
@@ -103,16 +139,31 @@ class SingleFlight:
             return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
 
         loop = asyncio.get_running_loop()
+        held = self._held.pop(key, None)
+        left = held.expires_at - time.monotonic() if held is not None else 0.0
+        if held is not None and left > 0:
+            # Taken by this process's read of the entry moments ago: lead with it, no round trip.
+            flight = _Flight(
+                future=loop.create_future(),
+                owner=held.owner,
+                call_id=call_id,
+                model_group=model_group,
+                layer=layer,
+                lock_key=held.lock_key,
+            )
+            self._flights[key] = flight
+            flight.handle = loop.call_later(min(timeout, left), self.finish, key, None)
+            return FlightRole(True)
+        lock_key, owner = self.fill_lock(key)
         flight = _Flight(
             future=loop.create_future(),
-            owner=f"{self._owner}:{secrets.token_hex(4)}",
+            owner=owner,
             call_id=call_id,
             model_group=model_group,
             layer=layer,
         )
         self._flights[key] = flight
         flight.handle = loop.call_later(timeout, self.finish, key, None)
-        lock_key = f"{self._engine.namespace}:lock:fill:{key.rsplit(':', 1)[-1]}"
         try:
             acquired = await self._engine.store.acquire_lock(lock_key, flight.owner, timeout)
         except StoreError:
@@ -177,7 +228,7 @@ class SingleFlight:
 
     async def try_refresh_lock(self, key: str, ttl: float) -> str | None:
         """Take the refresh lock for ``key`` (across replicas). Returns the owner token or None."""
-        owner = f"{self._owner}:{secrets.token_hex(4)}"
+        owner = self._new_owner()
         try:
             if await self._engine.store.acquire_lock(self._refresh_lock_key(key), owner, ttl):
                 return owner

@@ -136,6 +136,30 @@ class CacheRegion:
     def decision_for(self, call_id: str | None) -> Decision | None:
         return self.calls.decision(call_id)
 
+    async def read_ahead(self, ctx: RequestContext, key: str) -> Prefetched:
+        """Read ``ctx``'s entry (at ``key``) for a path that may hand the request on to the hook
+        path, whose lookup then reuses a read that found nothing (:meth:`remember_miss`). When such a
+        miss would lead a single flight, the read also takes its fill lock in the same round trip;
+        the caller gives it back with :meth:`drop_read_ahead` once the request is over (a no-op when
+        the lookup's claim took it over). Raises :class:`StoreError`."""
+        plan = plan_after_exact(
+            "MISS",
+            "absent",
+            semantic=False,
+            single_flight=self.settings.single_flight.enabled,
+            no_store=ctx.controls.no_store,
+        )
+        lock = isinstance(plan, Miss) and plan.coalesce and ctx.request.kind != "embedding"
+        read = await self.engine.read(
+            key, tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags, lock=lock
+        )
+        self.remember_miss(read)
+        return read
+
+    def drop_read_ahead(self, read: Prefetched | None) -> None:
+        if read is not None:
+            self.engine.drop_read_lock(read)
+
     def remember_miss(self, read: Prefetched) -> None:
         """Offer a read that found nothing to the next lookup of its key, for half a second, so the
         request that made it does not read again. Only absence is kept: nothing can be served from an

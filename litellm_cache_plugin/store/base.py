@@ -103,6 +103,15 @@ class Store(Protocol):
         both, so backends answer them in one round trip where they can."""
         ...
 
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        """``get_with_counters`` and, only when ``key`` holds nothing, ``acquire_lock(lock_key, owner,
+        ttl)``; the third value says whether the lock was taken (never when the entry exists). A miss
+        that is about to lead a single flight takes its fill lock in the read's round trip where the
+        backend can (:func:`get_with_counters_then_lock` is the two-step version)."""
+        ...
+
     async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
         """Take the lock ``key`` for ``owner`` if nobody holds it; it expires after ``ttl`` seconds."""
         ...
@@ -120,3 +129,14 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and memory. Idempotent; any other call afterwards raises ``StoreError``."""
         ...
+
+
+async def get_with_counters_then_lock(
+    store: Store, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+) -> tuple[bytes | None, list[int], bool]:
+    """:meth:`Store.get_with_counters_or_lock` in two steps, for backends with no atomic way to do
+    both in one round trip (the lock is taken only after the read found nothing)."""
+    raw, counters = await store.get_with_counters(key, counter_keys)
+    if raw is not None:
+        return raw, counters, False
+    return None, counters, await store.acquire_lock(lock_key, owner, ttl)

@@ -221,6 +221,13 @@ class GuardedStore:
     ) -> tuple[bytes | None, list[int]]:
         return await self._call(self._inner.get_with_counters, key, counter_keys)
 
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        return await self._call(
+            self._inner.get_with_counters_or_lock, key, counter_keys, lock_key, owner, ttl
+        )
+
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         return await self._call(self._inner.get_counters, keys)
 

@@ -111,7 +111,7 @@ from litellm_cache_plugin.store import (
     text,
     url_options,
 )
-from litellm_cache_plugin.store.base import StoreError, StoreStats
+from litellm_cache_plugin.store.base import StoreError, StoreStats, get_with_counters_then_lock
 
 if TYPE_CHECKING:
     import emcache
@@ -694,6 +694,12 @@ class MemcachedStore:
         except ValueError as exc:
             raise StoreError(f"memcached counter holds a non-integer value: {exc}") from exc
         return values[0], counters
+
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        # Memcached has no conditional multi-key command: the read, then ``add`` for the lock.
+        return await get_with_counters_then_lock(self, key, counter_keys, lock_key, owner, ttl)
 
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         values = await self.get_many(keys)

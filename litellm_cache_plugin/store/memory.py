@@ -31,7 +31,7 @@ from itertools import islice
 from typing import Any
 
 from litellm_cache_plugin.store import byte_size, parse_options, positive_float, positive_int, url_options
-from litellm_cache_plugin.store.base import StoreError, StoreStats
+from litellm_cache_plugin.store.base import StoreError, StoreStats, get_with_counters_then_lock
 
 __all__ = ["DEFAULT_MAX_BYTES", "ENTRY_OVERHEAD", "MemoryStore"]
 
@@ -220,6 +220,12 @@ class MemoryStore:
         self, key: str, counter_keys: Sequence[str]
     ) -> tuple[bytes | None, list[int]]:
         return await self.get(key), await self.get_counters(counter_keys)
+
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        # In-process: nothing runs between the two steps, so they are one atomic step.
+        return await get_with_counters_then_lock(self, key, counter_keys, lock_key, owner, ttl)
 
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         self._check_open()

@@ -53,6 +53,23 @@ return 0
 """
 _RELEASE_SHA = hashlib.sha1(_RELEASE_LUA.encode()).hexdigest()
 
+# get_with_counters_or_lock: KEYS = entry, lock, counters...; ARGV = owner, lock TTL in ms. Replies
+# the entry, the counters, then 1 if the lock was taken (only when the entry is missing).
+_READ_OR_LOCK_LUA = """
+local entry = redis.call('GET', KEYS[1])
+local reply = {entry}
+for i = 3, #KEYS do
+    reply[i - 1] = redis.call('GET', KEYS[i])
+end
+local locked = 0
+if not entry and redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    locked = 1
+end
+reply[#KEYS] = locked
+return reply
+"""
+_READ_OR_LOCK_SHA = hashlib.sha1(_READ_OR_LOCK_LUA.encode()).hexdigest()
+
 _DB_PATH = re.compile(r"^(/\d*)?$")
 
 COMMON_OPTIONS = {
@@ -280,6 +297,29 @@ class RedisStore:
             raise StoreError(f"redis counter holds a non-integer value: {exc}") from exc
         return _as_bytes(values[0]), counters
 
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        # One script: the read and, on a miss, the fill lock, in the read's round trip.
+        self._check_open()
+        keys = [self._k(key), self._k(lock_key), *(self._k(k) for k in counter_keys)]
+        reply = await self._script(_READ_OR_LOCK_SHA, _READ_OR_LOCK_LUA, keys, [owner, _ttl_ms(ttl)])
+        try:
+            counters = [0 if v is None else int(v) for v in reply[1:-1]]
+        except ValueError as exc:
+            raise StoreError(f"redis counter holds a non-integer value: {exc}") from exc
+        return _as_bytes(reply[0]), counters, reply[-1] == 1
+
+    async def _script(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        with _errors("EVALSHA"):
+            try:
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # First use on this server, or its script cache was flushed (restart, failover,
+                # SCRIPT FLUSH): load it once and run it again.
+                await self._client.script_load(source)
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+
     async def get_counters(self, keys: Sequence[str]) -> list[int]:
         values = await self._mget(keys)
         try:
@@ -297,15 +337,7 @@ class RedisStore:
 
     async def release_lock(self, key: str, owner: str) -> bool:
         self._check_open()
-        full_key = self._k(key)
-        with _errors("EVALSHA"):
-            try:
-                deleted = await self._client.evalsha(_RELEASE_SHA, 1, full_key, owner)
-            except NoScriptError:
-                # First use on this server, or its script cache was flushed (restart, failover,
-                # SCRIPT FLUSH): load it once and run it again.
-                await self._client.script_load(_RELEASE_LUA)
-                deleted = await self._client.evalsha(_RELEASE_SHA, 1, full_key, owner)
+        deleted = await self._script(_RELEASE_SHA, _RELEASE_LUA, [self._k(key)], [owner])
         return bool(deleted)
 
     # --- housekeeping --------------------------------------------------------------------------

@@ -180,6 +180,17 @@ class RedisClusterStore(RedisStore):
 
     # --- what differs from a single server ------------------------------------------------------
 
+    @_cluster_call
+    async def get_with_counters_or_lock(
+        self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
+    ) -> tuple[bytes | None, list[int], bool]:
+        # A script's keys must share a slot (CROSSSLOT otherwise): the read, then SET NX, both
+        # unwrapped here (this call holds the one slot of the connection budget they use).
+        raw, counters = await RedisStore.get_with_counters(self, key, counter_keys)
+        if raw is not None:
+            return raw, counters, False
+        return None, counters, await RedisStore.acquire_lock(self, lock_key, owner, ttl)
+
     async def _mget(self, keys: Sequence[str]) -> list[bytes | str | None]:
         self._check_open()
         if not keys:
@@ -239,6 +250,7 @@ class RedisClusterStore(RedisStore):
     delete = _cluster_call(RedisStore.delete)
     incr = _cluster_call(RedisStore.incr)
     get_counters = _cluster_call(RedisStore.get_counters)
+    get_with_counters = _cluster_call(RedisStore.get_with_counters)
     acquire_lock = _cluster_call(RedisStore.acquire_lock)
     release_lock = _cluster_call(RedisStore.release_lock)
 

@@ -136,6 +136,43 @@ class StoreConformance:
         assert await store.get_with_counters("absent", ["gen:x"]) == (None, [3])
         assert await store.get_with_counters("entry", []) == (b"\x01value", [])
 
+    async def test_get_with_counters_or_lock_locks_only_a_miss(self, store: Store) -> None:
+        await store.set("entry", b"\x01value", 30)
+        await store.incr("gen:x", 3)
+        found = await store.get_with_counters_or_lock(
+            "entry", ["gen:x", "gen:missing"], "lock:e", "alice", 30
+        )
+        assert found == (b"\x01value", [3, 0], False)
+        assert await store.acquire_lock("lock:e", "bob", ttl=30) is True  # an entry takes no lock
+        assert await store.get_with_counters_or_lock("absent", ["gen:x"], "lock:a", "alice", 30) == (
+            None,
+            [3],
+            True,
+        )
+        assert await store.acquire_lock("lock:a", "bob", ttl=30) is False  # alice holds it
+        assert await store.get_with_counters_or_lock("absent", [], "lock:a", "carol", 30) == (None, [], False)
+        assert await store.release_lock("lock:a", "carol") is False
+        assert await store.release_lock("lock:a", "alice") is True
+
+    async def test_get_with_counters_or_lock_concurrent_misses_one_lock(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(
+                store.get_with_counters_or_lock("absent", ["gen:x"], "lock", f"owner{i}", 30)
+                for i in range(20)
+            )
+        )
+        locked = [found[2] for found in results]
+        assert locked.count(True) == 1
+        assert all(found[:2] == (None, [0]) for found in results)
+        assert await store.release_lock("lock", f"owner{locked.index(True)}") is True
+
+    async def test_get_with_counters_or_lock_lock_expires(
+        self, store: Store, advance_time: AdvanceTime
+    ) -> None:
+        assert (await store.get_with_counters_or_lock("absent", [], "lock", "alice", 0.2))[2] is True
+        await advance_time(0.2 + self.ttl_slack)
+        assert await store.acquire_lock("lock", "bob", ttl=30) is True
+
     async def test_counters_survive(self, store: Store) -> None:
         await store.incr("gen:1", 7)
         await store.incr("gen:2")

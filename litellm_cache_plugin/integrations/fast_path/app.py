@@ -225,8 +225,14 @@ class FastPathApp:
             # The normal pipeline authenticates again: leave it the request state it would have seen.
             state.clear()
             state.update(state_before)
-        # The pipeline's write of a miss waits until this response is sent (after_response).
-        await pass_through(self.app, scope, replay, send)
+        try:
+            # The pipeline's write of a miss waits until this response is sent (after_response).
+            await pass_through(self.app, scope, replay, send)
+        finally:
+            # A miss's read took its single flight's fill lock (a read that took one always ends
+            # here): the pipeline's lookup led with it, or it is given back now.
+            if attempt.prefetched is not None:
+                self.plugin.region.drop_read_ahead(attempt.prefetched)
 
     # -- caches ----------------------------------------------------------------------------------------
 
@@ -487,13 +493,10 @@ class _Attempt:
             items = embedding_inputs(kwargs.get("input")) or []
             found = await store.get_many([plugin.region.key_for(ctx, item) for item in items])
             return all(raw is not None for raw in found)
-        self.prefetched = await plugin.engine.read(
-            plugin.region.key_for(ctx), tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags
-        )
-        if self.prefetched.raw is None:
-            plugin.region.remember_miss(self.prefetched)  # the hook path's lookup then needs no round trip
-            return False
-        return True
+        # A miss's read also takes the fill lock its single flight will need (the hook path's lookup
+        # then needs no round trip at all); given back when the request is over unless it led.
+        self.prefetched = await plugin.region.read_ahead(ctx, plugin.region.key_for(ctx))
+        return self.prefetched.raw is not None
 
     def _setup_key(self) -> str:
         """What identifies this request to a remembered setup (``verdicts.setup_key``)."""
@@ -634,15 +637,12 @@ class _Attempt:
         if self.prefetched is None and not ctx.controls.no_cache:
             # No probe ran: one read, whose absence the hook path's lookup then reuses.
             try:
-                self.prefetched = await plugin.engine.read(
-                    key, tenant=ctx.tenant, model_group=ctx.request.model_group, tags=ctx.tags
-                )
+                self.prefetched = await plugin.region.read_ahead(ctx, key)
             except StoreError:
                 # Not a second try within this path (a slow backend would then cost two deadlines
                 # here): the hook path's lookup fails open and counts it.
                 return None
             if self.prefetched.raw is None:
-                plugin.region.remember_miss(self.prefetched)
                 return None
         lookup = await exact_lookup(plugin, ctx, key, self.prefetched)
         if lookup.outcome != "HIT" or lookup.entry is None:
