@@ -53,8 +53,10 @@ Every response is checked: status 200, the warmed answer's ``id``, the cache's h
 calls must not move during a server's hit phases (no upstream call). A response that fails a check is
 an error, not a sample. Misses: unique prompts, one at a time, the servers interleaved in rotating
 order, ``--misses`` per server: miss p50 and CPU per miss; the added cost is the difference to
-``no-cache``. The client is a minimal HTTP/1.1 client on raw asyncio streams (uvloop), so that its own
-cost (~30 us a request) stays small against what is measured.
+``no-cache``; the paired figure is the median of the per-round differences to ``no-cache`` (the two
+misses measured moments apart) with a distribution-free 95% interval. The client is a minimal HTTP/1.1
+client on raw asyncio streams (uvloop), so that its own cost (~30 us a request) stays small against
+what is measured.
 
 ``--profile`` then records a py-spy flame graph (``--profile-seconds``, 100 Hz, ``--gil`` off: all
 threads, idle excluded) of each of ``--profile-cases`` under the concurrent load, after the
@@ -71,6 +73,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -982,9 +985,21 @@ async def measure_misses(cases: Sequence[Case], count: int, offset: int) -> dict
             "cpu_ms": (session_cpu_seconds(server_pid(case.server)) - cpu_before[case.name])
             * 1000
             / max(1, len(samples[case.name])),
+            "samples_ms": [round(value, 3) for value in samples[case.name]],  # in rounds, for pairing
         }
         for case in cases
     }
+
+
+def paired_added(ours: Sequence[float], none: Sequence[float]) -> tuple[float, float, float]:
+    """Median of the per-round differences (this server's miss minus no-cache's, measured moments
+    apart in the same round) with its distribution-free 95% interval (order statistics of the
+    sorted differences): less exposed to the host's drift than the difference of the two medians."""
+    diffs = sorted(a - b for a, b in zip(ours, none, strict=True))
+    n = len(diffs)
+    low = max(0, math.floor((n - 1.96 * math.sqrt(n)) / 2))
+    high = min(n - 1, math.ceil((n + 1.96 * math.sqrt(n)) / 2))
+    return statistics.median(diffs), diffs[low], diffs[high]
 
 
 async def miss_load(case: Case, clients: int, seconds: float) -> int:
@@ -1170,12 +1185,17 @@ def render(report: dict[str, Any]) -> str:
         )
     lines += ["", "rows: " + "; ".join(f"{name} = {row['title']}" for name, row in summary.items()), ""]
     lines.append("misses (one at a time, interleaved)   p50 ms   p99 ms  CPU ms/miss  added p50 ms  "
-                 "added CPU ms  outcomes")  # fmt: skip
+                 "added CPU ms  paired added ms [95%]  outcomes")  # fmt: skip
     none = misses.get("no-cache", {"p50": float("nan"), "cpu_ms": float("nan")})
     for name, row in misses.items():
+        paired = "-"
+        if "samples_ms" in row and "samples_ms" in none and name != "no-cache":
+            mid, low, high = paired_added(row["samples_ms"], none["samples_ms"])
+            paired = f"{mid:+.2f} [{low:+.2f}, {high:+.2f}]"
         lines.append(
             f"{name:36} {row['p50']:8.2f} {row['p99']:8.2f} {row['cpu_ms']:12.2f} "
-            f"{row['p50'] - none['p50']:+13.2f} {row['cpu_ms'] - none['cpu_ms']:+13.2f}  {row['outcomes']}"
+            f"{row['p50'] - none['p50']:+13.2f} {row['cpu_ms'] - none['cpu_ms']:+13.2f}  {paired:22} "
+            f"{row['outcomes']}"
         )
     lines += ["", "idle CPU of each server before the run (ms per second): " + ", ".join(
         f"{name} {value:.1f}" for name, value in report["idle_cpu_ms_per_s"].items())]  # fmt: skip

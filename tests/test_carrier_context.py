@@ -122,3 +122,68 @@ async def test_another_tenants_lookup_with_the_keyed_call_id_gets_nothing(plugin
     key = plugin.carrier.get_cache_key(**asked)
     intruder = await call_kwargs(plugin, "team-b", "call-2")
     assert await plugin.carrier.async_get_cache(cache_key=key, **intruder) is None
+
+
+# --- the write of a miss's answer uses the context the miss was looked up with ---------------------
+
+
+async def test_the_write_after_a_miss_uses_the_lookups_context_and_stores_under_its_key(
+    plugin: CachePlugin,
+) -> None:
+    kwargs = await call_kwargs(plugin, "team-a", "call-1")
+    built = counting_contexts(plugin)
+    key = plugin.carrier.get_cache_key(**kwargs)
+    assert await plugin.carrier.async_get_cache(cache_key=key, **kwargs) is None
+    await plugin.carrier.async_add_cache(json.dumps(ANSWER), **dict(kwargs))  # LiteLLM's shallow copy
+    assert built == ["call-1"]  # one context for the key, the lookup and the write
+    again = await call_kwargs(plugin, "team-a", "call-2")
+    found = await plugin.carrier.async_get_cache(cache_key=plugin.carrier.get_cache_key(**again), **again)
+    assert found is not None and found["choices"][0]["message"]["content"] == "42"
+
+
+@pytest.mark.parametrize("change", ["identity", "messages", "cache", "twice"])
+async def test_a_write_that_is_not_the_looked_up_call_builds_its_own(
+    plugin: CachePlugin, change: str
+) -> None:
+    kwargs = await call_kwargs(plugin, "team-a", "call-1")
+    other = await call_kwargs(plugin, "team-b", "call-1")
+    key = plugin.carrier.get_cache_key(**kwargs)
+    await plugin.carrier.async_get_cache(cache_key=key, **kwargs)
+    built = counting_contexts(plugin)
+    write = dict(kwargs)
+    if change == "identity":
+        write["metadata"] = other["metadata"]
+    elif change == "messages":
+        write["messages"] = [dict(m) for m in kwargs["messages"]]  # equal, but not the same object
+    elif change == "cache":
+        write["cache"] = {"no-store": True}
+    else:
+        await plugin.carrier.async_add_cache(json.dumps(ANSWER), **write)
+        built.clear()  # the first write took the kept context; a second one builds its own
+    await plugin.carrier.async_add_cache(json.dumps(ANSWER), **write)
+    assert built == ["call-1"]
+
+
+async def test_another_tenants_write_with_the_looked_up_call_id_is_stored_as_its_own(
+    plugin: CachePlugin,
+) -> None:
+    asked = await call_kwargs(plugin, "team-a", "call-1")
+    assert (
+        await plugin.carrier.async_get_cache(cache_key=plugin.carrier.get_cache_key(**asked), **asked) is None
+    )
+    intruder = await call_kwargs(plugin, "team-b", "call-1")
+    await plugin.carrier.async_add_cache(json.dumps(ANSWER), **intruder)
+    # Team a's entry was not written by team b's answer; team b's own entry was.
+    a = await call_kwargs(plugin, "team-a", "call-2")
+    assert await plugin.carrier.async_get_cache(cache_key=plugin.carrier.get_cache_key(**a), **a) is None
+    b = await call_kwargs(plugin, "team-b", "call-3")
+    found = await plugin.carrier.async_get_cache(cache_key=plugin.carrier.get_cache_key(**b), **b)
+    assert found is not None
+
+
+async def test_a_failed_call_drops_its_kept_context(plugin: CachePlugin) -> None:
+    kwargs = await call_kwargs(plugin, "team-a", "call-1")
+    await plugin.carrier.async_get_cache(cache_key=plugin.carrier.get_cache_key(**kwargs), **kwargs)
+    assert "call-1" in plugin.carrier._missed
+    await plugin.async_log_failure_event(kwargs, None, None, None)
+    assert "call-1" not in plugin.carrier._missed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,8 @@ log = logging.getLogger("litellm_cache_plugin")
 
 BYPASS_KEY_PREFIX = "lcp-bypass:"
 CACHED_CALL_TYPES = ["acompletion", "atext_completion", "aembedding"]
+# Contexts of looked-up misses kept for their write (at most this many calls in flight at once).
+MISS_CONTEXTS = 256
 
 
 class CarrierCache(Cache):
@@ -58,6 +61,9 @@ class CarrierCache(Cache):
         # The context get_cache_key built for a chat/text call, for the async_get_cache LiteLLM makes
         # right after it with that key (same kwargs): not built, nor its key computed, twice per call.
         self._keyed: tuple[str, str, RequestContext] | None = None
+        # The context a miss was looked up with, by call id, for the write LiteLLM makes of its answer
+        # with the same call's kwargs (taken once; see _same_call).
+        self._missed: OrderedDict[str, RequestContext] = OrderedDict()
 
     # Keys -----------------------------------------------------------------------------------------
 
@@ -83,14 +89,23 @@ class CarrierCache(Cache):
         if keyed is None:
             return None
         call_id, key, ctx = keyed
-        source = ctx.source
-        if (
-            kwargs.get("litellm_call_id") != call_id
-            or kwargs.get("cache_key") != key
-            or metadata_of(kwargs).get(IDENTITY_FIELD) != metadata_of(source).get(IDENTITY_FIELD)
-            or kwargs.get("messages") is not source.get("messages")
-            or kwargs.get("prompt") is not source.get("prompt")
-        ):
+        if kwargs.get("cache_key") != key or not _same_call(kwargs, call_id, ctx):
+            return None
+        return ctx
+
+    def forget(self, call_id: object) -> None:
+        """The call ended without an answer to write (it failed): drop its kept context."""
+        if isinstance(call_id, str) and self._missed:
+            self._missed.pop(call_id, None)
+
+    def _missed_context(self, kwargs: Mapping[str, Any]) -> RequestContext | None:
+        """The context this call's miss was looked up with, taken once, for its write: only for the
+        same call id, signed identity and messages (or prompt) object; anything else builds its own."""
+        call_id = kwargs.get("litellm_call_id")
+        if not isinstance(call_id, str) or not self._missed:
+            return None
+        ctx = self._missed.pop(call_id, None)
+        if ctx is None or not _same_call(kwargs, call_id, ctx):
             return None
         return ctx
 
@@ -121,6 +136,10 @@ class CarrierCache(Cache):
             return None
         lookup = await self.region.lookup_response(ctx)
         if lookup.entry is None:
+            if ctx.call_id is not None and ctx.cacheable and not ctx.controls.no_store:
+                self._missed[ctx.call_id] = ctx  # its answer's write needs the same context
+                while len(self._missed) > MISS_CONTEXTS:
+                    self._missed.popitem(last=False)
             return None
         response = response_for_reader(
             ctx.request.kind, orjson.loads(lookup.entry.payload), stream=ctx.stream
@@ -148,7 +167,7 @@ class CarrierCache(Cache):
             log.exception("cache write failed (ignored)")
 
     async def _add_response(self, result: Any, kwargs: dict[str, Any]) -> None:
-        ctx = self.context(kwargs)
+        ctx = self._missed_context(kwargs) or self.context(kwargs)
         if ctx is None or not ctx.cacheable or ctx.controls.no_store:
             return
         if isinstance(result, str):
@@ -210,6 +229,19 @@ class CarrierCache(Cache):
 
     async def disconnect(self) -> None:
         await self.raw_store.close()
+
+
+def _same_call(kwargs: Mapping[str, Any], call_id: str, ctx: RequestContext) -> bool:
+    """Are ``kwargs`` those ``ctx`` was built from, as LiteLLM hands them on within one call (shallow
+    copies of one dict): the same call id, signed identity, and messages (or prompt) object?"""
+    source = ctx.source
+    return (
+        kwargs.get("litellm_call_id") == call_id
+        and metadata_of(kwargs).get(IDENTITY_FIELD) == metadata_of(source).get(IDENTITY_FIELD)
+        and kwargs.get("messages") is source.get("messages")
+        and kwargs.get("prompt") is source.get("prompt")
+        and kwargs.get("cache") is source.get("cache")
+    )
 
 
 def _original_response(kwargs: Mapping[str, Any]) -> Any:

@@ -294,6 +294,7 @@ class CachePlugin(CustomLogger):
     def release_flight(self, call_id: object) -> None:
         """The call leading a single flight ended without a stored answer: wake its waiters now."""
         self.region.release_flight(call_id)
+        self.carrier.forget(call_id)
 
     async def async_log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
