@@ -209,6 +209,62 @@ async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> No
     assert all(r.entry is not None for r in roles)
 
 
+async def test_a_poller_leads_once_the_other_replicas_leader_lets_go_without_an_answer(clock: Clock) -> None:
+    """Replica 2 waits on replica 1's flight through the backend; replica 1's call fails (no entry):
+    replica 2 takes the lock and leads at once, not after the single-flight timeout (30 s here)."""
+    shared = MemoryStore(clock=clock)
+    replica_1 = CacheEngine(shared, namespace="t", clock=clock)
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+
+    async def poll() -> Entry | None:
+        return (
+            await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        ).entry
+
+    assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
+    follower = asyncio.ensure_future(replica_2.claim("k", poll=poll, model_group="m"))
+    local_waiter = asyncio.ensure_future(replica_2.claim("k", poll=poll, model_group="m"))
+    await asyncio.sleep(0.05)
+    assert not follower.done()
+    replica_1.finish("k", None)  # failed: no answer, the lock is released
+    role = await asyncio.wait_for(follower, timeout=5)
+    assert role.leader  # replica 2 goes upstream for everyone waiting on it
+    assert not await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # ... holding the lock
+    entry = await replica_2.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    replica_2.finish("k", entry)
+    waited = await local_waiter
+    assert not waited.leader and waited.entry == entry
+    await asyncio.sleep(0)
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # released by its finish
+
+
+async def test_a_poller_that_takes_over_serves_an_answer_stored_just_before_the_release(clock: Clock) -> None:
+    shared = MemoryStore(clock=clock)
+    replica_1 = CacheEngine(shared, namespace="t", clock=clock)
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+    polls = 0
+
+    async def poll() -> Entry | None:
+        nonlocal polls
+        polls += 1
+        if polls == 1:  # the leader stores and releases between this poll and the lock attempt
+            entry = await replica_1.store_entry(
+                "k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60
+            )
+            replica_1.finish("k", entry)
+            await asyncio.sleep(0)
+            return None
+        return (
+            await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        ).entry
+
+    assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
+    role = await asyncio.wait_for(replica_2.claim("k", poll=poll, model_group="m"), timeout=5)
+    assert not role.leader and role.entry is not None  # no second upstream call
+    await asyncio.sleep(0)
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # not left held
+
+
 async def test_a_read_that_finds_nothing_takes_the_fill_lock_its_flight_then_leads_with(clock: Clock) -> None:
     """``read(lock=True)`` takes the fill lock in the read's round trip; this process's claim of
     the key then leads with it (no second lock call) and another replica waits on it."""

@@ -125,8 +125,10 @@ class SingleFlight:
         Within this process the first caller leads and the others wait on an in-memory future (no
         backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
         a process that finds the lock taken lets one local caller ``poll`` the backend for the result
-        (bounded backoff) and shares it with its local waiters. Every wait ends after the single-flight
-        timeout: the caller then goes upstream itself. Backend errors make the caller a leader (fail open).
+        (bounded backoff) and shares it with its local waiters; when the other process lets go of the
+        lock with no answer stored (its call failed or ended without one), the poller takes the lock
+        and leads. Every wait ends after the single-flight timeout: the caller then goes upstream
+        itself. Backend errors make the caller a leader (fail open).
         """
         started = time.perf_counter()
         timeout = self.settings.timeout
@@ -186,9 +188,34 @@ class SingleFlight:
                 entry = None
             if entry is not None:
                 break
+            if await self._took_over(flight, lock_key, deadline):
+                # The leader let go without an answer (it failed, or its request ended with none):
+                # this process leads now instead of waiting out the timeout. One more look first:
+                # the answer may have been stored just before the lock was released.
+                try:
+                    entry = await poll()
+                except StoreError:
+                    entry = None
+                if entry is None:
+                    self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
+                    return FlightRole(True)
+                break
         self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
         self.finish(key, entry)
         return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+    async def _took_over(self, flight: _Flight, lock_key: str, deadline: float) -> bool:
+        """Take the fill lock the other process held, if it is free now (until ``deadline``)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            if not await self._engine.store.acquire_lock(lock_key, flight.owner, left):
+                return False
+        except StoreError:
+            return False
+        flight.lock_key = lock_key  # released by finish(), like a leader's own
+        return True
 
     def waiting(self, key: str) -> int:
         """How many requests of this process wait on the flight of ``key`` (0: none, or no flight)."""
