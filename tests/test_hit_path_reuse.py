@@ -16,6 +16,7 @@ from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.settings import settings_from_mapping
 from litellm_cache_plugin.store.memory import MemoryStore
+from tests.test_carrier_context import ANSWER
 
 A, B = Tenant("team", "a"), Tenant("team", "b")
 
@@ -236,12 +237,3 @@ async def test_a_read_ahead_takes_no_lock_when_its_miss_would_not_lead_a_flight(
     assert "acquire_lock" not in store.calls
     lock_key, _ = plugin.engine.flights.fill_lock(read.key)
     assert await store.acquire_lock(lock_key, "someone", 30)
-
-
-ANSWER = {
-    "id": "x",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "llama3.2",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "42"}}],
-}
