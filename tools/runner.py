@@ -107,6 +107,9 @@ class ProxyProcess:
             **self.env,
         }
         env.pop("DATABASE_URL", None)
+        # pytest's name of the running test: a parametrized id can be longer than the kernel takes
+        # for one environment string (E2BIG), and it means nothing to the proxy.
+        env.pop("PYTEST_CURRENT_TEST", None)
         if self.num_workers > 1:
             # uvicorn kills a worker that misses its 5 s health ping; importing LiteLLM on a busy
             # 2-core machine can hold the GIL that long (LiteLLM's --timeout_worker_healthcheck).
