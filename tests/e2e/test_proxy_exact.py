@@ -251,8 +251,12 @@ def test_no_cache_and_no_store_controls(client: Client) -> None:
     before_stores = client.stores()
     client.chat(TEAM_A, body)
     client.wait_stored(before_stores)
+    stored = client.stores()
     assert client.chat(TEAM_A, body, headers={"Cache-Control": "no-cache"}).headers["x-cache"] == "BYPASS"
     assert client.chat(TEAM_A, {**body, "cache": {"no-cache": True}}).headers["x-cache"] == "BYPASS"
+    # Both went upstream and store their fresh answer, written after their responses were sent: wait
+    # for both writes, or one could land in the no-store count below.
+    assert client.wait_for(lambda: client.stores() >= stored + 2), "the no-cache answers were not stored"
     assert client.chat(TEAM_A, body).headers["x-cache"] == "HIT"
     fresh = chat_body(unique("Never store me."), temperature=0)
     stores = client.stores()
