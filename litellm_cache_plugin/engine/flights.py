@@ -143,29 +143,22 @@ class SingleFlight:
         loop = asyncio.get_running_loop()
         held = self._held.pop(key, None)
         left = held.expires_at - time.monotonic() if held is not None else 0.0
-        if held is not None and left > 0:
-            # Taken by this process's read of the entry moments ago: lead with it, no round trip.
-            flight = _Flight(
-                future=loop.create_future(),
-                owner=held.owner,
-                call_id=call_id,
-                model_group=model_group,
-                layer=layer,
-                lock_key=held.lock_key,
-            )
-            self._flights[key] = flight
-            flight.handle = loop.call_later(min(timeout, left), self.finish, key, None)
-            return FlightRole(True)
-        lock_key, owner = self.fill_lock(key)
+        # A lock this process's read of the entry took moments ago: lead with it, no round trip.
+        ahead = held if held is not None and left > 0 else None
+        lock_key, owner = (ahead.lock_key, ahead.owner) if ahead is not None else self.fill_lock(key)
         flight = _Flight(
             future=loop.create_future(),
             owner=owner,
             call_id=call_id,
             model_group=model_group,
             layer=layer,
+            lock_key=lock_key if ahead is not None else None,
         )
         self._flights[key] = flight
-        flight.handle = loop.call_later(timeout, self.finish, key, None)
+        limit = min(timeout, left) if ahead is not None else timeout
+        flight.handle = loop.call_later(limit, self.finish, key, None)
+        if ahead is not None:
+            return FlightRole(True)
         try:
             acquired = await self._engine.store.acquire_lock(lock_key, flight.owner, timeout)
         except StoreError:

@@ -49,7 +49,7 @@ from litellm_cache_plugin.store import (
     take_slot,
     url_options,
 )
-from litellm_cache_plugin.store.base import StoreError, StoreStats
+from litellm_cache_plugin.store.base import StoreError, StoreStats, get_with_counters_then_lock
 from litellm_cache_plugin.store.memcached import parse_hosts
 from litellm_cache_plugin.store.redis import (
     COMMON_OPTIONS,
@@ -180,16 +180,12 @@ class RedisClusterStore(RedisStore):
 
     # --- what differs from a single server ------------------------------------------------------
 
-    @_cluster_call
     async def get_with_counters_or_lock(
         self, key: str, counter_keys: Sequence[str], lock_key: str, owner: str, ttl: float
     ) -> tuple[bytes | None, list[int], bool]:
-        # A script's keys must share a slot (CROSSSLOT otherwise): the read, then SET NX, both
-        # unwrapped here (this call holds the one slot of the connection budget they use).
-        raw, counters = await RedisStore.get_with_counters(self, key, counter_keys)
-        if raw is not None:
-            return raw, counters, False
-        return None, counters, await RedisStore.acquire_lock(self, lock_key, owner, ttl)
+        # A script's keys must share a slot (CROSSSLOT otherwise): the read, then SET NX, each a
+        # cluster call of its own.
+        return await get_with_counters_then_lock(self, key, counter_keys, lock_key, owner, ttl)
 
     async def _mget(self, keys: Sequence[str]) -> list[bytes | str | None]:
         self._check_open()
