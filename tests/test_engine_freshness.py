@@ -296,6 +296,56 @@ async def test_a_read_that_finds_nothing_takes_the_fill_lock_its_flight_then_lea
     assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
 
 
+class LateReadStore(CountingStore):
+    """A MemoryStore whose read-and-lock answers only when ``answer`` is set: the lock is taken at
+    once (the script ran on the server) but the reply reaches its caller late."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        super().__init__(inner)
+        self.answer = asyncio.Event()
+
+    async def get_with_counters_or_lock(self, *args: object, **kwargs: object) -> object:
+        result = await self.inner.get_with_counters_or_lock(*args, **kwargs)  # type: ignore[arg-type]
+        await self.answer.wait()
+        return result
+
+
+async def test_a_request_whose_read_took_the_lock_leads_even_when_another_request_claimed_first(
+    clock: Clock,
+) -> None:
+    """Two requests of one process miss the same key. The first's read takes the fill lock, but its
+    reply comes back after the second request has already claimed the key and found the lock taken
+    (it polls for another holder's answer). The first must then lead with its lock: were it to wait
+    on the second's flight, each would wait for the other until the single-flight timeout (CI at
+    7b9ef70: 50 upstream calls after 30 s instead of one)."""
+    shared = MemoryStore(clock=clock)
+    late = LateReadStore(shared)
+    engine = CacheEngine(late, namespace="t", clock=clock)  # type: ignore[arg-type]
+
+    async def poll() -> Entry | None:
+        found = await engine.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        return found.entry
+
+    first_read = asyncio.ensure_future(engine.read("k", tenant=A, model_group="m", lock=True))
+    await asyncio.sleep(0)
+    assert not await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # the first read took it
+    second = asyncio.ensure_future(engine.claim("k", poll=poll, model_group="m", call_id="second"))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # polling: it saw the lock taken
+    late.answer.set()
+    read = await first_read
+    assert read.lock_owner is not None
+    first = await asyncio.wait_for(engine.claim("k", poll=poll, model_group="m", call_id="first"), 1)
+    assert first.leader
+    entry = await engine.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    engine.finish("k", entry)
+    role = await asyncio.wait_for(second, 1)
+    assert not role.leader and role.entry is not None  # one upstream call for both
+    engine.drop_read_lock(read)
+    await asyncio.sleep(0)  # the flight's release of the lock runs in the background
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+
+
 async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: Clock) -> None:
     shared = MemoryStore(clock=clock)
     short = SingleFlightSettings(timeout=0.05)

@@ -35,6 +35,7 @@ class _Flight:
     lock_key: str | None = None
     handle: asyncio.TimerHandle | None = None
     waiters: int = 0
+    polling: bool = False  # this process waits for another holder of the fill lock
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ class SingleFlight:
         if flight is not None and call_id is not None and flight.call_id == call_id:
             return FlightRole(True)  # a retry of the leading request must not wait for itself
         if flight is not None:
+            if flight.polling and self._lead_polled_flight(key, flight, call_id):
+                return FlightRole(True)
             flight.waiters += 1
             entry = await self._wait(flight.future, timeout)
             return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
@@ -168,34 +171,64 @@ class SingleFlight:
             flight.lock_key = lock_key or None
             return FlightRole(True)
 
-        # Another process leads: poll for its result on behalf of every local waiter.
+        # Another holder of the lock leads: poll for its result on behalf of every local waiter.
+        flight.polling = True
         delay = self.settings.poll_initial
         deadline = time.monotonic() + timeout
         entry = None
-        while time.monotonic() < deadline and not flight.future.done():
-            await asyncio.sleep(delay)
+        while (left := deadline - time.monotonic()) > 0 and self._still_polling(flight):
+            # Wakes early when a request of this process takes the flight over and finishes it.
+            await asyncio.wait((flight.future,), timeout=min(delay, left))
             delay = min(delay * 2, self.settings.poll_max)
-            try:
-                entry = await poll()
-            except StoreError:
-                entry = None
-            if entry is not None:
+            if not self._still_polling(flight):
+                break
+            entry = await self._poll_quietly(poll)
+            if entry is not None or not self._still_polling(flight):
                 break
             if await self._took_over(flight, lock_key, deadline):
                 # The leader let go without an answer (it failed, or its request ended with none):
                 # this process leads now instead of waiting out the timeout. One more look first:
                 # the answer may have been stored just before the lock was released.
-                try:
-                    entry = await poll()
-                except StoreError:
-                    entry = None
+                entry = await self._poll_quietly(poll)
                 if entry is None:
+                    flight.polling = False
                     self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
                     return FlightRole(True)
                 break
         self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
-        self.finish(key, entry)
+        if not flight.polling:
+            # A request of this process leads the flight now (_lead_polled_flight): it finishes
+            # it; this poller waits for it like any local waiter.
+            if entry is None:
+                entry = await self._wait(flight.future, max(0.0, deadline - time.monotonic()))
+            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+        if self._flights.get(key) is flight:  # not already ended by its timeout
+            self.finish(key, entry)
         return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+    def _lead_polled_flight(self, key: str, flight: _Flight, call_id: str | None) -> bool:
+        """The flight of ``key`` polls for another holder of the fill lock, and that holder is this
+        request: its read took the lock, but the reply reached it only after the flight began. It
+        leads the flight with that lock (waiting on it instead, each would wait for the other until
+        the timeout). Returns whether it does."""
+        held = self._held.get(key)
+        if held is None or held.expires_at <= time.monotonic():
+            return False
+        del self._held[key]
+        flight.polling = False
+        flight.owner, flight.lock_key, flight.call_id = held.owner, held.lock_key, call_id
+        return True
+
+    @staticmethod
+    def _still_polling(flight: _Flight) -> bool:
+        return flight.polling and not flight.future.done()
+
+    @staticmethod
+    async def _poll_quietly(poll: Callable[[], Coroutine[Any, Any, Entry | None]]) -> Entry | None:
+        try:
+            return await poll()
+        except StoreError:
+            return None
 
     async def _took_over(self, flight: _Flight, lock_key: str, deadline: float) -> bool:
         """Take the fill lock the other process held, if it is free now (until ``deadline``)."""
