@@ -14,6 +14,7 @@ from litellm_cache_plugin.envelope import Entry
 from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.policy.tags import TagError, parse_tags
+from litellm_cache_plugin.store.base import StoreError
 from litellm_cache_plugin.store.memory import MemoryStore
 
 A = Tenant("team", "a")
@@ -344,6 +345,45 @@ async def test_a_request_whose_read_took_the_lock_leads_even_when_another_reques
     engine.drop_read_lock(read)
     await asyncio.sleep(0)  # the flight's release of the lock runs in the background
     assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+
+
+class LostReplyStore(CountingStore):
+    """A MemoryStore whose read-and-lock runs (the lock is taken) but whose reply is lost, as when
+    the store's deadline cuts off a slow backend's answer."""
+
+    async def get_with_counters_or_lock(self, *args: object, **kwargs: object) -> object:
+        await self.inner.get_with_counters_or_lock(*args, **kwargs)  # type: ignore[arg-type]
+        raise StoreError("deadline passed")
+
+
+async def test_a_read_whose_reply_was_lost_does_not_leave_its_request_waiting_on_its_own_lock(
+    clock: Clock,
+) -> None:
+    shared = MemoryStore(clock=clock)
+    engine = CacheEngine(LostReplyStore(shared), namespace="t", clock=clock)  # type: ignore[arg-type]
+
+    async def never() -> Entry | None:
+        return None
+
+    with pytest.raises(StoreError):
+        await engine.read("k", tenant=A, model_group="m", lock=True)
+    assert not await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # taken all the same
+    # Its request goes on (fail open) and claims the key: it leads at once instead of polling for
+    # the lock it took itself until the single-flight timeout.
+    role = await asyncio.wait_for(engine.claim("k", poll=never, model_group="m"), 1)
+    assert role.leader
+    engine.finish("k", None)
+    await asyncio.sleep(0)  # the release runs in the background
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+
+
+def test_held_locks_nobody_claimed_or_gave_back_are_swept_once_expired(engine: CacheEngine) -> None:
+    long_ago = time.monotonic() - 3600
+    for i in range(1100):
+        engine.flights.hold(f"k{i}", f"t:lock:fill:k{i}", f"o{i}", long_ago)
+    engine.flights.hold("fresh", "t:lock:fill:fresh", "o", time.monotonic())
+    held = engine.flights._held
+    assert "fresh" in held and len(held) <= 1100 + 1 - 1024  # swept when the 1025th came in
 
 
 async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: Clock) -> None:

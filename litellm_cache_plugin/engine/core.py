@@ -166,9 +166,16 @@ class CacheEngine:
             return Prefetched(key, counter_keys, raw, tuple(values))
         lock_key, owner = self.flights.fill_lock(key)
         asked_at = time.monotonic()
-        raw, values, locked = await self.store.get_with_counters_or_lock(
-            key, counter_keys, lock_key, owner, self.flights.settings.timeout
-        )
+        try:
+            raw, values, locked = await self.store.get_with_counters_or_lock(
+                key, counter_keys, lock_key, owner, self.flights.settings.timeout
+            )
+        except StoreError:
+            # The backend may have taken the lock before the deadline cut the reply off. This
+            # process's next flight of the key leads with it (a lock it does not hold costs nothing:
+            # it is released by owner), rather than find its own lock taken and wait out the timeout.
+            self.flights.hold(key, lock_key, owner, asked_at)
+            raise
         if not locked:
             return Prefetched(key, counter_keys, raw, tuple(values))
         self.flights.hold(key, lock_key, owner, asked_at)

@@ -24,6 +24,8 @@ from litellm_cache_plugin.store.base import Store, StoreError
 
 __all__ = ["FlightRole", "SingleFlight", "SingleFlightSettings"]
 
+_HELD_SWEEP_AT = 1024  # held locks kept before the expired ones are swept out
+
 
 @dataclass
 class _Flight:
@@ -101,6 +103,12 @@ class SingleFlight:
         next flight of ``key`` in this process leads with it, without taking it again. Whoever took
         it calls :meth:`drop_held` once its request is over (nothing left to do if a flight took it)."""
         self._held[key] = _HeldLock(lock_key, owner, asked_at + self.settings.timeout)
+        if len(self._held) > _HELD_SWEEP_AT:
+            # Locks no flight took and no request gave back (its read failed, then it never
+            # claimed): the backend has dropped them by now.
+            now = time.monotonic()
+            for stale in [k for k, lock in self._held.items() if lock.expires_at <= now]:
+                del self._held[stale]
 
     def drop_held(self, key: str, owner: str) -> None:
         """Release the fill lock ``owner`` took ahead for ``key`` unless a flight took it over."""
