@@ -539,9 +539,12 @@ class CacheEngine:
         model_group: str,
         call_id: str | None = None,
         layer: str = "exact",
+        absent: bool = False,
     ) -> FlightRole:
         """:meth:`SingleFlight.claim`."""
-        return await self.flights.claim(key, poll=poll, model_group=model_group, call_id=call_id, layer=layer)
+        return await self.flights.claim(
+            key, poll=poll, model_group=model_group, call_id=call_id, layer=layer, absent=absent
+        )
 
     def finish(self, key: str, entry: Entry | None) -> None:
         """:meth:`SingleFlight.finish`."""

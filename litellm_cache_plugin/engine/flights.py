@@ -37,7 +37,9 @@ class _Flight:
     lock_key: str | None = None
     handle: asyncio.TimerHandle | None = None
     waiters: int = 0
-    polling: bool = False  # this process waits for another holder of the fill lock
+    # "claiming": asking the backend for the fill lock; "leading": a request of this process goes
+    # upstream; "polling": this process waits for another holder of the lock.
+    state: str = "leading"
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,15 @@ class SingleFlight:
         model_group: str,
         call_id: str | None = None,
         layer: str = "exact",
+        absent: bool = False,
     ) -> FlightRole:
         """Coalesce concurrent misses of ``key`` (of ``model_group`` in ``layer``, under which the
         flight's own events are counted: ``flight_polled``, ``flight_waited``).
+
+        ``absent``: the caller's lookup found no entry at all. The lock is then asked for only if
+        the key still holds nothing, in the same round trip (atomic on Redis): a flight that ended
+        between that lookup and this claim has stored its answer, which is served instead of a
+        second upstream call.
 
         Within this process the first caller leads and the others wait on an in-memory future (no
         backend round trip per waiter). Across processes the leader holds a lock in the shared backend;
@@ -145,7 +153,7 @@ class SingleFlight:
         if flight is not None and call_id is not None and flight.call_id == call_id:
             return FlightRole(True)  # a retry of the leading request must not wait for itself
         if flight is not None:
-            if flight.polling and self._lead_polled_flight(key, flight, call_id):
+            if self._lead_with_held_lock(key, flight, call_id):
                 return FlightRole(True)
             flight.waiters += 1
             entry = await self._wait(flight.future, timeout)
@@ -164,25 +172,49 @@ class SingleFlight:
             model_group=model_group,
             layer=layer,
             lock_key=lock_key if ahead is not None else None,
+            state="leading" if ahead is not None else "claiming",
         )
         self._flights[key] = flight
         limit = min(timeout, left) if ahead is not None else timeout
         flight.handle = loop.call_later(limit, self.finish, key, None)
         if ahead is not None:
             return FlightRole(True)
+        stored = False
         try:
-            acquired = await self._engine.store.acquire_lock(lock_key, flight.owner, timeout)
+            if absent:
+                raw, _, acquired = await self._engine.store.get_with_counters_or_lock(
+                    key, (), lock_key, owner, timeout
+                )
+                stored = raw is not None
+            else:
+                acquired = await self._engine.store.acquire_lock(lock_key, owner, timeout)
         except StoreError:
             acquired = True  # cannot coordinate: behave as if alone
             lock_key = ""
+        deadline = time.monotonic() + timeout
+        if flight.state == "leading":
+            # While this claim asked, a request of this process led the flight with the lock its
+            # read had taken (_lead_with_held_lock): wait for it like any local waiter.
+            if acquired and lock_key:  # the read's lock had expired: do not keep a second one
+                self._engine.spawn(self._release_quietly(lock_key, owner))
+            flight.waiters += 1
+            entry = await self._wait(flight.future, max(0.0, deadline - time.monotonic()))
+            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+        if stored:
+            # Written since the caller's lookup: the flight it would have joined has ended.
+            entry = await self._poll_quietly(poll)
+            if entry is not None:
+                if self._flights.get(key) is flight:
+                    self.finish(key, entry)
+                return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
         if acquired:
+            flight.state = "leading"
             flight.lock_key = lock_key or None
             return FlightRole(True)
 
         # Another holder of the lock leads: poll for its result on behalf of every local waiter.
-        flight.polling = True
+        flight.state = "polling"
         delay = self.settings.poll_initial
-        deadline = time.monotonic() + timeout
         entry = None
         while (left := deadline - time.monotonic()) > 0 and self._still_polling(flight):
             # Wakes early when a request of this process takes the flight over and finishes it.
@@ -199,13 +231,13 @@ class SingleFlight:
                 # the answer may have been stored just before the lock was released.
                 entry = await self._poll_quietly(poll)
                 if entry is None:
-                    flight.polling = False
+                    flight.state = "leading"
                     self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
                     return FlightRole(True)
                 break
         self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
-        if not flight.polling:
-            # A request of this process leads the flight now (_lead_polled_flight): it finishes
+        if flight.state == "leading":
+            # A request of this process leads the flight now (_lead_with_held_lock): it finishes
             # it; this poller waits for it like any local waiter.
             if entry is None:
                 entry = await self._wait(flight.future, max(0.0, deadline - time.monotonic()))
@@ -214,22 +246,26 @@ class SingleFlight:
             self.finish(key, entry)
         return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
 
-    def _lead_polled_flight(self, key: str, flight: _Flight, call_id: str | None) -> bool:
-        """The flight of ``key`` polls for another holder of the fill lock, and that holder is this
-        request: its read took the lock, but the reply reached it only after the flight began. It
-        leads the flight with that lock (waiting on it instead, each would wait for the other until
-        the timeout). Returns whether it does."""
+    def _lead_with_held_lock(self, key: str, flight: _Flight, call_id: str | None) -> bool:
+        """This request's read took the fill lock of ``key``, but the reply reached it only after
+        another request of this process had begun the key's flight: that flight is asking for the
+        lock or polling for its holder, which is this request. It leads the flight with that lock
+        (were it to wait on the flight instead, each would wait for the other until the timeout).
+        Returns whether it does. A flight that leads already (it took the lock, or the backend
+        failed and it leads without one) is waited on as usual."""
+        if flight.state == "leading":
+            return False
         held = self._held.get(key)
         if held is None or held.expires_at <= time.monotonic():
             return False
         del self._held[key]
-        flight.polling = False
+        flight.state = "leading"
         flight.owner, flight.lock_key, flight.call_id = held.owner, held.lock_key, call_id
         return True
 
     @staticmethod
     def _still_polling(flight: _Flight) -> bool:
-        return flight.polling and not flight.future.done()
+        return flight.state == "polling" and not flight.future.done()
 
     @staticmethod
     async def _poll_quietly(poll: Callable[[], Coroutine[Any, Any, Entry | None]]) -> Entry | None:

@@ -244,7 +244,11 @@ class CacheRegion:
                         return semantic_hit
                 if coalesce:
                     role = await self.engine.claim(
-                        key, poll=lambda: self._peek(ctx, key), call_id=ctx.call_id, model_group=group
+                        key,
+                        poll=lambda: self._peek(ctx, key),
+                        call_id=ctx.call_id,
+                        model_group=group,
+                        absent=lookup.reason == "absent",
                     )
                     if role.leader:
                         state.leading = key

@@ -1,0 +1,169 @@
+"""Single flight under many interleavings: several engines (workers, replicas) on one shared store
+whose replies come back after random delays, many requests of one key at once in each. Whatever the
+order the replies arrive in, one request goes upstream, every other is served its answer well
+before the single-flight timeout (a wait on a lock nobody will release shows up as a timeout here),
+and no fill lock is left behind.
+
+The store is a real ``MemoryStore``; only when its replies reach their callers is randomized (each
+operation runs at once, as on a server, and its reply is delayed), which is what reorders requests
+of one process on a real backend with a connection pool. Seeds make each order reproducible."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from litellm_cache_plugin.engine import CacheEngine, SingleFlightSettings
+from litellm_cache_plugin.envelope import Entry
+from litellm_cache_plugin.policy.controls import RequestControls
+from litellm_cache_plugin.policy.keys import Tenant
+from litellm_cache_plugin.store.memory import MemoryStore
+
+TENANT = Tenant("team", "a")
+TIMEOUT = 30.0  # the default single-flight timeout: a deadlock would wait this long
+BOUND = 5.0  # every request of a burst must be answered within this
+
+
+class JitteryReplies:
+    """A ``MemoryStore`` whose every reply reaches its caller after a random delay."""
+
+    def __init__(self, inner: MemoryStore, rng: random.Random, max_delay: float) -> None:
+        self.inner = inner
+        self.rng = rng
+        self.max_delay = max_delay
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not asyncio.iscoroutinefunction(attribute):
+            return attribute
+
+        async def delayed(*args: Any, **kwargs: Any) -> Any:
+            result = await attribute(*args, **kwargs)
+            await asyncio.sleep(self.rng.random() * self.max_delay)
+            return result
+
+        return delayed
+
+
+async def one_request(
+    engine: CacheEngine,
+    key: str,
+    *,
+    read_ahead: bool,
+    upstream: list[str],
+    name: str,
+    failures: list[str] | None = None,
+) -> str:
+    """A request as the plugin makes it: (the fast path's read, taking the fill lock on a miss),
+    the lookup, the flight; the leader calls upstream, stores and finishes; the read's lock is
+    given back at the end."""
+    read = None
+    if read_ahead:
+        read = await engine.read(key, tenant=TENANT, model_group="m", lock=True)
+        if read.raw is not None:
+            return "HIT"
+    try:
+        found = await engine.lookup(
+            key, tenant=TENANT, model_group="m", model_version="1", controls=RequestControls()
+        )
+        if found.entry is not None:
+            return "HIT"
+
+        async def poll() -> Entry | None:
+            again = await engine.lookup(
+                key, tenant=TENANT, model_group="m", model_version="1", controls=RequestControls()
+            )
+            return again.entry
+
+        role = await engine.claim(
+            key, poll=poll, model_group="m", call_id=name, absent=found.reason == "absent"
+        )
+        if not role.leader:
+            return "WAITED" if role.entry is not None else "UPSTREAM-AFTER-WAIT"
+        upstream.append(name)
+        await asyncio.sleep(0.02)  # the model answering
+        if failures:  # this upstream call fails: nothing to store
+            failures.pop()
+            engine.finish(key, None)
+            return "FAILED"
+        entry = await engine.store_entry(
+            key, b'{"answer":1}', tenant=TENANT, model_group="m", model_version="1", ttl=60
+        )
+        engine.finish(key, entry)
+        return "LED"
+    finally:
+        if read is not None:
+            engine.drop_read_lock(read)
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_a_burst_of_one_key_makes_one_upstream_call_whatever_the_reply_order(seed: int) -> None:
+    rng = random.Random(seed)
+    shared = MemoryStore()
+    engines = [
+        CacheEngine(
+            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
+            namespace="t",
+            single_flight=SingleFlightSettings(timeout=TIMEOUT),
+        )
+        for _ in range(rng.randint(1, 3))
+    ]
+    upstream: list[str] = []
+    requests = [
+        one_request(
+            engines[i % len(engines)],
+            "k",
+            read_ahead=rng.random() < 0.8,  # most requests come through the fast path's read
+            upstream=upstream,
+            name=f"r{i}",
+        )
+        for i in range(rng.randint(5, 30))
+    ]
+    outcomes = await asyncio.wait_for(asyncio.gather(*requests), BOUND)
+    assert len(upstream) == 1, (upstream, outcomes)
+    assert "UPSTREAM-AFTER-WAIT" not in outcomes
+    await asyncio.sleep(0.05)  # releases run in the background
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # nothing left held
+    for engine in engines:
+        assert not engine.flights.in_flight("k")
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_when_the_first_leader_fails_the_burst_still_ends_promptly_and_leaves_no_lock(
+    seed: int,
+) -> None:
+    """The first upstream call fails: its local waiters go upstream themselves, the other engines'
+    pollers take the lock over, and one of those calls is stored. Nobody waits out the timeout."""
+    rng = random.Random(1000 + seed)
+    shared = MemoryStore()
+    engines = [
+        CacheEngine(
+            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
+            namespace="t",
+            single_flight=SingleFlightSettings(timeout=TIMEOUT),
+        )
+        for _ in range(rng.randint(2, 3))
+    ]
+    upstream: list[str] = []
+    failures = ["the first call"]
+    requests = [
+        one_request(
+            engines[i % len(engines)],
+            "k",
+            read_ahead=rng.random() < 0.8,
+            upstream=upstream,
+            name=f"r{i}",
+            failures=failures,
+        )
+        for i in range(rng.randint(5, 30))
+    ]
+    outcomes = await asyncio.wait_for(asyncio.gather(*requests), BOUND)
+    assert outcomes.count("FAILED") == 1
+    assert "LED" in outcomes or "UPSTREAM-AFTER-WAIT" in outcomes
+    await asyncio.sleep(0.05)
+    assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
+    for engine in engines:
+        assert not engine.flights.in_flight("k")
