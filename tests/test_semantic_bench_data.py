@@ -47,3 +47,26 @@ def test_handwritten_set_is_well_formed() -> None:
     assert all(i.asked != i.cached for i in data.items)
     texts = [i.asked for i in data.items] + data.unrelated
     assert len(texts) == len(set(texts))  # no prompt is labelled twice
+
+
+def test_independent_conversation_set_is_well_formed_and_balanced() -> None:
+    from collections import Counter
+    from itertools import pairwise
+
+    from benchmarks.semantic.conversations import SHOULD_HIT, TRAPS, load_independent_pairs
+
+    pairs = load_independent_pairs()
+    assert len(pairs) == 144 and len({p.id for p in pairs}) == 144
+    assert Counter(p.domain for p in pairs) == dict.fromkeys(
+        ("travel", "banking", "health", "itsupport", "housing", "education"), 24
+    )
+    assert Counter((p.domain, p.subtype) for p in pairs) == {
+        (d, s): 4 for d in {p.domain for p in pairs} for s in (*SHOULD_HIT, *TRAPS)
+    }
+    for pair in pairs:
+        assert pair.part == "independent" and pair.same is (pair.subtype in SHOULD_HIT)
+        for side in (pair.a, pair.b):
+            roles = [m["role"] for m in side]
+            assert roles[0] == roles[-1] == "user"
+            assert all(a != b for a, b in pairwise(roles))
+            assert all(m["content"].strip() for m in side)
