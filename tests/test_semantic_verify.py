@@ -28,6 +28,7 @@ from litellm_cache_plugin.policy.verify import (
     after_verify_lock,
     alias_ttl,
     alias_verdict,
+    conversation_transcript,
     decode_alias,
     decode_verdict,
     encode_alias,
@@ -159,6 +160,26 @@ def test_judge_prompt_round_trip() -> None:
     assert messages[0]["role"] == "system" and "yes or no" in messages[0]["content"]
     assert judge_prompts(messages) == (CANONICAL, "two\nlines <request_a> inside")
     assert judge_prompts([{"role": "user", "content": "hello"}]) is None
+
+
+def test_the_judge_sees_whole_conversations_when_either_side_has_earlier_turns() -> None:
+    gym = (("user", "my gym membership costs too much"), ("assistant", "would you like to cancel it?"))
+    film = (("user", "i barely use my film streaming plan"), ("assistant", "would you like to cancel it?"))
+    messages = judge_messages("cancel it", "cancel it", gym, film)
+    assert "conversations" in messages[0]["content"] and "yes or no" in messages[0]["content"]
+    prompts = judge_prompts(messages)
+    assert prompts == (conversation_transcript(gym, "cancel it"), conversation_transcript(film, "cancel it"))
+    assert prompts[0].splitlines() == [
+        "user: my gym membership costs too much",
+        "assistant: would you like to cancel it?",
+        "user: cancel it",
+    ]
+    # The last messages are the same words, the conversations are not: a judge that says "yes" to
+    # equal texts (the simulator's does) says no here.
+    assert prompts[0] != prompts[1]
+    # Single prompts are asked about as before.
+    assert judge_messages("a", "b") == judge_messages("a", "b", (), ())
+    assert judge_prompts(judge_messages("a", "b")) == ("a", "b")
 
 
 def test_settings() -> None:
@@ -387,6 +408,26 @@ async def test_a_rejected_conversation_is_indexed_with_its_earlier_turns() -> No
     resolved = await h.index.resolve(prompt.scope, prompt.text, context=prompt.context)
     assert resolved.match is not None and resolved.match.prompt == prompt.text
     assert resolved.match.entry_key == h.region.key_for(h.ctx(TRAP, history=history))
+
+
+async def test_a_conversation_pair_is_judged_as_two_conversations() -> None:
+    # conversations: by_meaning with verified mode: the judge is asked about the conversations, each
+    # with its earlier turns, not about their last messages alone; its "yes" on that makes the alias.
+    history = [
+        {"role": "user", "content": "I am planning a trip in France."},
+        {"role": "assistant", "content": "Sounds good."},
+    ]
+    turns = tuple((m["role"], m["content"]) for m in history)
+    canonical = conversation_transcript(turns, CANONICAL)
+    paraphrase = conversation_transcript(turns, PARAPHRASE)
+    judge = FakeJudge({frozenset((canonical, paraphrase))})
+    h = Harness(judge, conversations="by_meaning")
+    await h.ask(CANONICAL, history=history)
+    assert (await h.ask(PARAPHRASE, history=history))[0] == "MISS"
+    await h.settle()
+    assert judge.calls == 1 and h.stat("verified") == 1
+    served = await h.ask(PARAPHRASE, history=history)
+    assert served == ("HIT:semantic-verified", f"answer to {CANONICAL} for t-1")
 
 
 @pytest.mark.parametrize("how", ["tag", "model", "tenant", "version", "replaced"])

@@ -248,6 +248,13 @@ _INSTRUCTION = (
     "thing, so that one correct answer to A is a correct answer to B (same facts, numbers, units, "
     "entities, scope, language and output format)? Reply with one word: yes or no."
 )
+_CONVERSATION_INSTRUCTION = (
+    "You decide whether a cached answer may be reused. Request A and request B are conversations, "
+    "one line per turn, each ending with a user message. Given everything said earlier in each, "
+    "does the last message of B ask for the same thing as the last message of A, so that one "
+    "correct reply to A is a correct reply to B (same facts, numbers, units, entities, intent, "
+    "scope, language and output format)? Reply with one word: yes or no."
+)
 _OPEN_A, _OPEN_B, _CLOSE = "<request_a>", "<request_b>", "</request>"
 _PROMPTS_RE = re.compile(
     re.escape(_OPEN_A) + r"\n(.*?)\n" + re.escape(_CLOSE) + r"\n" + re.escape(_OPEN_B) + r"\n(.*?)\n"
@@ -256,10 +263,31 @@ _PROMPTS_RE = re.compile(
 )  # fmt: skip
 
 
-def judge_messages(cached_prompt: str, new_prompt: str) -> list[dict[str, str]]:
-    """The chat messages sent to the judge model (deterministic; parsed back by :func:`judge_prompts`)."""
-    body = f"{_OPEN_A}\n{cached_prompt}\n{_CLOSE}\n{_OPEN_B}\n{new_prompt}\n{_CLOSE}"
-    return [{"role": "system", "content": _INSTRUCTION}, {"role": "user", "content": body}]
+def judge_messages(
+    cached_prompt: str,
+    new_prompt: str,
+    cached_context: Sequence[tuple[str, str]] = (),
+    new_context: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, str]]:
+    """The chat messages sent to the judge model (deterministic; parsed back by :func:`judge_prompts`).
+
+    With earlier turns on either side (conversations scoped by meaning), each side is its whole
+    conversation, one ``role: text`` line per turn, and the judge is asked about the last messages in
+    their conversations: the last messages alone can be word for word the same and ask different
+    things ("cancel it" after a gym membership or a streaming plan)."""
+    if not cached_context and not new_context:
+        a, b, instruction = cached_prompt, new_prompt, _INSTRUCTION
+    else:
+        a = conversation_transcript(cached_context, cached_prompt)
+        b = conversation_transcript(new_context, new_prompt)
+        instruction = _CONVERSATION_INSTRUCTION
+    body = f"{_OPEN_A}\n{a}\n{_CLOSE}\n{_OPEN_B}\n{b}\n{_CLOSE}"
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": body}]
+
+
+def conversation_transcript(context: Sequence[tuple[str, str]], last: str) -> str:
+    """A conversation as the judge reads it: its earlier turns, then the last user message."""
+    return "\n".join([*(f"{role}: {text}" for role, text in context), f"user: {last}"])
 
 
 def judge_prompts(messages: Sequence[Mapping[str, object]]) -> tuple[str, str] | None:

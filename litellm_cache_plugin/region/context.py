@@ -61,7 +61,10 @@ class NearMatch:
     canonical_key: str  # the exact key of the cached entry
     canonical_prompt: str
     similarity: float
-    # The request's earlier turns when its conversation is scoped by meaning: indexed with the prompt
-    # if the judge finds it a question of its own, so a later paraphrase of the whole conversation
-    # still finds it.
+    # The request's earlier turns when its conversation is scoped by meaning: shown to the judge, and
+    # indexed with the prompt if the judge finds it a question of its own, so a later paraphrase of
+    # the whole conversation still finds it.
     context: tuple[tuple[str, str], ...] = ()
+    # The cached conversation's earlier turns: the judge compares whole conversations, since two
+    # conversations ending in the same words ("cancel it") may ask different things.
+    canonical_context: tuple[tuple[str, str], ...] = ()

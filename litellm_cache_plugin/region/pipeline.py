@@ -408,7 +408,13 @@ class CacheRegion:
             # Verified mode: a near match is never served unverified. This request goes upstream; the
             # pair is verified once its own answer is stored (store_response).
             self.calls.state(ctx.call_id).verify = NearMatch(
-                scoped[0], scoped[1], match.entry_key, match.prompt, match.similarity, prompt.context
+                scoped[0],
+                scoped[1],
+                match.entry_key,
+                match.prompt,
+                match.similarity,
+                prompt.context,
+                match.context,
             )
             self.accounting.account(ctx, "semantic", Lookup("MISS", "unverified"), started)
             return None

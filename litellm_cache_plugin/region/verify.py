@@ -242,7 +242,8 @@ class Verifier:
         if self.judge is None or not model:
             return None
         timeout = job.settings.timeout
-        messages = judge_messages(job.near.canonical_prompt, job.near.prompt)
+        near = job.near
+        messages = judge_messages(near.canonical_prompt, near.prompt, near.canonical_context, near.context)
         try:
             answer = await asyncio.wait_for(self.judge.ask(model, messages, timeout), timeout=timeout)
         except Exception as error:  # timeouts included: nothing is recorded, the pair stays unverified

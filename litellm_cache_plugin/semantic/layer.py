@@ -97,6 +97,9 @@ class SemanticMatch:
     similarity: float
     prompt: str
     scope: str
+    # The cached conversation's earlier turns (conversations scoped by meaning), for a verifier that
+    # must judge the conversations, not their last messages alone.
+    context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -452,7 +455,9 @@ class SemanticIndex:
             if self.shared is None:
                 self._index.touch(skey, candidate.entry_key)
             self.stats["hit"] += 1
-            match = SemanticMatch(candidate.entry_key, candidate.similarity, candidate.text, scope)
+            match = SemanticMatch(
+                candidate.entry_key, candidate.similarity, candidate.text, scope, candidate.context
+            )
             return SemanticLookup("hit", match, tuple(refusals))
         self.stats["refused"] += 1
         self.stats["miss"] += 1  # still a miss for whoever counts misses
