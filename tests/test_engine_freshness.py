@@ -500,8 +500,11 @@ def test_unrated_layers_get_no_hit_ratio(clock: Clock) -> None:
 async def test_refresh_lock_is_exclusive_across_replicas(clock: Clock) -> None:
     shared = MemoryStore(clock=clock)
     one, two = CacheEngine(shared, namespace="t"), CacheEngine(shared, namespace="t")
-    owners = await asyncio.gather(*(e.flights.try_refresh_lock("k", 30) for e in [one, two, one, two]))
+    owners = await asyncio.gather(*(e.flights.try_refresh_lock("k", 30, 5.0) for e in [one, two, one, two]))
     assert sum(owner is not None for owner in owners) == 1
+    # The lock is per written entry: the next one (written at another time) has its own.
+    assert await one.flights.try_refresh_lock("k", 30, 6.0) is not None
+    assert await two.flights.try_refresh_lock("k", 30, 5.0) is None
 
 
 def test_tags_parsing() -> None:

@@ -167,3 +167,102 @@ async def test_when_the_first_leader_fails_the_burst_still_ends_promptly_and_lea
     assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)
     for engine in engines:
         assert not engine.flights.in_flight("k")
+
+
+# --- stale-while-revalidate: one refresh per stale entry across replicas ------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StoringUpstream:
+    """A refresh that asks the model again (after a short wait) and stores its answer, counted."""
+
+    def __init__(self) -> None:
+        self.region: Any = None
+        self.refreshes = 0
+
+    async def refresh(self, ctx: Any, timeout: float) -> None:
+        self.refreshes += 1
+        await asyncio.sleep(0.02)
+        await self.region.store_response(ctx, _answer(f"refresh {self.refreshes}"), upstream_ms=20.0)
+
+
+def _answer(text: str) -> dict[str, Any]:
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "llama",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+    }
+
+
+def _stale_ctx(region: Any, n: int) -> Any:
+    from litellm_cache_plugin.policy.keys import CacheRequest
+    from litellm_cache_plugin.region import RequestContext
+
+    request = CacheRequest(
+        kind="chat",
+        model_group="llama",
+        provider="ollama_chat",
+        model_version="1",
+        params={"temperature": 0},
+        messages=[{"role": "user", "content": "What is stale-while-revalidate?"}],
+    )
+    return RequestContext(
+        request=request,
+        tenant=TENANT,
+        cacheable=True,
+        reason="deterministic",
+        controls=RequestControls(),
+        ttl=60,
+        stale_for=600,
+        call_id=f"call-{n}",
+        stream=False,
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+async def test_a_stale_entry_is_refreshed_once_across_replicas_whatever_the_reply_order(seed: int) -> None:
+    """Many requests on 1-3 replicas find one stale entry at once, while the one refresh they start
+    stores its answer: one refresh in all, including for a request that read the stale entry just
+    before the new one was stored and asked for the refresh lock just after that refresh ended."""
+    from litellm_cache_plugin.region import CacheRegion
+    from litellm_cache_plugin.settings import settings_from_mapping
+    from tests.region_ports import NoCosts
+
+    rng = random.Random(2000 + seed)
+    clock = Clock()
+    shared = MemoryStore(clock=clock)
+    settings = settings_from_mapping({}, environ={})
+    upstream = StoringUpstream()
+    regions = []
+    for _ in range(rng.randint(1, 3)):
+        engine = CacheEngine(
+            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
+            namespace="t",
+            clock=clock,
+        )
+        regions.append(CacheRegion(engine, settings, upstream=upstream, costs=NoCosts()))
+    upstream.region = regions[0]
+    await regions[0].store_response(_stale_ctx(regions[0], 0), _answer("first"), upstream_ms=20.0)
+    clock.now += 120  # past its TTL (60 s), within stale-while-revalidate (600 s)
+
+    async def one(n: int) -> str:
+        await asyncio.sleep(rng.random() * 0.05)  # requests keep arriving while the refresh runs
+        region = regions[n % len(regions)]
+        return (await region.lookup_response(_stale_ctx(region, n))).outcome
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(1, rng.randint(5, 30)))), BOUND)
+    assert set(outcomes) <= {"STALE", "HIT"} and "STALE" in outcomes
+    for _ in range(100):  # the refresh runs in the background
+        await asyncio.sleep(0.01)
+        if all(not r.engine._background.tasks for r in regions):
+            break
+    assert upstream.refreshes == 1, outcomes

@@ -323,21 +323,22 @@ class SingleFlight:
 
     # -- the refresh lock of stale-while-revalidate ------------------------------------------------
 
-    async def try_refresh_lock(self, key: str, ttl: float) -> str | None:
-        """Take the refresh lock for ``key`` (across replicas). Returns the owner token or None."""
+    async def try_refresh_lock(self, key: str, ttl: float, generation: float) -> str | None:
+        """Take the refresh lock of the entry at ``key`` written at ``generation`` (its
+        ``created_at``), across replicas, for ``ttl`` seconds. Returns the owner token or None.
+
+        The lock is per written entry and is never released early: a request that read the stale
+        entry just before its refresh stored the new one, and asks for the lock after that refresh
+        ended, still finds it taken (a lock per key, released when the refresh ended, let it refresh
+        the same entry a second time). The next entry, once stale, has a lock of its own."""
         owner = self._new_owner()
+        lock_key = f"{self._engine.namespace}:lock:refresh:{key.rsplit(':', 1)[-1]}:{int(generation * 1000)}"
         try:
-            if await self._engine.store.acquire_lock(self._refresh_lock_key(key), owner, ttl):
+            if await self._engine.store.acquire_lock(lock_key, owner, ttl):
                 return owner
         except StoreError:
             return None
         return None
-
-    async def release_refresh_lock(self, key: str, owner: str) -> None:
-        await self._release_quietly(self._refresh_lock_key(key), owner)
-
-    def _refresh_lock_key(self, key: str) -> str:
-        return f"{self._engine.namespace}:lock:refresh:{key.rsplit(':', 1)[-1]}"
 
     async def _release_quietly(self, lock_key: str, owner: str) -> None:
         with contextlib.suppress(StoreError):

@@ -233,7 +233,8 @@ class CacheRegion:
         match plan:
             case Serve(stale=stale):
                 if stale:
-                    self.engine.spawn(self._refresh(ctx, key))
+                    assert lookup.entry is not None  # a stale hit serves its entry
+                    self.engine.spawn(self._refresh(ctx, key, lookup.entry.created_at))
             case Bypass():
                 pass
             case Miss(semantic=semantic, coalesce=coalesce):
@@ -545,14 +546,14 @@ class CacheRegion:
 
     # -- stale-while-revalidate ------------------------------------------------------------------------
 
-    async def _refresh(self, ctx: RequestContext, key: str) -> None:
-        """Stale-while-revalidate: re-run the request once (across replicas: a lock in the backend)
-        and let the normal write path replace the entry. A failed refresh keeps the stale entry and
-        holds the lock until it expires, so a failing upstream is retried at most once per lock TTL."""
+    async def _refresh(self, ctx: RequestContext, key: str, generation: float) -> None:
+        """Stale-while-revalidate: re-run the request once per stale entry (``generation``: its
+        ``created_at``; across replicas: a lock in the backend, held until it expires) and let the
+        normal write path replace the entry. A failed refresh keeps the stale entry, so a failing
+        upstream is retried at most once per lock TTL."""
         model_group = ctx.request.model_group
         lock_ttl = max(5.0, min(self.settings.single_flight.timeout, ctx.stale_for or 5.0))
-        owner = await self.engine.flights.try_refresh_lock(key, lock_ttl)
-        if owner is None:
+        if await self.engine.flights.try_refresh_lock(key, lock_ttl, generation) is None:
             return
         observer = self.observer
         self.engine.stats.bump("exact", model_group, "refresh_started")
@@ -583,7 +584,6 @@ class CacheRegion:
         self.engine.stats.bump("exact", model_group, "refresh_ok")
         if observer is not None:
             observer.record_refresh(model_group, "ok")
-        await self.engine.flights.release_refresh_lock(key, owner)
 
 
 def _facts(entry: Entry) -> EntryFacts:
