@@ -4,6 +4,7 @@ invalidation and model-digest versions across replicas."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -125,6 +126,53 @@ def test_fifty_concurrent_identical_misses_make_one_upstream_call(
     assert len(answers) == 1
     outcomes = [r.headers["x-cache"] for r in responses]
     assert outcomes.count("MISS") == 1 and outcomes.count("HIT") == 49
+
+
+def test_a_leader_whose_client_hangs_up_does_not_leave_its_waiters_waiting(
+    sim: SimulatorThread, replicas: list[str]
+) -> None:
+    """The request leading a single flight is abandoned by its client mid-call (a user pressing
+    "stop"). The identical requests waiting on it, on its replica and on the other, are answered
+    about when the upstream answers (or lead a call of their own), never after the single-flight
+    timeout (30 s)."""
+    upstream_s = 1.5
+    set_latency(sim, upstream_s * 1000)
+    try:
+        body = chat_body(unique("Asked, then abandoned."), temperature=0)
+
+        async def scenario() -> tuple[list[httpx.Response], list[float]]:
+            async with httpx.AsyncClient(timeout=60) as client:
+
+                async def leader() -> None:
+                    with contextlib.suppress(httpx.TimeoutException):
+                        await client.post(
+                            f"{replicas[0]}/v1/chat/completions",
+                            json=body,
+                            headers={"Authorization": f"Bearer {TEAM_A}"},
+                            timeout=0.5,  # hangs up while the upstream call is under way
+                        )
+
+                async def waiter(url: str) -> tuple[httpx.Response, float]:
+                    await asyncio.sleep(0.2)
+                    started = time.perf_counter()
+                    response = await client.post(
+                        f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {TEAM_A}"}
+                    )
+                    return response, time.perf_counter() - started
+
+                _, same_replica, other_replica = await asyncio.gather(
+                    leader(), waiter(replicas[0]), waiter(replicas[1])
+                )
+            answered = [same_replica, other_replica]
+            return [r for r, _ in answered], [t for _, t in answered]
+
+        responses, timings = asyncio.run(scenario())
+    finally:
+        set_latency(sim, 100)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert max(timings) < 3 * upstream_s + 3, timings  # not the 30 s single-flight timeout
+    contents = {r.json()["choices"][0]["message"]["content"] for r in responses}
+    assert len(contents) == 1
 
 
 def test_stale_hit_is_fast_and_triggers_exactly_one_refresh(
