@@ -203,7 +203,7 @@ def _answer(text: str) -> dict[str, Any]:
     }
 
 
-def _stale_ctx(region: Any, n: int) -> Any:
+def _ctx(region: Any, n: int) -> Any:
     from litellm_cache_plugin.policy.keys import CacheRequest
     from litellm_cache_plugin.region import RequestContext
 
@@ -251,13 +251,13 @@ async def test_a_stale_entry_is_refreshed_once_across_replicas_whatever_the_repl
         )
         regions.append(CacheRegion(engine, settings, upstream=upstream, costs=NoCosts()))
     upstream.region = regions[0]
-    await regions[0].store_response(_stale_ctx(regions[0], 0), _answer("first"), upstream_ms=20.0)
+    await regions[0].store_response(_ctx(regions[0], 0), _answer("first"), upstream_ms=20.0)
     clock.now += 120  # past its TTL (60 s), within stale-while-revalidate (600 s)
 
     async def one(n: int) -> str:
         await asyncio.sleep(rng.random() * 0.05)  # requests keep arriving while the refresh runs
         region = regions[n % len(regions)]
-        return (await region.lookup_response(_stale_ctx(region, n))).outcome
+        return (await region.lookup_response(_ctx(region, n))).outcome
 
     outcomes = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(1, rng.randint(5, 30)))), BOUND)
     assert set(outcomes) <= {"STALE", "HIT"} and "STALE" in outcomes
@@ -266,3 +266,60 @@ async def test_a_stale_entry_is_refreshed_once_across_replicas_whatever_the_repl
         if all(not r.engine._background.tasks for r in regions):
             break
     assert upstream.refreshes == 1, outcomes
+
+
+# --- the region as the proxy drives it: the fast path's read, then the hook path's lookup ----------
+
+
+@pytest.mark.parametrize("seed", range(30))
+async def test_a_burst_through_the_region_makes_one_upstream_call_whatever_the_reply_order(seed: int) -> None:
+    """The same bursts through ``CacheRegion`` as the proxy calls it: most requests are read ahead by
+    the fast path (``read_ahead``, which may take the fill lock), then every request is looked up on
+    the hook path (``lookup_response``: the remembered miss, the single flight), the leader's answer
+    is stored (``store_response``, which ends its flight) and the read's lock is given back at the
+    end (``drop_read_ahead``)."""
+    from litellm_cache_plugin.region import CacheRegion
+    from litellm_cache_plugin.settings import settings_from_mapping
+    from tests.region_ports import NoCosts, NoUpstream
+
+    rng = random.Random(3000 + seed)
+    shared = MemoryStore()
+    settings = settings_from_mapping({}, environ={})
+    regions = [
+        CacheRegion(
+            CacheEngine(
+                JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
+                namespace="t",
+                single_flight=SingleFlightSettings(timeout=TIMEOUT),
+            ),
+            settings,
+            upstream=NoUpstream(),
+            costs=NoCosts(),
+        )
+        for _ in range(rng.randint(1, 3))
+    ]
+    upstream: list[int] = []
+
+    async def one(n: int) -> str:
+        region = regions[n % len(regions)]
+        ctx = _ctx(region, n)  # a fresh call id per request; one key for all
+        await asyncio.sleep(rng.random() * 0.01)
+        read = await region.read_ahead(ctx, region.key_for(ctx)) if rng.random() < 0.8 else None
+        try:
+            if read is not None and read.raw is not None:
+                return "HIT"
+            lookup = await region.lookup_response(ctx)
+            if lookup.entry is not None:
+                return lookup.outcome
+            upstream.append(n)
+            await asyncio.sleep(0.02)  # the model answering
+            await region.store_response(ctx, _answer(f"answer {n}"), upstream_ms=20.0)
+            return "MISS"
+        finally:
+            region.drop_read_ahead(read)
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(rng.randint(5, 30)))), BOUND)
+    assert len(upstream) == 1, (upstream, outcomes)
+    await asyncio.sleep(0.05)
+    lock_key, _ = regions[0].engine.flights.fill_lock(regions[0].key_for(_ctx(regions[0], 0)))
+    assert await shared.acquire_lock(lock_key, "someone", 30)  # nothing left held
