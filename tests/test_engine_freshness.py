@@ -386,6 +386,33 @@ def test_held_locks_nobody_claimed_or_gave_back_are_swept_once_expired(engine: C
     assert "fresh" in held and len(held) <= 1100 + 1 - 1024  # swept when the 1025th came in
 
 
+async def test_a_claim_after_a_lookup_that_found_nothing_is_served_what_was_stored_since(
+    clock: Clock,
+) -> None:
+    """The lookup found nothing; before the claim, another replica's flight stored its answer and
+    let go of the lock. The claim is served that answer, not a second upstream call; a claim that
+    was not told the key was absent (its lookup found an entry it could not use) takes the lock."""
+    shared = MemoryStore(clock=clock)
+    replica_1 = CacheEngine(shared, namespace="t", clock=clock)
+    replica_2 = CacheEngine(shared, namespace="t", clock=clock)
+
+    async def poll() -> Entry | None:
+        found = await replica_1.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+        return found.entry
+
+    assert (
+        await replica_1.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
+    ).reason == ("absent")
+    assert (await replica_2.claim("k", poll=poll, model_group="m")).leader
+    entry = await replica_2.store_entry("k", b"{}", tenant=A, model_group="m", model_version="1", ttl=60)
+    replica_2.finish("k", entry)
+    await asyncio.sleep(0)  # the lock is released in the background
+    role = await replica_1.claim("k", poll=poll, model_group="m", absent=True)
+    assert not role.leader and role.entry is not None
+    assert not replica_1.flights.in_flight("k")
+    assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
+
+
 async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: Clock) -> None:
     shared = MemoryStore(clock=clock)
     short = SingleFlightSettings(timeout=0.05)

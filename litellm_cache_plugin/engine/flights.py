@@ -204,7 +204,7 @@ class SingleFlight:
             # Written since the caller's lookup: the flight it would have joined has ended.
             entry = await self._poll_quietly(poll)
             if entry is not None:
-                if self._flights.get(key) is flight:
+                if self._flights.get(key) is flight and flight.state != "leading":
                     self.finish(key, entry)
                 return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
         if acquired:
