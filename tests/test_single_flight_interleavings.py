@@ -48,6 +48,23 @@ class JitteryReplies:
         return delayed
 
 
+def jittery_engines(
+    shared: MemoryStore, rng: random.Random, count: int, clock: Any = None
+) -> list[CacheEngine]:
+    """``count`` engines (workers, replicas) on ``shared``, each seeing its replies late by up to
+    1, 5 or 20 ms (chosen per engine)."""
+    extra = {"clock": clock} if clock is not None else {}
+    return [
+        CacheEngine(
+            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
+            namespace="t",
+            single_flight=SingleFlightSettings(timeout=TIMEOUT),
+            **extra,
+        )
+        for _ in range(count)
+    ]
+
+
 async def one_request(
     engine: CacheEngine,
     key: str,
@@ -103,14 +120,7 @@ async def one_request(
 async def test_a_burst_of_one_key_makes_one_upstream_call_whatever_the_reply_order(seed: int) -> None:
     rng = random.Random(seed)
     shared = MemoryStore()
-    engines = [
-        CacheEngine(
-            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
-            namespace="t",
-            single_flight=SingleFlightSettings(timeout=TIMEOUT),
-        )
-        for _ in range(rng.randint(1, 3))
-    ]
+    engines = jittery_engines(shared, rng, rng.randint(1, 3))
     upstream: list[str] = []
     requests = [
         one_request(
@@ -139,14 +149,7 @@ async def test_when_the_first_leader_fails_the_burst_still_ends_promptly_and_lea
     pollers take the lock over, and one of those calls is stored. Nobody waits out the timeout."""
     rng = random.Random(1000 + seed)
     shared = MemoryStore()
-    engines = [
-        CacheEngine(
-            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
-            namespace="t",
-            single_flight=SingleFlightSettings(timeout=TIMEOUT),
-        )
-        for _ in range(rng.randint(2, 3))
-    ]
+    engines = jittery_engines(shared, rng, rng.randint(2, 3))
     upstream: list[str] = []
     failures = ["the first call"]
     requests = [
@@ -242,14 +245,10 @@ async def test_a_stale_entry_is_refreshed_once_across_replicas_whatever_the_repl
     shared = MemoryStore(clock=clock)
     settings = settings_from_mapping({}, environ={})
     upstream = StoringUpstream()
-    regions = []
-    for _ in range(rng.randint(1, 3)):
-        engine = CacheEngine(
-            JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
-            namespace="t",
-            clock=clock,
-        )
-        regions.append(CacheRegion(engine, settings, upstream=upstream, costs=NoCosts()))
+    regions = [
+        CacheRegion(engine, settings, upstream=upstream, costs=NoCosts())
+        for engine in jittery_engines(shared, rng, rng.randint(1, 3), clock)
+    ]
     upstream.region = regions[0]
     await regions[0].store_response(_ctx(regions[0], 0), _answer("first"), upstream_ms=20.0)
     clock.now += 120  # past its TTL (60 s), within stale-while-revalidate (600 s)
@@ -286,17 +285,8 @@ async def test_a_burst_through_the_region_makes_one_upstream_call_whatever_the_r
     shared = MemoryStore()
     settings = settings_from_mapping({}, environ={})
     regions = [
-        CacheRegion(
-            CacheEngine(
-                JitteryReplies(shared, rng, max_delay=rng.choice((0.001, 0.005, 0.02))),  # type: ignore[arg-type]
-                namespace="t",
-                single_flight=SingleFlightSettings(timeout=TIMEOUT),
-            ),
-            settings,
-            upstream=NoUpstream(),
-            costs=NoCosts(),
-        )
-        for _ in range(rng.randint(1, 3))
+        CacheRegion(engine, settings, upstream=NoUpstream(), costs=NoCosts())
+        for engine in jittery_engines(shared, rng, rng.randint(1, 3))
     ]
     upstream: list[int] = []
 
