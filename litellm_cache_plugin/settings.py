@@ -112,10 +112,10 @@ class SemanticLayer(_Strict):
     index: str = Field(default="local", pattern=r"^(local|rediss?\+search://.+)$")
     # Verified matches (off by default): see SemanticVerify.
     verify: SemanticVerify = SemanticVerify()
-    # Multi-turn chats: "exact" (every earlier turn must be equal, the default) or "by_meaning" (a
-    # conversation with the same system prompt, parameters and turn roles may be served when every
-    # earlier turn matches its counterpart by meaning and passes the near-miss guard; see
-    # semantic/conversation.py and results/semantic/conversations/).
+    # Multi-turn chats: "exact" (every earlier turn must be equal, the default) or "by_meaning" (the
+    # conversation judged as a whole: semantic/conversation.py). by_meaning answered 1.2-4.2% of
+    # unseen conversation traps wrongly (results/semantic/conversations-s12/): the proxy warns at
+    # start-up when it is on without verify.
     conversations: Literal["exact", "by_meaning"] = "exact"
 
 

@@ -313,3 +313,21 @@ def test_memory_backend_with_several_workers_says_each_has_its_own_cache() -> No
     assert "\n" not in note
     assert per_worker_cache_note("memory://", 1, 1) is None
     assert per_worker_cache_note("redis://localhost:6379/0", 4, 1) is None
+
+
+def test_conversations_by_meaning_without_verification_are_named_at_start_up() -> None:
+    from litellm_cache_plugin.integrations.litellm.install import unverified_conversations_note
+    from litellm_cache_plugin.settings import settings_from_mapping
+
+    def note(config: dict[str, object]) -> str | None:
+        return unverified_conversations_note(settings_from_mapping(config, environ={}))
+
+    by_meaning = {"semantic": {"enabled": True, "conversations": "by_meaning"}}
+    found = note({"layers": by_meaning})
+    assert found is not None and "every model group" in found and "verify.mode" in found and "\n" not in found
+    assert note({}) is None  # conversations: exact, the default
+    verified = {"semantic": {**by_meaning["semantic"], "verify": {"mode": "agreement"}}}
+    assert note({"layers": verified}) is None
+    assert note({"layers": {"semantic": {"enabled": False, "conversations": "by_meaning"}}}) is None
+    per_model = note({"layers": verified, "models": {"chat": {"layers": by_meaning}}})
+    assert per_model is not None and "(chat)" in per_model

@@ -9,7 +9,7 @@ import sys
 from litellm_cache_plugin.integrations import compat
 from litellm_cache_plugin.integrations.edge import install_conditional_responses
 from litellm_cache_plugin.integrations.litellm.plugin import CachePlugin
-from litellm_cache_plugin.settings import SettingsError, load_settings
+from litellm_cache_plugin.settings import PluginSettings, SettingsError, load_settings
 
 log = logging.getLogger("litellm_cache_plugin")
 
@@ -54,6 +54,9 @@ def create_proxy_plugin() -> CachePlugin:
     note = per_worker_cache_note(settings.backend, compat.proxy_workers(os.environ), os.getpid())
     if note is not None:
         log.warning(note)
+    note = unverified_conversations_note(settings)
+    if note is not None:
+        log.warning(note)
     return plugin
 
 
@@ -65,6 +68,29 @@ def per_worker_cache_note(backend: str, workers: int, pid: int) -> str | None:
         f"litellm_cache_plugin: backend memory:// with {workers} proxy workers: each worker (this one: "
         f"pid {pid}) has its own cache, so a request is a hit only in a worker that stored it, and "
         "DELETE /v1/cache/... and single-flight reach one worker; use redis:// to share one cache"
+    )
+
+
+def unverified_conversations_note(settings: PluginSettings) -> str | None:
+    """The start-up line when conversations are matched by meaning and nothing verifies the matches:
+    the rules alone answer some unseen conversation traps wrongly (README, "Semantic layer:
+    conversations"), which an operator who turned them on should hear once, not read about."""
+    layered = [("every model group", settings.layers)]
+    layered += [(name, model.layers) for name, model in settings.models.items() if model.layers is not None]
+    unverified = [
+        name
+        for name, layers in layered
+        if layers.semantic.enabled
+        and layers.semantic.conversations == "by_meaning"
+        and layers.semantic.verify.mode == "off"
+    ]
+    if not unverified:
+        return None
+    return (
+        "litellm_cache_plugin: layers.semantic.conversations: by_meaning without layers.semantic.verify "
+        f"({', '.join(unverified)}): its rules answered 1.2-4.2% of conversation traps wrongly on "
+        "conversations nobody tuned them on; set verify.mode (judge, agreement or both) so that no "
+        "unverified conversation match is served"
     )
 
 
