@@ -70,3 +70,17 @@ def test_independent_conversation_set_is_well_formed_and_balanced() -> None:
             assert roles[0] == roles[-1] == "user"
             assert all(a != b for a, b in pairwise(roles))
             assert all(m["content"].strip() for m in side)
+
+
+def test_independent_single_prompt_set_is_well_formed() -> None:
+    from collections import Counter
+
+    from benchmarks.semantic.datasets import independent_set
+
+    data = independent_set()
+    assert data.role == "held-out" and len(data.unrelated) == 40
+    intents = {item.intent for item in data.items}
+    assert len(intents) == 80 and len({i.split("/")[0] for i in intents}) == 10
+    kinds = Counter(item.kind for item in data.items if not item.same)
+    assert set(kinds) <= set(KINDS) and all(kinds[k] >= 12 for k in KINDS)
+    assert all(item.asked != item.cached for item in data.items)

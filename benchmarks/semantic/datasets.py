@@ -34,6 +34,7 @@ __all__ = [
     "constructed_sets",
     "fow_set",
     "handwritten_set",
+    "independent_set",
     "load_sets",
     "tuning_handwritten_set",
 ]
@@ -195,6 +196,16 @@ def handwritten_set(
     return LabelledSet(name, role, note, items, unrelated=[str(u) for u in raw.get("unrelated", ())])
 
 
+INDEPENDENT_NOTE = (
+    "data/independent.yaml: written in session 12 by a separate author (a helper session that saw "
+    "neither the layer's code nor any other set), 10 domains none of the others has; never tuned on"
+)
+
+
+def independent_set() -> LabelledSet:
+    return handwritten_set(DATA / "independent.yaml", "independent", "held-out", INDEPENDENT_NOTE)
+
+
 def tuning_handwritten_set() -> LabelledSet:
     return handwritten_set(DATA / "tuning_handwritten.yaml", "handwritten tuning", "tuning", TUNING_NOTE)
 
@@ -205,4 +216,5 @@ def load_sets() -> list[LabelledSet]:
     if fow is not None:
         sets.append(fow)
     sets.append(handwritten_set())
+    sets.append(independent_set())
     return sets

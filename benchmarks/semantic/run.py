@@ -13,7 +13,9 @@ Sets and what may be tuned on them (see ``datasets.py`` and ``README.md`` here):
 - ``constructed (tuning folds)`` — the only data the guard and the threshold may be tuned on;
 - ``constructed (held-out folds)`` — the same generator, other intents; scored only;
 - ``fow-cache`` — test only;
-- ``handwritten`` — held out: written once, before the guard changed, never tuned on.
+- ``handwritten`` — held out: written once, before the guard changed, never tuned on;
+- ``independent`` — held out: written in session 12 by a separate author who saw neither the layer's
+  code nor any other set, in ten domains no other set has; never tuned on.
 """
 
 from __future__ import annotations
