@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from litellm_cache_plugin.engine.stats import EngineStats
 from litellm_cache_plugin.envelope import Entry
@@ -39,7 +39,13 @@ class _Flight:
     waiters: int = 0
     # "claiming": asking the backend for the fill lock; "leading": a request of this process goes
     # upstream; "polling": this process waits for another holder of the lock.
-    state: str = "leading"
+    state: Literal["claiming", "leading", "polling"] = "leading"
+
+
+def _leading(flight: _Flight) -> bool:
+    """Whether a request of this process leads ``flight`` now. Read after an await: another request
+    may have changed it meanwhile (a function, so that no type checker narrows it across the await)."""
+    return flight.state == "leading"
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class SingleFlight:
         # Lock owners are this process's token and a serial (unique here; no syscall per claim).
         self._serial = itertools.count(1)
         self._held: dict[str, _HeldLock] = {}
+        self._sweep_at = _HELD_SWEEP_AT
 
     def fill_lock(self, key: str) -> tuple[str, str]:
         """The fill lock of ``key`` and a fresh owner token for it."""
@@ -105,12 +112,14 @@ class SingleFlight:
         next flight of ``key`` in this process leads with it, without taking it again. Whoever took
         it calls :meth:`drop_held` once its request is over (nothing left to do if a flight took it)."""
         self._held[key] = _HeldLock(lock_key, owner, asked_at + self.settings.timeout)
-        if len(self._held) > _HELD_SWEEP_AT:
+        if len(self._held) > self._sweep_at:
             # Locks no flight took and no request gave back (its read failed, then it never
-            # claimed): the backend has dropped them by now.
+            # claimed): the backend has dropped them by now. The next sweep waits until the live
+            # ones have doubled, so many live locks do not make every hold a scan.
             now = time.monotonic()
             for stale in [k for k, lock in self._held.items() if lock.expires_at <= now]:
                 del self._held[stale]
+            self._sweep_at = max(_HELD_SWEEP_AT, 2 * len(self._held))
 
     def drop_held(self, key: str, owner: str) -> None:
         """Release the fill lock ``owner`` took ahead for ``key`` unless a flight took it over."""
@@ -192,7 +201,7 @@ class SingleFlight:
             acquired = True  # cannot coordinate: behave as if alone
             lock_key = ""
         deadline = time.monotonic() + timeout
-        if flight.state == "leading":
+        if _leading(flight):
             # While this claim asked, a request of this process led the flight with the lock its
             # read had taken (_lead_with_held_lock): wait for it like any local waiter.
             if acquired and lock_key:  # the read's lock had expired: do not keep a second one
@@ -204,7 +213,7 @@ class SingleFlight:
             # Written since the caller's lookup: the flight it would have joined has ended.
             entry = await self._poll_quietly(poll)
             if entry is not None:
-                if self._flights.get(key) is flight and flight.state != "leading":
+                if self._flights.get(key) is flight and not _leading(flight):
                     self.finish(key, entry)
                 return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
         if acquired:
@@ -236,7 +245,7 @@ class SingleFlight:
                     return FlightRole(True)
                 break
         self._engine.stats.bump(flight.layer, flight.model_group, "flight_polled")
-        if flight.state == "leading":
+        if _leading(flight):
             # A request of this process leads the flight now (_lead_with_held_lock): it finishes
             # it; this poller waits for it like any local waiter.
             if entry is None:
