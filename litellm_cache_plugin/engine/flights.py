@@ -42,6 +42,11 @@ class _Flight:
     state: Literal["claiming", "leading", "polling"] = "leading"
 
 
+def _followed(entry: Entry | None, started: float) -> FlightRole:
+    """The role of a request that waited on another's flight since ``started`` (``perf_counter``)."""
+    return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+
+
 def _leading(flight: _Flight) -> bool:
     """Whether a request of this process leads ``flight`` now. Read after an await: another request
     may have changed it meanwhile (a function, so that no type checker narrows it across the await)."""
@@ -166,13 +171,11 @@ class SingleFlight:
                 return FlightRole(True)
             flight.waiters += 1
             entry = await self._wait(flight.future, timeout)
-            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+            return _followed(entry, started)
 
         loop = asyncio.get_running_loop()
-        held = self._held.pop(key, None)
-        left = held.expires_at - time.monotonic() if held is not None else 0.0
         # A lock this process's read of the entry took moments ago: lead with it, no round trip.
-        ahead = held if held is not None and left > 0 else None
+        ahead = self._take_held(key)
         lock_key, owner = (ahead.lock_key, ahead.owner) if ahead is not None else self.fill_lock(key)
         flight = _Flight(
             future=loop.create_future(),
@@ -184,7 +187,7 @@ class SingleFlight:
             state="leading" if ahead is not None else "claiming",
         )
         self._flights[key] = flight
-        limit = min(timeout, left) if ahead is not None else timeout
+        limit = timeout if ahead is None else min(timeout, ahead.expires_at - time.monotonic())
         flight.handle = loop.call_later(limit, self.finish, key, None)
         if ahead is not None:
             return FlightRole(True)
@@ -208,14 +211,14 @@ class SingleFlight:
                 self._engine.spawn(self._release_quietly(lock_key, owner))
             flight.waiters += 1
             entry = await self._wait(flight.future, max(0.0, deadline - time.monotonic()))
-            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+            return _followed(entry, started)
         if stored:
             # Written since the caller's lookup: the flight it would have joined has ended.
             entry = await self._poll_quietly(poll)
             if entry is not None:
                 if self._flights.get(key) is flight and not _leading(flight):
                     self.finish(key, entry)
-                return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+                return _followed(entry, started)
         if acquired:
             flight.state = "leading"
             flight.lock_key = lock_key or None
@@ -250,10 +253,10 @@ class SingleFlight:
             # it; this poller waits for it like any local waiter.
             if entry is None:
                 entry = await self._wait(flight.future, max(0.0, deadline - time.monotonic()))
-            return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+            return _followed(entry, started)
         if self._flights.get(key) is flight:  # not already ended by its timeout
             self.finish(key, entry)
-        return FlightRole(False, entry, (time.perf_counter() - started) * 1000)
+        return _followed(entry, started)
 
     def _lead_with_held_lock(self, key: str, flight: _Flight, call_id: str | None) -> bool:
         """This request's read took the fill lock of ``key``, but the reply reached it only after
@@ -264,13 +267,18 @@ class SingleFlight:
         failed and it leads without one) is waited on as usual."""
         if flight.state == "leading":
             return False
-        held = self._held.get(key)
-        if held is None or held.expires_at <= time.monotonic():
+        held = self._take_held(key)
+        if held is None:
             return False
-        del self._held[key]
         flight.state = "leading"
         flight.owner, flight.lock_key, flight.call_id = held.owner, held.lock_key, call_id
         return True
+
+    def _take_held(self, key: str) -> _HeldLock | None:
+        """The fill lock a read of this process took ahead for ``key``, if it has not expired; taken
+        out of the held locks either way (an expired one has nothing left to give back)."""
+        held = self._held.pop(key, None)
+        return held if held is not None and held.expires_at > time.monotonic() else None
 
     @staticmethod
     def _still_polling(flight: _Flight) -> bool:
