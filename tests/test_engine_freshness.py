@@ -57,6 +57,12 @@ async def get(engine: CacheEngine, key: str, tenant: Tenant = A, tags: tuple[str
     return found.outcome if found.entry is not None else f"MISS:{found.reason}"
 
 
+async def entry_at(engine: CacheEngine, key: str = "k") -> Entry | None:
+    """What a lookup of ``key`` (tenant A, model group m, version 1) would serve, if anything."""
+    found = await engine.lookup(key, tenant=A, model_group="m", model_version="1", controls=NONE)
+    return found.entry
+
+
 async def test_tag_invalidation_hits_only_tagged_entries(engine: CacheEngine) -> None:
     await put(engine, "k1", tags=("docs",))
     await put(engine, "k2", tags=("other",))
@@ -197,8 +203,7 @@ async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> No
     replica_2 = CacheEngine(shared, namespace="t", clock=clock)
 
     async def poll() -> Entry | None:
-        found = await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
-        return found.entry
+        return await entry_at(replica_2)
 
     assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
     followers = [asyncio.ensure_future(replica_2.claim("k", poll=poll, model_group="m")) for _ in range(20)]
@@ -324,8 +329,7 @@ async def test_a_request_whose_read_took_the_lock_leads_even_when_another_reques
     engine = CacheEngine(late, namespace="t", clock=clock)  # type: ignore[arg-type]
 
     async def poll() -> Entry | None:
-        found = await engine.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
-        return found.entry
+        return await entry_at(engine)
 
     first_read = asyncio.ensure_future(engine.read("k", tenant=A, model_group="m", lock=True))
     await asyncio.sleep(0)
@@ -397,8 +401,7 @@ async def test_a_claim_after_a_lookup_that_found_nothing_is_served_what_was_stor
     replica_2 = CacheEngine(shared, namespace="t", clock=clock)
 
     async def poll() -> Entry | None:
-        found = await replica_1.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
-        return found.entry
+        return await entry_at(replica_1)
 
     assert (
         await replica_1.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
@@ -472,8 +475,7 @@ async def test_single_flight_counts_its_events_under_the_model_group(clock: Cloc
     replica_2 = CacheEngine(shared, namespace="t", clock=clock)
 
     async def poll() -> Entry | None:
-        found = await replica_2.lookup("k", tenant=A, model_group="m", model_version="1", controls=NONE)
-        return found.entry
+        return await entry_at(replica_2)
 
     assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
     local_leader = await replica_1.claim("k2", poll=poll, model_group="m")
