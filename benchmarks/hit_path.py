@@ -598,6 +598,20 @@ def build_cases(
                 )
             )
     if miss_experiment:
+        # What a miss costs with the carrier alone: the fast path (and its probe) turned off.
+        config = priced(
+            proxy_config(sim_url, {"backend": "memory://", "ttl": 3600, "fast_path": {"enabled": False}})
+        )
+        cases.append(
+            Case(
+                "plugin-memory-no-fast-path",
+                "plugin, memory://, fast_path.enabled: false (misses: the carrier without the probe)",
+                "experiment",
+                ProxyProcess(
+                    config, workdir / "no-fast-path", extra_files=files, name="plugin-memory-no-fast-path"
+                ),
+            )
+        )
         config = priced(proxy_config(sim_url, {"backend": "memory://", "ttl": 3600}))
         config["litellm_settings"]["callbacks"].append("no_carrier.store")
         cases.append(
@@ -1251,7 +1265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--miss-experiment",
         action="store_true",
-        help="also the plugin without litellm.cache (misses stored from a success callback), misses only",
+        help="also the plugin without litellm.cache (misses stored from a success callback) and the plugin "
+        "with fast_path.enabled: false (the carrier alone), misses only",
     )
     parser.add_argument(
         "--ceiling",
