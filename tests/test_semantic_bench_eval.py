@@ -13,6 +13,7 @@ np = pytest.importorskip("numpy", reason="the [semantic] extra is not installed"
 from benchmarks.semantic.datasets import Item, LabelledSet  # noqa: E402
 from benchmarks.semantic.evaluate import (  # noqa: E402
     Setting,
+    ceiling_rows,
     check_consistency,
     cross_validate,
     evaluate_set,
@@ -75,3 +76,18 @@ def test_rule_costs_and_cross_validation() -> None:
     assert costs["entity"]["traps_first"] == 1 and costs["number"]["traps_only"] == 1
     cv = cross_validate(data.items, vectors, folds=(0, 1))
     assert [f["fold"] for f in cv["folds"]] == [0, 1] and cv["served"]["n"] == 2
+
+
+def test_ceiling_is_the_best_threshold_in_hindsight_with_and_without_the_guard() -> None:
+    data, vectors = _data()
+    ceiling = ceiling_rows(data, vectors)
+    # Without the guard a trap (0.96, 0.97) sits above the paraphrase (0.95): no threshold serves it
+    # without serving a trap, and serving both paraphrases (one at 0.50) serves both traps.
+    plain = ceiling["plain"]
+    assert plain["best_at_target"]["served"]["k"] == 0
+    assert plain["best_at_target"]["wrong"]["k"] == 0
+    assert plain["at_60"]["served"]["k"] == 2 and plain["at_60"]["wrong"]["k"] == 2
+    # The guard refuses both traps: the paraphrase at 0.95 is served with no trap.
+    guard = ceiling["guard"]
+    assert guard["best_at_target"]["served"]["k"] >= 1 and guard["best_at_target"]["wrong"]["k"] == 0
+    assert guard["at_60"] is None or guard["at_60"]["wrong"]["k"] == 0
