@@ -51,6 +51,8 @@ REUSE_WINDOW_S = 1.5
 # Keys whose auth calls are counted and which a test may revoke (auth_calls(), revoke()).
 REUSE = "sk-fp-reuse"
 REUSE_2 = "sk-fp-reuse-2"
+# Counted like them; used by one test only (its hit streak starts from nothing).
+STREAK = "sk-fp-reuse-streak"
 # A key with a model_max_budget: LiteLLM's model-budget limiter then observes its hits.
 MODEL_BUDGET = "sk-fp-model-budget"
 
@@ -75,6 +77,7 @@ KEYS = {
     "sk-fp-cache-controls": {"team_id": "team-a", "user_id": "cc", "allowed_cache_controls": ["no-store"]},
     "sk-fp-reuse": {"team_id": "team-r", "user_id": "rita"},
     "sk-fp-reuse-2": {"team_id": "team-r", "user_id": "remy"},
+    "sk-fp-reuse-streak": {"team_id": "team-r", "user_id": "sam"},
     "sk-fp-model-budget": {
         "team_id": "team-r",
         "user_id": "mo",

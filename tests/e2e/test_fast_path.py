@@ -20,6 +20,7 @@ from tests.e2e.fast_path_support import (
     OTHER_MODELS,
     OVER_BUDGET,
     RPM_1,
+    STREAK,
     TEAM_B,
     FastClient,
     chat_body,
@@ -117,6 +118,32 @@ def test_miss_falls_through_unchanged(fast: FastClient) -> None:
     assert fast.fast_hits() == served
     # the body the pipeline received was replayed intact: the answer is to this prompt
     assert body["messages"][0]["content"] in content_of(response.json())
+
+
+def test_a_credential_on_a_hit_streak_authenticates_before_probing(memory: FastClient) -> None:
+    # A known credential's miss is decided by the store probe without running auth (custom_auth is
+    # asked once, by the pipeline). After PROBE_SKIP_AFTER (8) hits in a row, the fast path runs
+    # LiteLLM's auth first instead: every hit still runs it once, a miss then runs it twice (fast
+    # path, pipeline), and ends the streak, so the next miss is probed again.
+    repeated = chat_body(unique("What is the boiling point of water?"), temperature=0)
+    memory.warm(STREAK, repeated)
+    probed = chat_body(unique("A first miss, decided by the probe."), temperature=0)
+    calls = memory.auth_calls(STREAK)
+    assert memory.chat(STREAK, probed).headers["x-cache"] == "MISS"
+    assert memory.auth_calls(STREAK) == calls + 1
+    for _ in range(8):
+        calls = memory.auth_calls(STREAK)
+        hit = memory.chat(STREAK, repeated)
+        assert hit.headers["x-cache"] == "HIT" and hit.json()["cached"] is True
+        assert memory.auth_calls(STREAK) == calls + 1  # LiteLLM's auth on every hit, streak or not
+    calls = memory.auth_calls(STREAK)
+    after_streak = memory.chat(STREAK, chat_body(unique("A miss after eight hits."), temperature=0))
+    assert after_streak.headers["x-cache"] == "MISS"
+    assert memory.auth_calls(STREAK) == calls + 2
+    calls = memory.auth_calls(STREAK)
+    again = memory.chat(STREAK, chat_body(unique("The next miss is probed again."), temperature=0))
+    assert again.headers["x-cache"] == "MISS"
+    assert memory.auth_calls(STREAK) == calls + 1
 
 
 def test_ineligible_and_bypassed_requests_fall_through(memory: FastClient) -> None:
