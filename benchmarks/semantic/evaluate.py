@@ -184,6 +184,16 @@ def sweep_rows(data: LabelledSet, vectors: Vectors) -> list[dict[str, Any]]:
     ]
 
 
+def _scored(outcome: Outcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+    return {
+        "threshold": outcome.threshold,
+        "served": rate(outcome.hits, outcome.same),
+        "wrong": rate(outcome.wrong, outcome.different),
+    }
+
+
 def ceiling_rows(data: LabelledSet, vectors: Vectors, *, target: float = 0.01) -> dict[str, Any]:
     """What the built-in embedder allows on a set, chosen **in hindsight** on that set (a bound,
     never a setting): per guard on/off, the most paraphrases served at any threshold (0.50-0.99) with
@@ -198,22 +208,7 @@ def ceiling_rows(data: LabelledSet, vectors: Vectors, *, target: float = 0.01) -
         best = recommend(mine, target)
         reaching = [o for o in mine if o.hit_rate >= 0.60]
         at_60 = max(reaching, key=lambda o: o.threshold) if reaching else None
-        out["guard" if guard else "plain"] = {
-            "best_at_target": None
-            if best is None
-            else {
-                "threshold": best.threshold,
-                "served": rate(best.hits, best.same),
-                "wrong": rate(best.wrong, best.different),
-            },
-            "at_60": None
-            if at_60 is None
-            else {
-                "threshold": at_60.threshold,
-                "served": rate(at_60.hits, at_60.same),
-                "wrong": rate(at_60.wrong, at_60.different),
-            },
-        }
+        out["guard" if guard else "plain"] = {"best_at_target": _scored(best), "at_60": _scored(at_60)}
     return out
 
 
