@@ -150,8 +150,9 @@ HINT_TTL_S: Final = 300.0
 HINT_CAPACITY: Final = 10_000
 # A credential whose last this-many fast-path requests were all served authenticates first, without
 # the existence probe: on a hit the probe's hook, context and key are computed again after auth anyway
-# (about 4% of a hit's CPU), while a miss after a streak pays LiteLLM's auth twice once (about five
-# times the probe). Eight in a row: the trade breaks even at a hit rate of about 0.8.
+# (about 4% of a hit's CPU), while the one miss that ends a streak runs LiteLLM's auth twice, in the
+# fast path and in the pipeline (about five times the probe). Eight in a row: the trade breaks even
+# at a hit rate of about 0.8.
 PROBE_SKIP_AFTER: Final = 8
 _INSTALLED_ATTR = "_lcp_fast_path_installed"
 
