@@ -257,6 +257,20 @@ class Marker(CustomLogger):
     pass
 
 
+marker = Marker()"""
+
+OUTERMOST_MODULE = """
+from litellm.integrations.custom_logger import CustomLogger
+
+from litellm_cache_plugin.integrations import asgi
+
+asgi._wrap_inside_exceptions = lambda stack, name, wrap: wrap(stack, False)
+
+
+class Marker(CustomLogger):
+    pass
+
+
 marker = Marker()
 """
 
@@ -656,6 +670,22 @@ def build_cases(
                     ),
                 )
             )
+    if ceiling:
+        config = plugin("memory://")
+        config["litellm_settings"]["callbacks"].insert(0, "outermost.marker")
+        cases.append(
+            Case(
+                "plugin-memory-outermost",
+                "experiment: plugin, memory://, fast path around the whole middleware stack",
+                "ceiling",
+                ProxyProcess(
+                    config,
+                    workdir / "outermost",
+                    extra_files={**files, "outermost.py": OUTERMOST_MODULE},
+                    name="plugin-memory-outermost",
+                ),
+            )
+        )
     if workers2:
         cases += [
             Case(

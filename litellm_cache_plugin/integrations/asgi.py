@@ -23,21 +23,31 @@ log = logging.getLogger("litellm_cache_plugin")
 Wrapper = Callable[[ASGIApp, bool], ASGIApp]
 
 
-def install_in_proxy_app(marker: str, name: str, wrap: Wrapper) -> Literal["installed", "deferred"] | None:
+def install_in_proxy_app(
+    marker: str, name: str, wrap: Wrapper, adjust: Callable[[Any], object] | None = None
+) -> Literal["installed", "deferred"] | None:
     """Put ``wrap(...)`` just inside the LiteLLM proxy app's ExceptionMiddleware (else around the whole
-    stack), once per app (``marker`` is set on it). Before Starlette has built the stack (it does on
-    the first ASGI call) the builder is wrapped instead. None: no proxy app, or already installed."""
+    stack), once per app (``marker`` is set on it), then call ``adjust`` with the stack (it may relink
+    the middleware above). Before Starlette has built the stack (it does on the first ASGI call) the
+    builder is wrapped instead. None: no proxy app, or already installed."""
     app = compat.proxy_app()
     if app is None or getattr(app, marker, False):
         return None
     setattr(app, marker, True)
+
+    def installed(stack: Any) -> Any:
+        stack = _wrap_inside_exceptions(stack, name, wrap)
+        if adjust is not None:
+            adjust(stack)
+        return stack
+
     if app.middleware_stack is not None:
-        app.middleware_stack = _wrap_inside_exceptions(app.middleware_stack, name, wrap)
+        app.middleware_stack = installed(app.middleware_stack)
         return "installed"
     build = app.build_middleware_stack
 
     def build_with_wrapper() -> Any:
-        return _wrap_inside_exceptions(build(), name, wrap)
+        return installed(build())
 
     app.build_middleware_stack = build_with_wrapper
     return "deferred"

@@ -139,6 +139,26 @@ from litellm_cache_plugin.integrations.litellm import create_proxy_plugin
 install_fast_path(create_proxy_plugin())
 
 
+def _middleware_chain():
+    # The built middleware stack's layers, outermost first (tests of where the plugin sits in it).
+    from litellm.proxy.proxy_server import app
+
+    names, node = [], app.middleware_stack
+    while node is not None and len(names) < 64:
+        names.append(type(node).__name__)
+        node = getattr(node, "app", None)
+    return names
+
+
+def _register_test_route():
+    from litellm.proxy.proxy_server import app
+
+    app.add_api_route("/_fp_test/middleware", _middleware_chain, methods=["GET"])
+
+
+_register_test_route()
+
+
 class FastPathWiring(CustomLogger):
     pass
 

@@ -230,6 +230,29 @@ def test_master_key_without_custom_auth(master: FastClient) -> None:
     assert master.fast_hits() == served + 1
 
 
+def test_litellm_lazy_features_still_load_beside_the_bypass(master: FastClient, off: FastClient) -> None:
+    # The fast path's routes skip LiteLLM's lazy-feature middleware (integrations/lazy_features.py);
+    # a lazily registered route still loads on its first request, as on a proxy without the fast path.
+    answers = []
+    for client in (master, off):
+        headers = {"Authorization": f"Bearer {client.proxy.master_key}"}
+        answers.append(client.http.get("/guardrails/list", headers=headers).status_code)
+    assert answers[0] == answers[1]
+    assert answers[0] != 404
+
+
+def test_the_fast_path_routes_bypass_litellms_lazy_feature_middleware(
+    master: FastClient, off: FastClient
+) -> None:
+    on_chain = master.http.get("/_fp_test/middleware").json()
+    off_chain = off.http.get("/_fp_test/middleware").json()
+    assert "FastPathApp" in on_chain
+    assert "IdleLazyFeatureBypass" in on_chain
+    assert "LazyFeatureMiddleware" not in on_chain  # walked past: the bypass links to what lies below it
+    assert "LazyFeatureMiddleware" in off_chain
+    assert "IdleLazyFeatureBypass" not in off_chain
+
+
 def test_cache_control_permissions_are_enforced(memory: FastClient, off: FastClient) -> None:
     body = chat_body(unique("Who may set cache controls?"), temperature=0)
     memory.warm(OK, body)

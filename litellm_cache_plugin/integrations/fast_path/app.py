@@ -116,6 +116,7 @@ from litellm_cache_plugin.integrations.fast_path.reuse import FreshSetupKey, Reu
 from litellm_cache_plugin.integrations.fast_path.verdicts import refresh_setup, setup_key
 from litellm_cache_plugin.integrations.fast_path.wire import (
     CALL_TYPES,
+    ROUTES,
     chat_stream_events,
     check_body,
     client_payload,
@@ -134,6 +135,7 @@ from litellm_cache_plugin.integrations.fast_path.wire import (
     text_stream_events,
 )
 from litellm_cache_plugin.integrations.host import CacheHost
+from litellm_cache_plugin.integrations.lazy_features import bypass_idle_lazy_features
 from litellm_cache_plugin.payloads import (
     answer_encoding,
     canonical_response,
@@ -778,6 +780,8 @@ def install_fast_path(plugin: CacheHost) -> None:
         _INSTALLED_ATTR,
         "fast path",
         lambda app, inside: FastPathApp(app, plugin, renders_refusals=inside),
+        # The middleware stack's costliest layer does nothing on these routes (lazy_features).
+        lambda stack: bypass_idle_lazy_features(stack, ROUTES),
     )
     if state == "installed":
         log.info("litellm_cache_plugin fast path installed")
