@@ -34,7 +34,10 @@ answering at once):
 - ``--ceiling`` adds ``plugin-memory-ceiling*``: unsafe experiments, never a mode, that measure how much
   of a hit LiteLLM's per-hit stages cost: the first auth verdict of a credential reused forever
   (``-auth``), LiteLLM's request setup replaced by the body and the identity fields (``-setup``), hit
-  logging dropped (``-log``), and combinations (all three without a suffix).
+  logging dropped (``-log``), and combinations (all three without a suffix); and
+  ``plugin-memory-outermost``: the fast path installed around the whole middleware stack instead of
+  inside ``ExceptionMiddleware`` (LiteLLM's middlewares then never see a hit: no security headers, gzip,
+  CORS or in-flight count on it), which measures what those layers cost a hit.
 - ``--workers2`` adds ``litellm-priced-w2``, ``plugin-redis-w2`` and ``plugin-redis-reuse-w2``: the same
   with ``--num_workers 2``.
 
@@ -259,6 +262,8 @@ class Marker(CustomLogger):
 
 marker = Marker()"""
 
+# The outermost experiment (``--ceiling``): the fast path around the whole middleware stack. Listed before
+# the plugin's callback so that the installer is replaced before the plugin installs.
 OUTERMOST_MODULE = """
 from litellm.integrations.custom_logger import CustomLogger
 
