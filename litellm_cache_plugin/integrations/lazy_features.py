@@ -5,7 +5,7 @@ its optional features has loaded, which in practice is never, it tests each requ
 every feature's prefixes and suffixes, and imports a feature on the first request that matches. For
 ``/v1/chat/completions`` and the other routes the fast path serves, no feature matches, so that test
 changes nothing; but it runs on every request, and it was about two thirds of the cost of LiteLLM's
-whole middleware stack on a hit (measured in-process: ~48 of ~70 us per request; ``benchmarks/README``).
+whole middleware stack on a hit (in-process, ``benchmarks/middleware_stack.py``).
 
 The bypass replaces the middleware, in the built stack, by a dispatcher that hands a request straight
 to the middleware's inner app when its path is one of those routes, LiteLLM's own ``matches`` said at

@@ -16,7 +16,13 @@ from tools.runner import ProxyProcess
 pytestmark = pytest.mark.e2e
 
 
-PASS_THROUGH_CALLS = ("await self.app(", "await pass_through(self.app,", "await app(scope, receive, marking)")
+PASS_THROUGH_CALLS = (
+    "await self.app(",
+    "await pass_through(self.app,",
+    "await app(scope, receive, marking)",
+    "await self.middleware.app(",  # lazy_features' bypass hands the request on, or to the middleware
+    "await self.middleware(",
+)
 
 
 def log_size(client: Client) -> int:
@@ -27,8 +33,8 @@ def our_frames(client: Client, since: int) -> list[str]:
     """Traceback lines pointing into this package in what the proxy logged from offset ``since`` (this
     test's requests; other tests sharing the proxy fail upstream on purpose). There must be none. The
     fast path's pass-through frames (they await the rest of the app: ``self.app(`` or
-    ``pass_through(self.app, ...)`` in the fast path, ``app(`` in ``after_response.pass_through``) are
-    on every request's stack: not ours."""
+    ``pass_through(self.app, ...)`` in the fast path, ``app(`` in ``after_response.pass_through``, the
+    lazy-feature bypass's ``self.middleware...(``) are on every request's stack: not ours."""
     with client.proxy.log_path.open("rb") as log:
         log.seek(since)
         lines = log.read().decode(errors="replace").splitlines()
