@@ -154,6 +154,43 @@ async def test_results_pass_through_under_the_deadline() -> None:
     assert guarded.counters() == {"failures": 0, "timeouts": 0, "short_circuits": 0}
 
 
+class SleepyMemoryStore(MemoryStore):
+    """A MemoryStore subclass whose reads wait: it does not declare ``never_suspends`` itself."""
+
+    async def get(self, key: str) -> bytes | None:
+        await asyncio.sleep(10)
+        return None
+
+
+async def test_a_store_that_never_suspends_gets_no_deadline_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm_cache_plugin.store import guarded as guarded_module
+
+    armed: list[float] = []
+    real = guarded_module.stall_tolerant_timeout
+
+    def counting(timeout: float) -> object:
+        armed.append(timeout)
+        return real(timeout)
+
+    monkeypatch.setattr(guarded_module, "stall_tolerant_timeout", counting)
+    memory = GuardedStore(MemoryStore(), timeout=0.05)
+    await memory.set("k", b"v", 60)
+    assert await memory.get("k") == b"v"
+    assert await memory.get_with_counters_or_lock("k", ["c"], "lock", "me", 5) == (b"v", [0], False)
+    assert armed == []
+    assert memory.counters() == {"failures": 0, "timeouts": 0, "short_circuits": 0}
+
+    timed = GuardedStore(ScriptedStore(delay=0.001), timeout=0.05)
+    assert await timed.get("k") == b"value"
+    assert armed == [0.05]
+
+    # Not inherited: a subclass that awaits is timed, and cut at the deadline.
+    sleepy = GuardedStore(SleepyMemoryStore(), timeout=0.05)
+    with pytest.raises(StoreError, match=r"get timed out after 0\.05s"):
+        await sleepy.get("k")
+    assert armed == [0.05, 0.05]
+
+
 async def test_any_exception_becomes_store_error() -> None:
     guarded = GuardedStore(ScriptedStore(error=ConnectionResetError("peer reset")), timeout=1)
     with pytest.raises(StoreError, match="get failed: ConnectionResetError: peer reset") as info:
