@@ -113,6 +113,9 @@ class GuardedStore:
     itself from cancellation.
 
     ``close()`` always reaches the backend, whatever the breaker says, under the same deadline.
+
+    A backend whose class declares ``never_suspends = True`` (the memory store) gets no timer: its
+    calls return before the loop could run one.
     """
 
     def __init__(
