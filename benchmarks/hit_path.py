@@ -514,6 +514,15 @@ def build_cases(
 
     observer_files = {**files, "observer.py": OBSERVER_MODULE}
 
+    def with_module(
+        name: str, what: str, role: Role, config: dict[str, Any], module: tuple[str, str], **env: str
+    ) -> Case:
+        """A one-worker proxy with one more callback module (file name, text) beside the config."""
+        extra = {**files, module[0]: module[1]}
+        return Case(
+            name, what, role, ProxyProcess(config, workdir / name, extra_files=extra, env=env, name=name)
+        )
+
     def observed(config: dict[str, Any]) -> dict[str, Any]:
         config["litellm_settings"].setdefault("callbacks", []).append("observer.counter")
         return config
@@ -634,17 +643,13 @@ def build_cases(
         config = priced(proxy_config(sim_url, {"backend": "memory://", "ttl": 3600}))
         config["litellm_settings"]["callbacks"].append("no_carrier.store")
         cases.append(
-            Case(
+            with_module(
                 "plugin-memory-no-carrier",
                 "experiment: plugin, memory://, no litellm.cache (lookup in a pre-call hook, store from "
                 "the success callback)",
                 "experiment",
-                ProxyProcess(
-                    config,
-                    workdir / "no-carrier",
-                    extra_files={**files, "no_carrier.py": NO_CARRIER_MODULE},
-                    name="plugin-memory-no-carrier",
-                ),
+                config,
+                ("no_carrier.py", NO_CARRIER_MODULE),
             )
         )
     if ceiling:
@@ -662,33 +667,24 @@ def build_cases(
             suffix = "" if skip == "auth,setup,log" else "-" + skip.replace(",", "-")
             name = f"plugin-memory-ceiling{suffix}"
             cases.append(
-                Case(
+                with_module(
                     name,
                     f"experiment: plugin, memory://, {what} (unsafe; a bound, not a mode)",
                     "ceiling",
-                    ProxyProcess(
-                        config,
-                        workdir / name,
-                        extra_files={**files, "ceiling.py": CEILING_MODULE},
-                        env={"LCP_CEILING_SKIP": skip},
-                        name=name,
-                    ),
+                    config,
+                    ("ceiling.py", CEILING_MODULE),
+                    LCP_CEILING_SKIP=skip,
                 )
             )
-    if ceiling:
         config = plugin("memory://")
         config["litellm_settings"]["callbacks"].insert(0, "outermost.marker")
         cases.append(
-            Case(
+            with_module(
                 "plugin-memory-outermost",
                 "experiment: plugin, memory://, fast path around the whole middleware stack",
                 "ceiling",
-                ProxyProcess(
-                    config,
-                    workdir / "outermost",
-                    extra_files={**files, "outermost.py": OUTERMOST_MODULE},
-                    name="plugin-memory-outermost",
-                ),
+                config,
+                ("outermost.py", OUTERMOST_MODULE),
             )
         )
     if workers2:
