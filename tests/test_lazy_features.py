@@ -133,3 +133,32 @@ async def test_nothing_changes_where_the_bypass_cannot_be_sure(monkeypatch: pyte
     once = _chain(CountingFeature(), [])[0]
     assert bypass_idle_lazy_features(once, ROUTES)
     assert not bypass_idle_lazy_features(once, ROUTES)
+
+
+def test_an_adjustment_that_fails_leaves_the_stack_as_built(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from litellm_cache_plugin.integrations import asgi, compat
+
+    class Broken:
+        module_path = "tests.broken"
+
+        def matches(self) -> bool:  # not the signature the bypass calls: it raises TypeError
+            return False
+
+    outer, middleware = _chain(CountingFeature(), [])
+    middleware._features = (Broken(),)
+
+    class App:
+        middleware_stack: Any = outer
+
+    app = App()
+    monkeypatch.setattr(compat, "proxy_app", lambda: app)
+    state = asgi.install_in_proxy_app(
+        "_test_marker", "test", lambda inner, inside: inner,
+        lambda stack: bypass_idle_lazy_features(stack, ROUTES),
+    )  # fmt: skip
+    assert state == "installed"
+    assert app.middleware_stack is outer
+    assert outer.app is middleware  # not relinked
+    assert "test: middleware stack left as built" in caplog.text

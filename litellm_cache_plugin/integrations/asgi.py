@@ -38,7 +38,11 @@ def install_in_proxy_app(
     def installed(stack: Any) -> Any:
         stack = _wrap_inside_exceptions(stack, name, wrap)
         if adjust is not None:
-            adjust(stack)
+            try:
+                adjust(stack)
+            except Exception:
+                # An adjustment only saves work: whatever it meets, the stack stays as built.
+                log.warning("litellm_cache_plugin %s: middleware stack left as built", name, exc_info=True)
         return stack
 
     if app.middleware_stack is not None:

@@ -12,7 +12,8 @@ to the middleware's inner app when its path is one of those routes, LiteLLM's ow
 install time that no feature matches it, and no root path is in play (the middleware would strip one
 before matching). Every other request goes through the middleware as before. The middleware's only
 effect, loading a feature, therefore happens exactly as without the bypass. Misses and LiteLLM's own
-pipeline on these routes save the same work; the plugin's benchmark says so where it compares.
+pipeline on these routes save the same work. The dispatcher is put in place only once everything it
+needs was read; an error on the way leaves the stack as built (``asgi.install_in_proxy_app``).
 """
 
 from __future__ import annotations
