@@ -4,7 +4,7 @@ the edge layer's 304 wrapper)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Literal
 
 from litellm_cache_plugin.integrations import compat
@@ -57,16 +57,24 @@ def install_in_proxy_app(
     return "deferred"
 
 
+def middleware_links(stack: Any) -> Iterator[tuple[Any, Any]]:
+    """``(parent, node)`` down a built middleware stack's ``.app`` links, outermost first (``parent``
+    None for the top). At most 64 links: a chain is short, and a cycle must never loop forever."""
+    parent: Any = None
+    node = stack
+    for _ in range(64):
+        if node is None:
+            return
+        yield parent, node
+        parent, node = node, getattr(node, "app", None)
+
+
 def _wrap_inside_exceptions(stack: Any, name: str, wrap: Wrapper) -> Any:
     from starlette.middleware.exceptions import ExceptionMiddleware
 
-    node = stack
-    for _ in range(64):  # a middleware chain is short; never loop forever on a cycle
-        if node is None:
-            break
+    for _, node in middleware_links(stack):
         if isinstance(node, ExceptionMiddleware):
             node.app = wrap(node.app, True)
             return stack
-        node = getattr(node, "app", None)
     log.warning("litellm_cache_plugin %s: no ExceptionMiddleware found, wrapping the whole app", name)
     return wrap(stack, False)

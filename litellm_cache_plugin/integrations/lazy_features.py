@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from litellm_cache_plugin.integrations.asgi import Receive, Scope, Send
+from litellm_cache_plugin.integrations.asgi import Receive, Scope, Send, middleware_links
 
 log = logging.getLogger("litellm_cache_plugin")
 
@@ -62,19 +62,18 @@ def bypass_idle_lazy_features(stack: Any, paths: Iterable[str]) -> bool:
     middleware ``stack`` (a chain of ``.app`` links) for those of ``paths`` it would do nothing for.
     False, changing nothing, when there is no such middleware, its shape is not the one read from
     LiteLLM's source, a root path is configured, or no path is idle."""
-    parent: Any = None
-    node = stack
-    for _ in range(64):  # a middleware chain is short; never loop forever on a cycle
-        if node is None or isinstance(node, IdleLazyFeatureBypass):
-            return False
-        kind = type(node)
-        if (kind.__module__, kind.__qualname__) == _MIDDLEWARE:
-            break
-        parent, node = node, getattr(node, "app", None)
-    else:
-        return False
-    if parent is None or node is None:
-        return False
+    found = next(
+        (
+            (parent, node)
+            for parent, node in middleware_links(stack)
+            if isinstance(node, IdleLazyFeatureBypass)
+            or (type(node).__module__, type(node).__qualname__) == _MIDDLEWARE
+        ),
+        None,
+    )
+    if found is None or isinstance(found[1], IdleLazyFeatureBypass) or found[0] is None:
+        return False  # no such middleware, bypassed already, or nothing above it to relink
+    parent, node = found
     features = getattr(node, "_features", None)
     root_path = getattr(node, "_root_path", None)
     if not isinstance(features, tuple) or root_path != "" or getattr(node, "app", None) is None:
