@@ -16,27 +16,20 @@ from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.policy.tags import TagError, parse_tags
 from litellm_cache_plugin.store.base import StoreError
 from litellm_cache_plugin.store.memory import MemoryStore
+from tests.fake_clock import FakeClock
 
 A = Tenant("team", "a")
 B = Tenant("team", "b")
 NONE = RequestControls()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_000_000.0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def engine(clock: Clock) -> CacheEngine:
+def engine(clock: FakeClock) -> CacheEngine:
     return CacheEngine(MemoryStore(clock=clock), namespace="t", clock=clock)
 
 
@@ -132,7 +125,7 @@ class CountingStore:
 
 @pytest.mark.parametrize("entries", [10, 10_000])
 async def test_invalidation_is_one_counter_increment_whatever_the_number_of_entries(
-    clock: Clock, entries: int
+    clock: FakeClock, entries: int
 ) -> None:
     store = CountingStore(MemoryStore(clock=clock))
     engine = CacheEngine(store, namespace="t", clock=clock)  # type: ignore[arg-type]
@@ -145,7 +138,7 @@ async def test_invalidation_is_one_counter_increment_whatever_the_number_of_entr
     assert await get(engine, "k0") == "MISS:invalidated"
 
 
-async def test_fresh_stale_expired(engine: CacheEngine, clock: Clock) -> None:
+async def test_fresh_stale_expired(engine: CacheEngine, clock: FakeClock) -> None:
     await put(engine, "k", ttl=10, stale=20)
     assert await get(engine, "k") == "HIT"
     clock.now += 15
@@ -154,7 +147,7 @@ async def test_fresh_stale_expired(engine: CacheEngine, clock: Clock) -> None:
     assert await get(engine, "k") == "MISS:expired"
 
 
-async def test_max_age_and_model_version(engine: CacheEngine, clock: Clock) -> None:
+async def test_max_age_and_model_version(engine: CacheEngine, clock: FakeClock) -> None:
     await put(engine, "k", ttl=100)
     clock.now += 30
     found = await engine.lookup(
@@ -184,7 +177,7 @@ async def test_single_flight_in_one_process(engine: CacheEngine) -> None:
     assert all(not r.leader and r.entry == entry for r in roles)
 
 
-async def test_single_flight_wait_is_bounded(clock: Clock) -> None:
+async def test_single_flight_wait_is_bounded(clock: FakeClock) -> None:
     engine = CacheEngine(
         MemoryStore(clock=clock), namespace="t", clock=clock, single_flight=SingleFlightSettings(timeout=0.05)
     )
@@ -197,7 +190,7 @@ async def test_single_flight_wait_is_bounded(clock: Clock) -> None:
     assert not follower.leader and follower.entry is None  # timed out: goes upstream itself
 
 
-async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> None:
+async def test_single_flight_across_replicas_sharing_a_store(clock: FakeClock) -> None:
     shared = MemoryStore(clock=clock)
     replica_1 = CacheEngine(shared, namespace="t", clock=clock)
     replica_2 = CacheEngine(shared, namespace="t", clock=clock)
@@ -215,7 +208,9 @@ async def test_single_flight_across_replicas_sharing_a_store(clock: Clock) -> No
     assert all(r.entry is not None for r in roles)
 
 
-async def test_a_poller_leads_once_the_other_replicas_leader_lets_go_without_an_answer(clock: Clock) -> None:
+async def test_a_poller_leads_once_the_other_replicas_leader_lets_go_without_an_answer(
+    clock: FakeClock,
+) -> None:
     """Replica 2 waits on replica 1's flight through the backend; replica 1's call fails (no entry):
     replica 2 takes the lock and leads at once, not after the single-flight timeout (30 s here)."""
     shared = MemoryStore(clock=clock)
@@ -244,7 +239,9 @@ async def test_a_poller_leads_once_the_other_replicas_leader_lets_go_without_an_
     assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # released by its finish
 
 
-async def test_a_poller_that_takes_over_serves_an_answer_stored_just_before_the_release(clock: Clock) -> None:
+async def test_a_poller_that_takes_over_serves_an_answer_stored_just_before_the_release(
+    clock: FakeClock,
+) -> None:
     shared = MemoryStore(clock=clock)
     replica_1 = CacheEngine(shared, namespace="t", clock=clock)
     replica_2 = CacheEngine(shared, namespace="t", clock=clock)
@@ -271,7 +268,9 @@ async def test_a_poller_that_takes_over_serves_an_answer_stored_just_before_the_
     assert await shared.acquire_lock("t:lock:fill:k", "someone", 30)  # not left held
 
 
-async def test_a_read_that_finds_nothing_takes_the_fill_lock_its_flight_then_leads_with(clock: Clock) -> None:
+async def test_a_read_that_finds_nothing_takes_the_fill_lock_its_flight_then_leads_with(
+    clock: FakeClock,
+) -> None:
     """``read(lock=True)`` takes the fill lock in the read's round trip; this process's claim of
     the key then leads with it (no second lock call) and another replica waits on it."""
     shared = MemoryStore(clock=clock)
@@ -317,7 +316,7 @@ class LateReadStore(CountingStore):
 
 
 async def test_a_request_whose_read_took_the_lock_leads_even_when_another_request_claimed_first(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     """Two requests of one process miss the same key. The first's read takes the fill lock, but its
     reply comes back after the second request has already claimed the key and found the lock taken
@@ -361,7 +360,7 @@ class LostReplyStore(CountingStore):
 
 
 async def test_a_read_whose_reply_was_lost_does_not_leave_its_request_waiting_on_its_own_lock(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     shared = MemoryStore(clock=clock)
     engine = CacheEngine(LostReplyStore(shared), namespace="t", clock=clock)  # type: ignore[arg-type]
@@ -391,7 +390,7 @@ def test_held_locks_nobody_claimed_or_gave_back_are_swept_once_expired(engine: C
 
 
 async def test_a_claim_after_a_lookup_that_found_nothing_is_served_what_was_stored_since(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     """The lookup found nothing; before the claim, another replica's flight stored its answer and
     let go of the lock. The claim is served that answer, not a second upstream call; a claim that
@@ -416,7 +415,7 @@ async def test_a_claim_after_a_lookup_that_found_nothing_is_served_what_was_stor
     assert (await replica_1.claim("k", poll=poll, model_group="m")).leader
 
 
-async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: Clock) -> None:
+async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: FakeClock) -> None:
     shared = MemoryStore(clock=clock)
     short = SingleFlightSettings(timeout=0.05)
     replica_1 = CacheEngine(shared, namespace="t", clock=clock, single_flight=short)
@@ -439,7 +438,7 @@ async def test_a_fill_lock_read_ahead_but_never_claimed_is_given_back(clock: Clo
     assert not follower.leader
 
 
-async def test_a_read_that_finds_an_entry_takes_no_lock(clock: Clock) -> None:
+async def test_a_read_that_finds_an_entry_takes_no_lock(clock: FakeClock) -> None:
     shared = MemoryStore(clock=clock)
     engine = CacheEngine(shared, namespace="t", clock=clock)
     await put(engine, "k")
@@ -449,7 +448,7 @@ async def test_a_read_that_finds_an_entry_takes_no_lock(clock: Clock) -> None:
 
 
 async def test_a_flight_does_not_lead_with_a_fill_lock_read_ahead_that_has_expired(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared = MemoryStore(clock=clock)
     counted = CountingStore(shared)
@@ -469,7 +468,7 @@ async def test_a_flight_does_not_lead_with_a_fill_lock_read_ahead_that_has_expir
     assert counted.calls.count("acquire_lock") == 1  # took the lock again
 
 
-async def test_single_flight_counts_its_events_under_the_model_group(clock: Clock) -> None:
+async def test_single_flight_counts_its_events_under_the_model_group(clock: FakeClock) -> None:
     shared = MemoryStore(clock=clock)
     replica_1 = CacheEngine(shared, namespace="t", clock=clock)
     replica_2 = CacheEngine(shared, namespace="t", clock=clock)
@@ -513,7 +512,7 @@ async def test_single_flight_counts_under_the_layer_it_is_given(engine: CacheEng
     assert "exact" not in snapshot
 
 
-def test_unrated_layers_get_no_hit_ratio(clock: Clock) -> None:
+def test_unrated_layers_get_no_hit_ratio(clock: FakeClock) -> None:
     default = CacheEngine(MemoryStore(clock=clock), namespace="t", clock=clock)
     named = CacheEngine(MemoryStore(clock=clock), namespace="t", clock=clock, unrated_layers=("path",))
     for engine in (default, named):
@@ -526,7 +525,7 @@ def test_unrated_layers_get_no_hit_ratio(clock: Clock) -> None:
     assert rated == {"exact", "fast_path"}
 
 
-async def test_refresh_lock_is_exclusive_across_replicas(clock: Clock) -> None:
+async def test_refresh_lock_is_exclusive_across_replicas(clock: FakeClock) -> None:
     shared = MemoryStore(clock=clock)
     one, two = CacheEngine(shared, namespace="t"), CacheEngine(shared, namespace="t")
     owners = await asyncio.gather(*(e.flights.try_refresh_lock("k", 30, 5.0) for e in [one, two, one, two]))

@@ -18,6 +18,7 @@ from litellm_cache_plugin.integrations.fast_path.verdicts import (
     verdict_reusable,
 )
 from litellm_cache_plugin.settings import SettingsError, settings_from_mapping
+from tests.fake_clock import FakeClock
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -236,18 +237,10 @@ def test_a_setup_is_kept_only_under_a_verdict_of_this_request_alone() -> None:
     assert not setup_reusable_with(Auth())  # not LiteLLM's auth object
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _fresh_memory(seconds: float = 5) -> tuple[Any, FakeClock]:
     from litellm_cache_plugin.integrations.fast_path.reuse import ReuseMemory
 
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     settings = settings_from_mapping({"fast_path": {"setup_reuse_seconds": seconds}}, environ={})
     return ReuseMemory(settings.fast_path, clock=clock), clock
 

@@ -18,16 +18,9 @@ from litellm_cache_plugin.store.base import StoreError, StoreStats
 from litellm_cache_plugin.store.memory import MemoryStore
 from litellm_cache_plugin.store.own_entries import OwnEntries
 from litellm_cache_plugin.store.redis import RedisStore
+from tests.fake_clock import FakeClock
 
 SERVER_WIDE = StoreStats("fake", 999, 10_000, 5, 7, {"bytes": "server", "entries": "database"})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingStore(MemoryStore):
@@ -48,7 +41,7 @@ class CountingStore(MemoryStore):
 
 
 async def test_replaces_entries_with_the_caches_own_count_and_labels_it() -> None:
-    store, clock = CountingStore(), Clock()
+    store, clock = CountingStore(), FakeClock()
     own = OwnEntries(GuardedStore(store, timeout=0.05), "lcp:", max_keys=500, clock=clock)
     stats = await own.apply(SERVER_WIDE)
     assert store.calls == [("lcp:", 500)]  # through the guard to the backend inside it
@@ -58,7 +51,7 @@ async def test_replaces_entries_with_the_caches_own_count_and_labels_it() -> Non
 
 
 async def test_counts_at_most_once_per_max_age_in_the_background() -> None:
-    store, clock = CountingStore(), Clock()
+    store, clock = CountingStore(), FakeClock()
     own = OwnEntries(store, "lcp:", max_age=60, clock=clock)
     assert (await own.apply(SERVER_WIDE)).entries == 3
     store.answer = 4

@@ -21,6 +21,7 @@ from litellm_cache_plugin.envelope import Entry
 from litellm_cache_plugin.policy.controls import RequestControls
 from litellm_cache_plugin.policy.keys import Tenant
 from litellm_cache_plugin.store.memory import MemoryStore
+from tests.fake_clock import FakeClock
 
 TENANT = Tenant("team", "a")
 TIMEOUT = 30.0  # the default single-flight timeout: a deadlock would wait this long
@@ -175,14 +176,6 @@ async def test_when_the_first_leader_fails_the_burst_still_ends_promptly_and_lea
 # --- stale-while-revalidate: one refresh per stale entry across replicas ------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class StoringUpstream:
     """A refresh that asks the model again (after a short wait) and stores its answer, counted."""
 
@@ -241,7 +234,7 @@ async def test_a_stale_entry_is_refreshed_once_across_replicas_whatever_the_repl
     from tests.region_ports import NoCosts
 
     rng = random.Random(2000 + seed)
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     shared = MemoryStore(clock=clock)
     settings = settings_from_mapping({}, environ={})
     upstream = StoringUpstream()

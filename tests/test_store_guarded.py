@@ -10,15 +10,8 @@ from litellm_cache_plugin.store.base import Store, StoreError, StoreStats
 from litellm_cache_plugin.store.guarded import CircuitBreaker, CircuitOpenError, GuardedStore
 from litellm_cache_plugin.store.memory import MemoryStore
 from litellm_cache_plugin.testing import AdvanceTime, StoreConformance
+from tests.fake_clock import FakeClock
 from tests.loop_stalls import LoopStalls
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ScriptedStore:
@@ -236,7 +229,7 @@ def test_rejects_bad_timeouts() -> None:
 
 
 async def test_breaker_opens_short_circuits_and_recovers() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     inner = ScriptedStore(error=ConnectionRefusedError("refused"))
     guarded = GuardedStore(inner, timeout=1, clock=clock)
     for _ in range(5):
@@ -289,7 +282,7 @@ async def test_timeouts_open_the_breaker() -> None:
 
 
 async def test_half_open_lets_exactly_one_probe_through() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     inner = ScriptedStore(delay=0.05)
     guarded = GuardedStore(inner, timeout=1, breaker=CircuitBreaker(failure_threshold=1, clock=clock))
     inner.error = OSError("down")
@@ -305,7 +298,7 @@ async def test_half_open_lets_exactly_one_probe_through() -> None:
 
 
 async def test_cancelled_probe_frees_the_probe_slot() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     inner = ScriptedStore(error=OSError("down"))
     guarded = GuardedStore(inner, timeout=5, breaker=CircuitBreaker(failure_threshold=1, clock=clock))
     with pytest.raises(StoreError):
@@ -325,7 +318,7 @@ async def test_cancelled_probe_frees_the_probe_slot() -> None:
 
 
 async def test_close_reaches_the_backend_even_when_open() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     inner = ScriptedStore(error=OSError("down"))
     guarded = GuardedStore(inner, timeout=1, breaker=CircuitBreaker(failure_threshold=1, clock=clock))
     with pytest.raises(StoreError):
@@ -340,7 +333,7 @@ async def test_close_reaches_the_backend_even_when_open() -> None:
 
 
 def test_breaker_counts_consecutive_failures_only() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     breaker = CircuitBreaker(failure_threshold=3, reset_after=2, clock=clock)
     for _ in range(2):
         assert breaker.allow()
@@ -355,7 +348,7 @@ def test_breaker_counts_consecutive_failures_only() -> None:
 
 
 def test_breaker_half_open_cycle() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     breaker = CircuitBreaker(failure_threshold=1, reset_after=2, clock=clock)
     breaker.on_failure()
     clock.now += 1.999
@@ -393,7 +386,7 @@ class TestGuardedMemoryConformance(StoreConformance):
 
     @pytest.fixture
     def clock(self) -> FakeClock:
-        return FakeClock()
+        return FakeClock(100.0)
 
     @pytest.fixture
     async def store(self, clock: FakeClock) -> AsyncIterator[GuardedStore]:

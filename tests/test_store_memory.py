@@ -9,21 +9,11 @@ from hypothesis import strategies as st
 
 from litellm_cache_plugin.store.memory import ENTRY_OVERHEAD, MemoryStore
 from litellm_cache_plugin.testing import AdvanceTime, StoreConformance
+from tests.fake_clock import FakeClock
 
 T = TypeVar("T")
 KiB = 1024
 MiB = 1024 * KiB
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
