@@ -91,19 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = sorted(set(ours) | set(theirs), key=lambda name: -(ours.get(name, 0.0) - theirs.get(name, 0.0)))
     unit = "us per request" + (" (this profile, base, difference)" if theirs else "")
     print(f"{args.stacks}: {unit}" + (f" under {args.under}" if args.under else ""))
-    shown = 0
-    for name in rows:
-        if args.match and args.match not in name:
-            continue
+    for name in [name for name in rows if not args.match or args.match in name][: args.top]:
         mine = ours.get(name, 0.0)
-        if theirs:
-            base = theirs.get(name, 0.0)
-            print(f"  {mine:8.1f} {base:8.1f} {mine - base:+8.1f}  {name}")
-        else:
-            print(f"  {mine:8.1f}  {name}")
-        shown += 1
-        if shown >= args.top:
-            break
+        base = f"{theirs.get(name, 0.0):8.1f} {mine - theirs.get(name, 0.0):+8.1f}  " if theirs else ""
+        print(f"  {mine:8.1f} {base} {name}")
     return 0
 
 
