@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+# The script's digest is the store's own (private) constant: the stripped variants must send the very
+# command the store sends, and a copy of the script here could drift from it.
 from litellm_cache_plugin.store.redis import _READ_OR_LOCK_SHA, RedisStore
 
 Call = Callable[[], Awaitable[Any]]
