@@ -23,11 +23,30 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-# The script's digest is the store's own (private) constant: the stripped variants must send the very
-# command the store sends, and a copy of the script here could drift from it.
-from litellm_cache_plugin.store.redis import _READ_OR_LOCK_SHA, RedisStore
+from litellm_cache_plugin.store.redis import RedisStore
 
 Call = Callable[[], Awaitable[Any]]
+
+
+async def command_of(store: RedisStore, call: Call) -> tuple[Any, ...]:
+    """The arguments of the one command ``call`` makes the store send, recorded on its client, so that
+    the stripped variants send the very same command (script digest, prefixed keys)."""
+    client = store.client
+    sent: list[tuple[Any, ...]] = []
+    execute = client.execute_command
+
+    async def recording(*args: Any, **options: Any) -> Any:
+        sent.append(args)
+        return await execute(*args, **options)
+
+    client.execute_command = recording  # type: ignore[method-assign]
+    try:
+        await call()
+    finally:
+        del client.execute_command  # the class's method again
+    if len(sent) != 1:
+        raise RuntimeError(f"expected one command, the store sent {len(sent)}: {sent}")
+    return sent[0]
 
 
 async def cpu_us(call: Call, calls: int) -> float:
@@ -44,8 +63,13 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, list[float]]:
     untimed = RedisStore.from_url(url)
     untimed.client.connection_pool.connection_kwargs["socket_timeout"] = None
     entry, lock = prefix + "entry", prefix + "lock"
-    counters = [prefix + "c1", prefix + "c2"]
     await store.set("entry", b"x" * 1500, 60)
+
+    def store_read(target: RedisStore) -> Call:
+        return lambda: target.get_with_counters_or_lock("entry", ["c1", "c2"], "lock", "owner", 30)
+
+    await store_read(store)()  # loads the script on the server: the recorded call is then one EVALSHA
+    command = await command_of(store, store_read(store))
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     raw_get = f"*2\r\n$3\r\nGET\r\n${len(entry)}\r\n{entry}\r\n".encode()
 
@@ -55,9 +79,7 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, list[float]]:
         async def call() -> Any:
             connection = await pool.get_connection()
             try:
-                await connection.send_command(
-                    "EVALSHA", _READ_OR_LOCK_SHA, 4, entry, lock, *counters, "owner", 30000
-                )
+                await connection.send_command(*command)
                 return await connection.read_response()
             finally:
                 await pool.release(connection)
@@ -70,12 +92,8 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, list[float]]:
         await reader.readexactly(int(header[1:]) + 2)
 
     cases: dict[str, Call] = {
-        "store.get_with_counters_or_lock (as a hit makes it)": lambda: store.get_with_counters_or_lock(
-            "entry", ["c1", "c2"], "lock", "owner", 30
-        ),
-        "  same, no per-command socket timeout": lambda: untimed.get_with_counters_or_lock(
-            "entry", ["c1", "c2"], "lock", "owner", 30
-        ),
+        "store.get_with_counters_or_lock (as a hit makes it)": store_read(store),
+        "  same, no per-command socket timeout": store_read(untimed),
         "  EVALSHA on the connection, socket timeout kept": on_connection(store),
         "  EVALSHA on the connection, no socket timeout": on_connection(untimed),
         "raw asyncio streams GET (the floor)": raw,
